@@ -1,0 +1,98 @@
+# nmbridge — build and install.
+#
+#   make                      swift build -c release
+#   sudo make install         build, install, then create the user, the
+#                             directories and reload udev/systemd
+#   make install DESTDIR=/tmp/stage
+#                             stage for packaging (no user creation, no reloads)
+#   make install-files DESTDIR=... [BINDIR_SRC=dir]
+#                             install already-built binaries from BINDIR_SRC
+#                             (default .build/release); nothing is built
+#   sudo make uninstall       remove what install put under PREFIX; keeps
+#                             /etc/nmbridge and /var/lib/nmbridge (data)
+#
+# PREFIX=/usr by default. All systemd-related directories below are searched
+# by systemd/udev both under /usr and /usr/local.
+
+PREFIX        ?= /usr
+DESTDIR       ?=
+SYSCONFDIR    ?= /etc
+BINDIR        ?= $(PREFIX)/bin
+UNITDIR       ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR   ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR   ?= $(PREFIX)/lib/tmpfiles.d
+UDEVRULESDIR  ?= $(PREFIX)/lib/udev/rules.d
+CONFDIR       ?= $(SYSCONFDIR)/nmbridge
+
+SWIFT         ?= swift
+INSTALL       ?= install
+BINDIR_SRC    ?= .build/release
+BINARIES      := nmbridged nmbridge
+EXAMPLE_CONF  := docs/nmbridge.example.toml
+
+.PHONY: all build install install-files activate uninstall
+
+all: build
+
+build:
+	$(SWIFT) build -c release
+
+install: build
+	$(MAKE) install-files BINDIR_SRC=.build/release
+	@if [ -z "$(DESTDIR)" ]; then $(MAKE) activate; fi
+
+install-files:
+	@for b in $(BINARIES); do \
+		if [ ! -x "$(BINDIR_SRC)/$$b" ]; then \
+			echo "error: $(BINDIR_SRC)/$$b not found or not executable (run 'swift build -c release' or set BINDIR_SRC)" >&2; \
+			exit 1; \
+		fi; \
+	done
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(BINDIR)"
+	$(INSTALL) -m 0755 $(addprefix $(BINDIR_SRC)/,$(BINARIES)) "$(DESTDIR)$(BINDIR)/"
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(UNITDIR)"
+	sed 's|/usr/bin/nmbridged|$(BINDIR)/nmbridged|g' systemd/nmbridged.service > "$(DESTDIR)$(UNITDIR)/nmbridged.service"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/nmbridged.service"
+	$(INSTALL) -D -m 0644 systemd/nmbridge.sysusers "$(DESTDIR)$(SYSUSERSDIR)/nmbridge.conf"
+	$(INSTALL) -D -m 0644 systemd/nmbridge.tmpfiles "$(DESTDIR)$(TMPFILESDIR)/nmbridge.conf"
+	$(INSTALL) -D -m 0644 udev-rules/70-nmbridge.rules "$(DESTDIR)$(UDEVRULESDIR)/70-nmbridge.rules"
+	@# The example config is installed once and never overwritten: an
+	@# existing /etc/nmbridge/nmbridge.toml is the admin's. Group and mode
+	@# are finished by tmpfiles.d/nmbridge.conf (root:nmbridge 0640), since
+	@# the nmbridge group may not exist yet (or not in DESTDIR).
+	@if [ ! -f "$(EXAMPLE_CONF)" ]; then \
+		echo "note: $(EXAMPLE_CONF) not present, no configuration installed"; \
+	elif [ -e "$(DESTDIR)$(CONFDIR)/nmbridge.toml" ]; then \
+		echo "note: keeping existing $(DESTDIR)$(CONFDIR)/nmbridge.toml"; \
+	else \
+		echo "$(INSTALL) -D -m 0640 $(EXAMPLE_CONF) $(DESTDIR)$(CONFDIR)/nmbridge.toml"; \
+		$(INSTALL) -d -m 0750 "$(DESTDIR)$(CONFDIR)" && \
+		$(INSTALL) -m 0640 "$(EXAMPLE_CONF)" "$(DESTDIR)$(CONFDIR)/nmbridge.toml"; \
+	fi
+
+# Live system only (DESTDIR empty): what a package's postinst would do.
+# udev and systemd reloads are skipped where those daemons are not running.
+activate:
+	systemd-sysusers nmbridge.conf
+	systemd-tmpfiles --create nmbridge.conf
+	@if [ -S /run/udev/control ]; then \
+		echo "udevadm control --reload && udevadm trigger --subsystem-match=tty --subsystem-match=usb"; \
+		udevadm control --reload && udevadm trigger --subsystem-match=tty --subsystem-match=usb; \
+	fi
+	@if [ -d /run/systemd/system ]; then \
+		echo "systemctl daemon-reload"; systemctl daemon-reload; \
+		echo "next: edit $(CONFDIR)/nmbridge.toml, then: systemctl enable --now nmbridged.service"; \
+	fi
+
+uninstall:
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		echo "systemctl disable --now nmbridged.service"; \
+		systemctl disable --now nmbridged.service || true; \
+	fi
+	for b in $(BINARIES); do rm -f "$(DESTDIR)$(BINDIR)/$$b"; done
+	rm -f "$(DESTDIR)$(UNITDIR)/nmbridged.service"
+	rm -f "$(DESTDIR)$(SYSUSERSDIR)/nmbridge.conf"
+	rm -f "$(DESTDIR)$(TMPFILESDIR)/nmbridge.conf"
+	rm -f "$(DESTDIR)$(UDEVRULESDIR)/70-nmbridge.rules"
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "note: $(CONFDIR), /var/lib/nmbridge (journal, received DICOM files) and the nmbridge user are kept; remove them by hand if intended"

@@ -1,0 +1,105 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Versions are the ones mirrored for this build environment (see README "Building").
+let package = Package(
+    name: "nmbridge",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "nmbridged", targets: ["nmbridged"]),
+        .executable(name: "nmbridge", targets: ["nmbridge"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+    ],
+    targets: [
+        // Event model, units, driver contract, configuration. No I/O, no C, no NIOPosix.
+        .target(
+            name: "NMBridgeCore",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Durable event journal on SQLite (WAL) through GRDB.
+        .target(
+            name: "NMJournal",
+            dependencies: [
+                "NMBridgeCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Drivers: one folder per family under Drivers/.
+        .target(
+            name: "ScriptDriver",
+            dependencies: ["NMBridgeCore"],
+            path: "Drivers/Script"
+        ),
+        // Composition: services, supervisor, HTTP API, sd_notify.
+        .target(
+            name: "NMServer",
+            dependencies: [
+                "NMBridgeCore",
+                "NMJournal",
+                "ScriptDriver",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // HTTP client for the API (unix socket or TCP), used by the CLI and the benchmarks.
+        .target(
+            name: "NMClient",
+            dependencies: [
+                "NMBridgeCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "nmbridged",
+            dependencies: [
+                "NMServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "nmbridge",
+            dependencies: [
+                "NMBridgeCore",
+                "NMClient",
+                "NMServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "nmbridge-bench",
+            dependencies: [
+                "NMBridgeCore",
+                "NMJournal",
+                "NMClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "bench/Sources/nmbridge-bench"
+        ),
+        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver"]),
+        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal"]),
+        .testTarget(
+            name: "NMServerTests",
+            dependencies: ["NMServer", "NMClient", .product(name: "HummingbirdTesting", package: "hummingbird")]
+        ),
+        .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

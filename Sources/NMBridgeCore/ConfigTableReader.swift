@@ -1,0 +1,237 @@
+/// One problem in a configuration file, with the key and the line it is about.
+public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
+    /// The file, when the configuration came from one.
+    public var file: String?
+    /// The full dotted key, e.g. `journal.sync` or `device[dosecal-hotlab].poll_ms`.
+    public var key: String
+    /// The 1-based line of the key (or of its table when the key is missing).
+    public var line: Int?
+    public var message: String
+
+    public init(file: String? = nil, key: String, line: Int?, message: String) {
+        self.file = file
+        self.key = key
+        self.line = line
+        self.message = message
+    }
+
+    /// `FILE:LINE: KEY: message`, the format editors and `grep -n` users expect.
+    public var description: String {
+        var out = ""
+        if let file { out += file + ":" }
+        if let line { out += "\(line):" }
+        if !out.isEmpty { out += " " }
+        return out + "\(key): \(message)"
+    }
+}
+
+/// Every problem found in a configuration, reported together.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    public var problems: [ConfigProblem]
+
+    public init(problems: [ConfigProblem]) { self.problems = problems }
+
+    public var description: String {
+        let count = problems.count == 1 ? "1 problem" : "\(problems.count) problems"
+        return "configuration has \(count):\n" + problems.map { "  " + $0.description }.joined(separator: "\n")
+    }
+}
+
+/// Reads typed values from one TOML table, collecting every problem instead of stopping
+/// at the first, and reporting keys nobody asked for as unknown (usually typos).
+///
+/// Not `Sendable`: a reader lives for the duration of one configuration load.
+public final class ConfigTableReader {
+    /// The dotted path of this table, e.g. `journal` or `device[gantry-1].modbus`.
+    public let path: String
+    public let table: TOMLTable
+    private let sink: ProblemSink
+    private var usedKeys: Set<String> = []
+
+    final class ProblemSink {
+        let file: String?
+        var problems: [ConfigProblem] = []
+        init(file: String?) { self.file = file }
+    }
+
+    /// A reader for a whole document (the root table).
+    public convenience init(root: TOMLTable, file: String?) {
+        self.init(path: "", table: root, sink: ProblemSink(file: file))
+    }
+
+    init(path: String, table: TOMLTable, sink: ProblemSink) {
+        self.path = path
+        self.table = table
+        self.sink = sink
+    }
+
+    /// Every problem recorded by this reader and the readers derived from it.
+    public var problems: [ConfigProblem] { sink.problems }
+
+    private func fullKey(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    /// Records a problem about `key` (at the key's line, or the table's when absent).
+    public func problem(_ key: String, _ message: String) {
+        let line = table[key]?.location.line ?? table.location.line
+        sink.problems.append(ConfigProblem(file: sink.file, key: fullKey(key), line: line, message: message))
+    }
+
+    /// Records a problem about this table as a whole.
+    public func tableProblem(_ message: String) {
+        sink.problems.append(
+            ConfigProblem(file: sink.file, key: path.isEmpty ? "(top level)" : path, line: table.location.line, message: message))
+    }
+
+    /// Whether the key is present.
+    public func has(_ key: String) -> Bool {
+        usedKeys.insert(key)
+        return table[key] != nil
+    }
+
+    /// The line a key is on, if present.
+    public func line(of key: String) -> Int? { table[key]?.location.line }
+
+    private func node(_ key: String) -> TOMLNode? {
+        usedKeys.insert(key)
+        return table[key]
+    }
+
+    private func typeProblem(_ key: String, expected: String, got node: TOMLNode) {
+        problem(key, "expected \(expected), found \(node.typeName)")
+    }
+
+    /// A string value; records a problem if present with another type, or absent and required.
+    public func string(_ key: String, required: Bool = false) -> String? {
+        guard let node = node(key) else {
+            if required { problem(key, "is required") }
+            return nil
+        }
+        guard let value = node.string else {
+            typeProblem(key, expected: "a string", got: node)
+            return nil
+        }
+        return value
+    }
+
+    /// One of `choices`; the message lists the valid values.
+    public func choice(_ key: String, _ choices: [String], required: Bool = false) -> String? {
+        guard let value = string(key, required: required) else { return nil }
+        guard choices.contains(value) else {
+            problem(key, "\"\(value)\" is not one of " + choices.map { "\"\($0)\"" }.joined(separator: ", "))
+            return nil
+        }
+        return value
+    }
+
+    /// An integer within `range`.
+    public func int(_ key: String, in range: ClosedRange<Int64>? = nil, required: Bool = false) -> Int64? {
+        guard let node = node(key) else {
+            if required { problem(key, "is required") }
+            return nil
+        }
+        guard let value = node.int else {
+            typeProblem(key, expected: "an integer", got: node)
+            return nil
+        }
+        if let range, !range.contains(value) {
+            problem(key, "\(value) is out of range \(range.lowerBound)…\(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    /// A number (integer or float) within `range`.
+    public func double(_ key: String, in range: ClosedRange<Double>? = nil, required: Bool = false) -> Double? {
+        guard let node = node(key) else {
+            if required { problem(key, "is required") }
+            return nil
+        }
+        guard let value = node.double, value.isFinite else {
+            typeProblem(key, expected: "a number", got: node)
+            return nil
+        }
+        if let range, !range.contains(value) {
+            problem(key, "\(value) is out of range \(range.lowerBound)…\(range.upperBound)")
+            return nil
+        }
+        return value
+    }
+
+    /// A boolean.
+    public func bool(_ key: String) -> Bool? {
+        guard let node = node(key) else { return nil }
+        guard let value = node.bool else {
+            typeProblem(key, expected: "true or false", got: node)
+            return nil
+        }
+        return value
+    }
+
+    /// A sub-table (`[a.b]` or an inline table), as a reader with the same problem list.
+    public func table(_ key: String, pathName: String? = nil) -> ConfigTableReader? {
+        guard let node = node(key) else { return nil }
+        guard let sub = node.table else {
+            typeProblem(key, expected: "a table", got: node)
+            return nil
+        }
+        return ConfigTableReader(path: fullKey(pathName ?? key), table: sub, sink: sink)
+    }
+
+    /// An array of tables (`[[device]]`), each as a reader. `name` builds each path.
+    public func tables(_ key: String, name: (Int, TOMLTable) -> String) -> [ConfigTableReader] {
+        guard let node = node(key) else { return [] }
+        guard let items = node.array else {
+            typeProblem(key, expected: "an array of tables", got: node)
+            return []
+        }
+        var readers: [ConfigTableReader] = []
+        for (index, item) in items.enumerated() {
+            guard let sub = item.table else {
+                sink.problems.append(
+                    ConfigProblem(
+                        file: sink.file, key: fullKey(key), line: item.location.line,
+                        message: "element \(index + 1) is \(item.typeName), expected a table"))
+                continue
+            }
+            readers.append(ConfigTableReader(path: fullKey(name(index, sub)), table: sub, sink: sink))
+        }
+        return readers
+    }
+
+    /// Marks keys as known without reading them (read elsewhere).
+    public func markUsed(_ keys: String...) {
+        usedKeys.formUnion(keys)
+    }
+
+    /// Reports every key of this table that no one read: usually a typo.
+    public func reportUnknownKeys(known: [String] = []) {
+        for key in table.keys where !usedKeys.contains(key) {
+            var message = "unknown key"
+            let candidates = Array(usedKeys) + known
+            if let close = candidates.min(by: { editDistance($0, key) < editDistance($1, key) }),
+                editDistance(close, key) <= 2
+            {
+                message += " (did you mean \"\(close)\"?)"
+            }
+            problem(key, message)
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short keys.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.utf8)
+    let b = Array(b.utf8)
+    if a.isEmpty { return b.count }
+    if b.isEmpty { return a.count }
+    var previous = Array(0...b.count)
+    var current = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        current[0] = i
+        for j in 1...b.count {
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&previous, &current)
+    }
+    return previous[b.count]
+}

@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// How far a driver has come; shown in `nmbridge devices` and docs/configuration.md.
+public enum DriverMaturity: String, Sendable {
+    /// Works against its simulator only.
+    case simulated
+    /// Tested against real peers, not yet against the instrument in the field.
+    case experimental
+    /// Verified on real instruments.
+    case stable
+}
+
+/// One driver-specific configuration key, for documentation and `config check`.
+public struct DriverConfigKey: Sendable {
+    public var name: String
+    public var type: String
+    public var summary: String
+
+    public init(_ name: String, _ type: String, _ summary: String) {
+        self.name = name
+        self.type = type
+        self.summary = summary
+    }
+}
+
+/// What a driver is: name, version, maturity, transports and the keys it reads.
+public struct DriverManifest: Sendable {
+    public var name: String
+    public var version: String
+    public var maturity: DriverMaturity
+    public var transports: [String]
+    public var summary: String
+    public var configKeys: [DriverConfigKey]
+
+    public init(
+        name: String, version: String, maturity: DriverMaturity, transports: [String], summary: String,
+        configKeys: [DriverConfigKey]
+    ) {
+        self.name = name
+        self.version = version
+        self.maturity = maturity
+        self.transports = transports
+        self.summary = summary
+        self.configKeys = configKeys
+    }
+}
+
+/// A device driver: a long-lived `Service` that talks to one instrument (or one bus)
+/// and reports through its `DriverContext` only.
+///
+/// Rules: never `fatalError`, never block a thread it does not own, reconnect by itself.
+/// Throwing from `run()` is a crash: the supervisor journals `driver.crashed` and
+/// restarts the driver with capped exponential back-off.
+public protocol Driver: Service {
+    /// The driver's settings, validated when the configuration is loaded.
+    associatedtype Settings: Sendable
+
+    static var manifest: DriverManifest { get }
+
+    /// Reads and validates the driver's keys of one `[[device]]` table. Problems go to
+    /// `reader` (with key and line); return `nil` when the settings are unusable.
+    static func settings(from reader: ConfigTableReader) -> Settings?
+
+    init(settings: Settings, context: DriverContext)
+}
+
+/// The state of the link between nmbridge and a device.
+public enum LinkState: Sendable, Equatable {
+    case up(reason: String, identity: [String: JSONValue])
+    case down(reason: String)
+}
+
+/// Where a driver's output goes. Implemented by the daemon (journal + device state) and
+/// by test fakes.
+public protocol DriverEventSink: Sendable {
+    /// Journals an event; returns once it is durable.
+    func emit(_ draft: EventDraft) async throws
+    /// Records a link change; journals `device.connected`/`device.disconnected` when it
+    /// is a change.
+    func link(device: String, driver: String, state: LinkState) async throws
+    /// The device answered: it is alive even if there is nothing to journal.
+    func heartbeat(device: String)
+}
+
+/// A driver's whole world: its identity, logger, clock, and where its events go.
+public struct DriverContext: Sendable {
+    /// The configured device id (`[[device]] id`).
+    public let deviceID: String
+    /// The driver's registered name.
+    public let driverName: String
+    /// A logger with `device.id` and `driver` metadata.
+    public let logger: Logger
+    /// The clock to sleep and time with (a manual clock in tests).
+    public let clock: any Clock<Duration>
+    private let sink: any DriverEventSink
+
+    public init(deviceID: String, driverName: String, logger: Logger, clock: any Clock<Duration>, sink: any DriverEventSink) {
+        self.deviceID = deviceID
+        self.driverName = driverName
+        var logger = logger
+        logger[metadataKey: "device.id"] = "\(deviceID)"
+        logger[metadataKey: "driver"] = "\(driverName)"
+        self.logger = logger
+        self.clock = clock
+        self.sink = sink
+    }
+
+    /// Journals an event from this device. Returns once it is durable.
+    public func emit(
+        _ kind: String, severity: Severity? = nil, data: [String: JSONValue] = [:], raw: [UInt8]? = nil,
+        time: Date = Date()
+    ) async throws {
+        try await sink.emit(
+            EventDraft(time: time, device: deviceID, driver: driverName, kind: kind, severity: severity, data: data, raw: raw))
+    }
+
+    /// Reports the link state; only changes are journaled.
+    public func reportLink(_ state: LinkState) async throws {
+        try await sink.link(device: deviceID, driver: driverName, state: state)
+    }
+
+    /// Tells the staleness watchdog that the device answered.
+    public func heartbeat() {
+        sink.heartbeat(device: deviceID)
+    }
+}

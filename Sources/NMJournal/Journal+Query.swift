@@ -1,0 +1,125 @@
+import Foundation
+import GRDB
+import NMBridgeCore
+
+/// A range query over the journal.
+public struct EventQuery: Sendable, Equatable {
+    /// Only events with `seq > after`.
+    public var after: Int64?
+    /// Only events with `seq < before`.
+    public var before: Int64?
+    public var filter: EventFilter
+    /// At most this many events.
+    public var limit: Int
+    /// Newest first (used to find the last N events); results are still returned oldest first.
+    public var newestFirst: Bool
+
+    public init(after: Int64? = nil, before: Int64? = nil, filter: EventFilter = EventFilter(), limit: Int = 1000, newestFirst: Bool = false) {
+        self.after = after
+        self.before = before
+        self.filter = filter
+        self.limit = limit
+        self.newestFirst = newestFirst
+    }
+}
+
+/// One page of events plus the journal's bounds read in the same snapshot.
+public struct EventPage: Sendable {
+    public var events: [Event]
+    /// Oldest seq in the journal, `nil` if it is empty.
+    public var oldestSeq: Int64?
+    /// Last seq in the journal when the page was read.
+    public var lastSeq: Int64
+}
+
+extension Journal {
+    /// Events matching `query`, oldest first, read from one consistent snapshot.
+    public func events(_ query: EventQuery) async throws -> EventPage {
+        let journalID = id
+        return try await pool.read { db in try Self.readPage(db, query: query, journalID: journalID) }
+    }
+
+    /// Reads a page for a follower after `cursor`; throws `cursor_expired` when retention
+    /// has deleted events the cursor has not seen yet.
+    func followPage(after cursor: Int64, filter: EventFilter, limit: Int) async throws -> EventPage {
+        let journalID = id
+        let page = try await pool.read { db in
+            try Self.readPage(db, query: EventQuery(after: cursor, filter: filter, limit: limit), journalID: journalID)
+        }
+        if let oldest = page.oldestSeq, oldest > cursor + 1 {
+            throw CursorExpired(cursor: cursor, oldestSeq: oldest)
+        }
+        return page
+    }
+
+    static func readPage(_ db: Database, query: EventQuery, journalID: UUID) throws -> EventPage {
+        let bounds = try readBounds(db)
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        if let after = query.after {
+            conditions.append("seq > ?")
+            arguments.append(after)
+        }
+        if let before = query.before {
+            conditions.append("seq < ?")
+            arguments.append(before)
+        }
+        let filter = query.filter
+        if !filter.devices.isEmpty {
+            conditions.append("device IN (" + filter.devices.map { _ in "?" }.joined(separator: ",") + ")")
+            arguments.append(contentsOf: filter.devices.map { $0 as (any DatabaseValueConvertible)? })
+        }
+        if !filter.kinds.isEmpty {
+            conditions.append("(" + filter.kinds.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")")
+            arguments.append(contentsOf: filter.kinds.map { $0 as (any DatabaseValueConvertible)? })
+        }
+        if let since = filter.since {
+            conditions.append("time >= ?")
+            arguments.append(Timestamp.format(since))
+        }
+        if let until = filter.until {
+            conditions.append("time < ?")
+            arguments.append(Timestamp.format(until))
+        }
+        var sql = "SELECT seq, time, node, device, driver, kind, severity, data, raw FROM events"
+        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
+        sql += query.newestFirst ? " ORDER BY seq DESC" : " ORDER BY seq"
+        sql += " LIMIT ?"
+        arguments.append(max(0, query.limit))
+        var events: [Event] = []
+        let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(arguments))
+        while let row = try cursor.next() {
+            events.append(try decode(row, journalID: journalID))
+        }
+        if query.newestFirst { events.reverse() }
+        return EventPage(events: events, oldestSeq: bounds.oldest, lastSeq: bounds.last)
+    }
+
+    private static func decode(_ row: Row, journalID: UUID) throws -> Event {
+        let seq: Int64 = row[0]
+        let timeText: String = row[1]
+        guard let time = Timestamp.parse(timeText) else {
+            throw NMBridgeError(.journalUnusable, "event \(seq) has an unreadable time \"\(timeText)\"")
+        }
+        let severityText: String = row[6]
+        let rawHex: String? = row[8]
+        return Event(
+            seq: seq, journal: journalID, time: time, node: row[2], device: row[3], driver: row[4], kind: row[5],
+            severity: Severity(rawValue: severityText) ?? .info, dataJSON: row[7], raw: rawHex.flatMap(Hex.decode))
+    }
+}
+
+/// A cursor points before the oldest event retention has kept.
+public struct CursorExpired: Error, Sendable, CustomStringConvertible {
+    public var cursor: Int64
+    public var oldestSeq: Int64
+
+    public init(cursor: Int64, oldestSeq: Int64) {
+        self.cursor = cursor
+        self.oldestSeq = oldestSeq
+    }
+
+    public var description: String {
+        "cursor \(cursor) is older than the journal's retention: the oldest event still kept is seq \(oldestSeq); events \(cursor + 1)…\(oldestSeq - 1) were deleted"
+    }
+}

@@ -1,0 +1,111 @@
+import Foundation
+import GRDB
+import NMBridgeCore
+
+/// How much history the journal keeps.
+public struct RetentionPolicy: Sendable, Equatable {
+    /// Delete events older than this many seconds.
+    public var maxAge: TimeInterval?
+    /// Delete the oldest events while the file's used bytes exceed this.
+    public var maxBytes: Int64?
+
+    public init(maxAge: TimeInterval? = nil, maxBytes: Int64? = nil) {
+        self.maxAge = maxAge
+        self.maxBytes = maxBytes
+    }
+
+    public init(_ journal: DaemonConfiguration.Journal) {
+        self.maxAge = journal.retentionDays.map { $0 * 86_400 }
+        self.maxBytes = journal.maxSizeMB.map { Int64($0 * 1_048_576) }
+    }
+}
+
+extension Journal {
+    /// Deletes the oldest events that the policy no longer keeps and journals one
+    /// `journal.truncated` per reason. Always deletes a prefix of the seq range, so the
+    /// journal never has holes. Returns the `journal.truncated` events.
+    @discardableResult
+    public func applyRetention(_ policy: RetentionPolicy, now: Date = Date()) async throws -> [Event] {
+        try await enqueueRetention(policy, now: now)
+    }
+
+    func performRetention(_ policy: RetentionPolicy, now: Date) async throws -> [Event] {
+        let journalID = id
+        let node = node
+        let events = try await pool.write { db -> [Event] in
+            struct Deletion {
+                var from: Int64
+                var to: Int64
+                var count: Int64
+                var reason: String
+            }
+            var deletions: [Deletion] = []
+            func deleteThrough(_ last: Int64, reason: String) throws {
+                guard let oldest = try Self.readBounds(db).oldest, last >= oldest else { return }
+                try db.execute(sql: "DELETE FROM events WHERE seq <= ?", arguments: [last])
+                deletions.append(Deletion(from: oldest, to: last, count: Int64(db.changesCount), reason: reason))
+            }
+            if let maxAge = policy.maxAge {
+                let cutoff = Timestamp.format(now.addingTimeInterval(-maxAge))
+                let firstKept = try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM events WHERE time >= ?", arguments: [cutoff])
+                let last = try Self.readBounds(db).last
+                try deleteThrough((firstKept ?? (last + 1)) - 1, reason: "age")
+            }
+            if let maxBytes = policy.maxBytes {
+                // Deleting frees pages; estimate how many events to drop from the average size,
+                // aiming at 90 % of the limit so that retention does not run on every append.
+                for _ in 0..<64 {
+                    let used = try Self.usedBytes(db)
+                    guard used > maxBytes, let oldest = try Self.readBounds(db).oldest else { break }
+                    let count = try Int64.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0
+                    guard count > 1 else { break }
+                    let perEvent = max(1, used / count)
+                    let excess = used - maxBytes * 9 / 10
+                    let drop = min(count - 1, max(1, excess / perEvent))
+                    try deleteThrough(oldest + drop - 1, reason: "size")
+                }
+            }
+            guard !deletions.isEmpty else { return [] }
+            // Merge consecutive size deletions into one record.
+            var merged: [Deletion] = []
+            for d in deletions {
+                if let last = merged.last, last.reason == d.reason, last.to + 1 == d.from {
+                    merged[merged.count - 1].to = d.to
+                    merged[merged.count - 1].count += d.count
+                } else {
+                    merged.append(d)
+                }
+            }
+            var seq = try Self.readBounds(db).last
+            let oldestKept = try Self.readBounds(db).oldest
+            var events: [Event] = []
+            for d in merged {
+                seq += 1
+                let data: [String: JSONValue] = [
+                    "from_seq": .int(d.from), "to_seq": .int(d.to), "count": .int(d.count), "reason": .string(d.reason),
+                    "oldest_seq": .int(oldestKept ?? seq),
+                ]
+                let time = Timestamp.format(now)
+                let dataJSON = JSONValue.object(data).jsonText
+                try db.execute(
+                    sql: "INSERT INTO events(seq, time, node, device, driver, kind, severity, data, raw) VALUES (?,?,?,NULL,NULL,'journal.truncated','notice',?,NULL)",
+                    arguments: [seq, time, node, dataJSON])
+                events.append(
+                    Event(
+                        seq: seq, journal: journalID, time: Timestamp.parse(time) ?? now, node: node, device: nil,
+                        driver: nil, kind: "journal.truncated", severity: .notice, dataJSON: dataJSON, raw: nil))
+            }
+            return events
+        }
+        if let last = events.last?.seq {
+            stats.withLock {
+                $0.lastSeq = last
+                $0.appendedEvents += Int64(events.count)
+            }
+            logger.notice(
+                "journal retention deleted old events",
+                metadata: ["journal.path": "\(path)", "events": "\(events.map { $0.dataJSON }.joined(separator: " "))"])
+        }
+        return events
+    }
+}

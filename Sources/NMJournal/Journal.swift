@@ -1,0 +1,413 @@
+import Foundation
+import GRDB
+import Logging
+import NMBridgeCore
+import Synchronization
+
+/// Options for opening a journal.
+public struct JournalOptions: Sendable {
+    /// The SQLite file (created with its directory if missing).
+    public var path: String
+    /// The node name written into every event.
+    public var node: String
+    public var sync: DaemonConfiguration.SyncMode
+    /// Events per live subscriber buffer before it overflows (`JournalFollower`).
+    public var subscriberBuffer: Int
+    /// Event kinds accepted by `append`.
+    public var registry: EventKindRegistry
+
+    public init(
+        path: String, node: String, sync: DaemonConfiguration.SyncMode = .full, subscriberBuffer: Int = 4096,
+        registry: EventKindRegistry = .standard
+    ) {
+        self.path = path
+        self.node = node
+        self.sync = sync
+        self.subscriberBuffer = subscriberBuffer
+        self.registry = registry
+    }
+}
+
+/// Counters for `/metrics` and `nmbridge status`.
+public struct JournalStatistics: Sendable {
+    public var appendedEvents: Int64 = 0
+    public var commits: Int64 = 0
+    public var appendFailures: Int64 = 0
+    public var lastAppendError: String?
+    public var lastAppendErrorTime: Date?
+    /// When the last commit succeeded.
+    public var lastSuccessTime: Date?
+    public var lastSeq: Int64 = 0
+    public var liveSubscribers: Int = 0
+    public var laggedSubscribers: Int64 = 0
+}
+
+/// The durable, ordered event journal: one SQLite file in WAL mode.
+///
+/// - `append` returns only after the events are committed (and fsynced with
+///   `sync = full`). Concurrent appends share one transaction (group commit): while one
+///   commit is in flight, new appends queue up and go into the next one.
+/// - `seq` is `MAX(seq) + 1` computed inside the writing transaction, so it has no gaps or
+///   duplicates even across crashes: a transaction either lands whole or not at all.
+/// - The file is plain SQLite (`sqlite3 journal.db 'select * from events'`).
+public final class Journal: Sendable {
+    /// Fixed at creation; a new id means a new history.
+    public let id: UUID
+    public let path: String
+    public let node: String
+    let pool: DatabasePool
+    let logger: Logger
+    let registry: EventKindRegistry
+    let subscriberBuffer: Int
+    let hub = SubscriptionHub()
+    private let writer = Mutex(WriterState())
+    let stats = Mutex(JournalStatistics())
+
+    /// SQLite `application_id` of an nmbridge journal: "NMBJ".
+    static let applicationID: Int32 = 0x4E4D_424A
+    static let schemaVersion = 1
+    static let maxEventsPerCommit = 8192
+
+    private struct WriterState {
+        var queue: [PendingWrite] = []
+        var draining = false
+    }
+
+    private enum PendingWrite {
+        case append([PreparedRow], CheckedContinuation<[Event], any Error>)
+        case retention(RetentionPolicy, Date, CheckedContinuation<[Event], any Error>)
+    }
+
+    /// An event ready for the INSERT: text fields computed outside the writer thread.
+    struct PreparedRow: Sendable {
+        var time: Date
+        var timeText: String
+        var device: String?
+        var driver: String?
+        var kind: String
+        var severity: Severity
+        var dataJSON: String
+        var rawHex: String?
+    }
+
+    private init(id: UUID, path: String, node: String, pool: DatabasePool, logger: Logger, options: JournalOptions) {
+        self.id = id
+        self.path = path
+        self.node = node
+        self.pool = pool
+        self.logger = logger
+        self.registry = options.registry
+        self.subscriberBuffer = options.subscriberBuffer
+    }
+
+    /// Opens the journal at `options.path`, creating it if the file does not exist.
+    ///
+    /// Never replaces an existing file: a file that is not SQLite, an SQLite database of
+    /// another application, or a damaged journal is an error naming the file.
+    public static func open(_ options: JournalOptions, logger: Logger) throws -> Journal {
+        let path = options.path
+        let fm = FileManager.default
+        var isDirectory: ObjCBool = false
+        let exists = fm.fileExists(atPath: path, isDirectory: &isDirectory)
+        if exists && isDirectory.boolValue {
+            throw NMBridgeError(.journalUnusable, "journal \(path) is a directory, not a file")
+        }
+        if exists {
+            try checkHeader(path: path)
+        } else {
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                do {
+                    try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                } catch {
+                    throw NMBridgeError(.journalUnusable, "cannot create the directory of journal \(path)", underlying: error)
+                }
+            }
+        }
+
+        var config = GRDB.Configuration()
+        config.label = "nmbridge.journal"
+        config.maximumReaderCount = 4
+        let synchronous = options.sync == .full ? "FULL" : "NORMAL"
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+            // Checkpoint often enough that the WAL stays small, rarely enough not to stall.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 4000")
+        }
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw NMBridgeError(.journalUnusable, "cannot open journal \(path) (damaged or not an SQLite file?)", underlying: error)
+        }
+
+        let id: UUID
+        do {
+            id = try pool.write { db -> UUID in
+                let appID = try Int32.fetchOne(db, sql: "PRAGMA application_id") ?? 0
+                let tableCount = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") ?? 0
+                if appID == 0 && tableCount == 0 {
+                    return try createSchema(db)
+                }
+                guard appID == applicationID else {
+                    throw NMBridgeError(
+                        .journalUnusable,
+                        "\(path) is an SQLite database of another application (application_id \(appID)), not an nmbridge journal; refusing to touch it"
+                    )
+                }
+                let version = try Int.fetchOne(db, sql: "PRAGMA user_version") ?? 0
+                guard version == schemaVersion else {
+                    throw NMBridgeError(
+                        .journalUnusable,
+                        "journal \(path) has schema version \(version); this nmbridge reads version \(schemaVersion)")
+                }
+                guard let text = try String.fetchOne(db, sql: "SELECT value FROM journal_meta WHERE key = 'journal_id'"),
+                    let id = UUID(uuidString: text)
+                else {
+                    throw NMBridgeError(.journalUnusable, "journal \(path) has no valid journal id in journal_meta")
+                }
+                // Reads the whole events b-tree root and the last page: catches the common damage early.
+                _ = try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events")
+                return id
+            }
+        } catch let error as NMBridgeError {
+            throw error
+        } catch {
+            throw NMBridgeError(.journalUnusable, "journal \(path) is damaged or unreadable", underlying: error)
+        }
+        let journal = Journal(id: id, path: path, node: options.node, pool: pool, logger: logger, options: options)
+        let last = try journal.readBoundsSync().last
+        journal.stats.withLock { $0.lastSeq = last }
+        return journal
+    }
+
+    private static func checkHeader(path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw NMBridgeError(.journalUnusable, "cannot read journal \(path) (permissions?)")
+        }
+        defer { try? handle.close() }
+        let header = (try? handle.read(upToCount: 16)) ?? Data()
+        if header.isEmpty { return }  // an empty file: SQLite treats it as a new database
+        guard header == Data("SQLite format 3\0".utf8) else {
+            throw NMBridgeError(
+                .journalUnusable, "\(path) is not an SQLite database, so not an nmbridge journal; refusing to overwrite it")
+        }
+    }
+
+    private static func createSchema(_ db: Database) throws -> UUID {
+        let id = UUID()
+        try db.execute(
+            sql: """
+                PRAGMA application_id = \(applicationID);
+                PRAGMA user_version = \(schemaVersion);
+                CREATE TABLE journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE events (
+                    seq      INTEGER PRIMARY KEY,  -- gapless, assigned inside the writing transaction
+                    time     TEXT NOT NULL,        -- RFC 3339 UTC, microseconds, fixed width
+                    node     TEXT NOT NULL,
+                    device   TEXT,
+                    driver   TEXT,
+                    kind     TEXT NOT NULL,
+                    severity TEXT NOT NULL,
+                    data     TEXT NOT NULL,        -- JSON object
+                    raw      TEXT                  -- hex
+                );
+                CREATE INDEX events_time ON events(time);
+                CREATE INDEX events_device ON events(device, seq);
+                """)
+        try db.execute(
+            sql: "INSERT INTO journal_meta(key, value) VALUES ('journal_id', ?), ('created', ?)",
+            arguments: [id.uuidString.lowercased(), Timestamp.format(Date())])
+        return id
+    }
+
+    // MARK: - Append
+
+    /// Appends one event; returns it with its `seq` once it is durable.
+    @discardableResult
+    public func append(_ draft: EventDraft) async throws -> Event {
+        try await append([draft])[0]
+    }
+
+    /// Appends events in order, atomically; returns them once they are durable.
+    @discardableResult
+    public func append(_ drafts: [EventDraft]) async throws -> [Event] {
+        if drafts.isEmpty { return [] }
+        var rows: [PreparedRow] = []
+        rows.reserveCapacity(drafts.count)
+        for draft in drafts {
+            guard registry.accepts(draft.kind) else {
+                throw NMBridgeError(
+                    .unknownEventKind,
+                    "event kind \"\(draft.kind)\" from \(draft.device ?? "the daemon") is not registered (docs/events.md)")
+            }
+            let timeText = Timestamp.format(draft.time)
+            rows.append(
+                PreparedRow(
+                    time: Timestamp.parse(timeText) ?? draft.time, timeText: timeText, device: draft.device,
+                    driver: draft.driver, kind: draft.kind, severity: draft.severity,
+                    dataJSON: JSONValue.object(draft.data).jsonText, rawHex: draft.raw.map(Hex.encode)))
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            enqueue(.append(rows, continuation))
+        }
+    }
+
+    /// Applies retention through the writer (so `journal.truncated` gets its seq in order).
+    func enqueueRetention(_ policy: RetentionPolicy, now: Date) async throws -> [Event] {
+        try await withCheckedThrowingContinuation { continuation in
+            enqueue(.retention(policy, now, continuation))
+        }
+    }
+
+    private func enqueue(_ write: PendingWrite) {
+        let startDrain = writer.withLock { state -> Bool in
+            state.queue.append(write)
+            if state.draining { return false }
+            state.draining = true
+            return true
+        }
+        if startDrain {
+            Task { await self.drain() }
+        }
+    }
+
+    /// Commits queued writes until the queue is empty. Only one drain runs at a time, so
+    /// commits and their notifications to subscribers happen in seq order.
+    private func drain() async {
+        while true {
+            let batch = writer.withLock { state -> [PendingWrite] in
+                if state.queue.isEmpty {
+                    state.draining = false
+                    return []
+                }
+                // Take appends up to the commit size, or one retention job on its own.
+                var taken: [PendingWrite] = []
+                var events = 0
+                while let first = state.queue.first {
+                    if case .retention = first {
+                        if taken.isEmpty {
+                            taken.append(state.queue.removeFirst())
+                        }
+                        break
+                    }
+                    guard case .append(let rows, _) = first else { break }
+                    if !taken.isEmpty && events + rows.count > Self.maxEventsPerCommit { break }
+                    events += rows.count
+                    taken.append(state.queue.removeFirst())
+                }
+                return taken
+            }
+            if batch.isEmpty { return }
+            if case .retention(let policy, let now, let continuation) = batch[0] {
+                do {
+                    let events = try await performRetention(policy, now: now)
+                    publish(events)
+                    continuation.resume(returning: events)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+                continue
+            }
+            await commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [PendingWrite]) async {
+        var allRows: [PreparedRow] = []
+        for case .append(let rows, _) in batch { allRows.append(contentsOf: rows) }
+        let rows = allRows
+        let journalID = id
+        let node = node
+        do {
+            let events = try await pool.write { db -> [Event] in
+                var seq = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0)
+                let insert = try db.cachedStatement(
+                    sql: "INSERT INTO events(seq, time, node, device, driver, kind, severity, data, raw) VALUES (?,?,?,?,?,?,?,?,?)"
+                )
+                var events: [Event] = []
+                events.reserveCapacity(rows.count)
+                for row in rows {
+                    seq += 1
+                    try insert.execute(arguments: [
+                        seq, row.timeText, node, row.device, row.driver, row.kind, row.severity.rawValue, row.dataJSON,
+                        row.rawHex,
+                    ])
+                    events.append(
+                        Event(
+                            seq: seq, journal: journalID, time: row.time, node: node, device: row.device,
+                            driver: row.driver, kind: row.kind, severity: row.severity, dataJSON: row.dataJSON,
+                            raw: row.rawHex.flatMap(Hex.decode)))
+                }
+                return events
+            }
+            stats.withLock {
+                $0.appendedEvents += Int64(events.count)
+                $0.commits += 1
+                $0.lastSuccessTime = Date()
+                $0.lastSeq = events.last?.seq ?? $0.lastSeq
+            }
+            publish(events)
+            var offset = 0
+            for case .append(let rows, let continuation) in batch {
+                continuation.resume(returning: Array(events[offset..<(offset + rows.count)]))
+                offset += rows.count
+            }
+        } catch {
+            let wrapped = NMBridgeError(.journalWriteFailed, "cannot append to journal \(path)", underlying: error)
+            stats.withLock {
+                $0.appendFailures += 1
+                $0.lastAppendError = wrapped.description
+                $0.lastAppendErrorTime = Date()
+            }
+            logger.error("journal append failed", metadata: ["journal.path": "\(path)", "error": "\(error)"])
+            for case .append(_, let continuation) in batch {
+                continuation.resume(throwing: wrapped)
+            }
+        }
+    }
+
+    private func publish(_ events: [Event]) {
+        if !events.isEmpty { hub.publish(events) }
+    }
+
+    // MARK: - State
+
+    /// The last committed seq (0 for an empty journal).
+    public var lastSeq: Int64 { stats.withLock { $0.lastSeq } }
+
+    /// Counters since the journal was opened.
+    public var statistics: JournalStatistics {
+        var s = stats.withLock { $0 }
+        s.liveSubscribers = hub.count
+        return s
+    }
+
+    /// The oldest and last seq in the file (`oldest` is `nil` when it is empty).
+    public func bounds() async throws -> (oldest: Int64?, last: Int64) {
+        try await pool.read { db in try Self.readBounds(db) }
+    }
+
+    func readBoundsSync() throws -> (oldest: Int64?, last: Int64) {
+        try pool.read { db in try Self.readBounds(db) }
+    }
+
+    static func readBounds(_ db: Database) throws -> (oldest: Int64?, last: Int64) {
+        let row = try Row.fetchOne(db, sql: "SELECT MIN(seq), MAX(seq) FROM events")
+        let oldest: Int64? = row?[0]
+        let last: Int64? = row?[1]
+        return (oldest, last ?? 0)
+    }
+
+    /// Bytes of the file in use (pages minus free pages), as retention counts them.
+    public func usedBytes() async throws -> Int64 {
+        try await pool.read { db in try Self.usedBytes(db) }
+    }
+
+    static func usedBytes(_ db: Database) throws -> Int64 {
+        let pageCount = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+        let freePages = try Int64.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+        let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+        return (pageCount - freePages) * pageSize
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+import NMBridgeCore
+import Synchronization
+
+/// What a follower does when it falls so far behind that its live buffer overflows.
+public enum OverflowPolicy: Sendable {
+    /// Go back to reading the journal file, losslessly (internal consumers).
+    case catchUp
+    /// Throw `Lagged` (the HTTP stream cuts the subscriber off; it resumes by cursor).
+    case fail
+}
+
+/// A follower fell behind by more than its buffer.
+public struct Lagged: Error, Sendable, CustomStringConvertible {
+    /// The last seq delivered; resume after it.
+    public var lastDeliveredSeq: Int64
+    public var description: String {
+        "subscriber lagged: it read too slowly and was cut off; resume after seq \(lastDeliveredSeq)"
+    }
+}
+
+extension Journal {
+    /// Follows the journal: every event with `seq > after` that matches `filter`, then
+    /// new events as they are committed. Never skips an event: if retention deleted
+    /// events it has not seen, iteration throws `CursorExpired`.
+    ///
+    /// The follower reads the file while it is behind and switches to a bounded in-memory
+    /// feed when it has caught up, so a slow follower never slows appends or other
+    /// followers.
+    public func follow(after: Int64, filter: EventFilter = EventFilter(), onOverflow: OverflowPolicy = .catchUp)
+        -> JournalFollower
+    {
+        JournalFollower(journal: self, after: after, filter: filter, onOverflow: onOverflow)
+    }
+}
+
+/// An `AsyncSequence` of journal events; see `Journal.follow(after:filter:onOverflow:)`.
+public struct JournalFollower: AsyncSequence, Sendable {
+    public typealias Element = Event
+    let journal: Journal
+    let after: Int64
+    let filter: EventFilter
+    let onOverflow: OverflowPolicy
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(journal: journal, cursor: after, filter: filter, onOverflow: onOverflow)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let journal: Journal
+        /// The last seq delivered (or known to be past for this filter).
+        public private(set) var cursor: Int64
+        let filter: EventFilter
+        let onOverflow: OverflowPolicy
+        var page: [Event] = []
+        var pageIndex = 0
+        var live: LiveSubscription?
+        static let pageSize = 512
+
+        init(journal: Journal, cursor: Int64, filter: EventFilter, onOverflow: OverflowPolicy) {
+            self.journal = journal
+            self.cursor = cursor
+            self.filter = filter
+            self.onOverflow = onOverflow
+        }
+
+        public mutating func next() async throws -> Event? {
+            while true {
+                if pageIndex < page.count {
+                    let event = page[pageIndex]
+                    pageIndex += 1
+                    if event.seq <= cursor { continue }
+                    cursor = event.seq
+                    return event
+                }
+                if Task.isCancelled {
+                    stopLive()
+                    return nil
+                }
+                if let live {
+                    switch await live.next() {
+                    case .event(let event):
+                        if event.seq <= cursor { continue }
+                        cursor = event.seq
+                        return event
+                    case .overflow:
+                        stopLive()
+                        journal.stats.withLock { $0.laggedSubscribers += 1 }
+                        if onOverflow == .fail { throw Lagged(lastDeliveredSeq: cursor) }
+                    case .cancelled:
+                        stopLive()
+                        return nil
+                    }
+                    continue
+                }
+                try await readFromFile()
+            }
+        }
+
+        /// Reads the next page; when the file has nothing more, subscribes to the live
+        /// feed and reads once more, so that nothing committed in between is missed.
+        private mutating func readFromFile() async throws {
+            let first = try await journal.followPage(after: cursor, filter: filter, limit: Self.pageSize)
+            page = first.events
+            pageIndex = 0
+            if first.events.count == Self.pageSize { return }
+            // Caught up. Nothing matching exists up to lastSeq: the cursor may move there.
+            let scannedTo = Swift.max(cursor, first.lastSeq)
+            let subscription = journal.hub.subscribe(filter: filter, capacity: journal.subscriberBuffer)
+            let second = try await journal.followPage(after: scannedTo, filter: filter, limit: Self.pageSize)
+            if second.events.count == Self.pageSize {
+                // A burst landed between the two reads: stay on the file for now.
+                journal.hub.unsubscribe(subscription)
+            } else {
+                live = subscription
+            }
+            page += second.events
+            if page.isEmpty { cursor = scannedTo }
+        }
+
+        private mutating func stopLive() {
+            if let live { journal.hub.unsubscribe(live) }
+            live = nil
+        }
+    }
+}
+
+/// Fans committed events out to live subscribers. `publish` never waits for a
+/// subscriber: each has a bounded buffer and is marked overflowed when it is full.
+final class SubscriptionHub: Sendable {
+    private struct State {
+        var subscribers: [ObjectIdentifier: LiveSubscription] = [:]
+        var closed = false
+    }
+    private let state = Mutex(State())
+
+    func subscribe(filter: EventFilter, capacity: Int) -> LiveSubscription {
+        let subscription = LiveSubscription(filter: filter, capacity: capacity)
+        let closed = state.withLock { s -> Bool in
+            if !s.closed { s.subscribers[ObjectIdentifier(subscription)] = subscription }
+            return s.closed
+        }
+        if closed { subscription.cancel() }
+        return subscription
+    }
+
+    func close() {
+        let all = state.withLock { s -> [LiveSubscription] in
+            s.closed = true
+            defer { s.subscribers = [:] }
+            return Array(s.subscribers.values)
+        }
+        for subscription in all { subscription.cancel() }
+    }
+
+    func unsubscribe(_ subscription: LiveSubscription) {
+        state.withLock { _ = $0.subscribers.removeValue(forKey: ObjectIdentifier(subscription)) }
+        subscription.cancel()
+    }
+
+    func publish(_ events: [Event]) {
+        let current = state.withLock { Array($0.subscribers.values) }
+        for subscriber in current { subscriber.offer(events) }
+    }
+
+    var count: Int { state.withLock { $0.subscribers.count } }
+}
+
+/// One live subscriber's bounded buffer.
+final class LiveSubscription: Sendable {
+    enum Next {
+        case event(Event)
+        case overflow
+        case cancelled
+    }
+
+    private struct State {
+        var buffer: [Event] = []
+        var head = 0
+        var overflowed = false
+        var cancelled = false
+        var waiter: CheckedContinuation<Void, Never>?
+        var available: Int { buffer.count - head }
+    }
+
+    let filter: EventFilter
+    let capacity: Int
+    private let state = Mutex(State())
+
+    init(filter: EventFilter, capacity: Int) {
+        self.filter = filter
+        self.capacity = capacity
+    }
+
+    func offer(_ events: [Event]) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            guard !s.overflowed, !s.cancelled else { return nil }
+            let matching = filter.isEmpty ? events : events.filter(filter.matches)
+            if matching.isEmpty { return nil }
+            if s.available + matching.count > capacity {
+                s.overflowed = true
+                s.buffer = []
+                s.head = 0
+            } else {
+                if s.head > 1024 && s.head * 2 > s.buffer.count {
+                    s.buffer.removeFirst(s.head)
+                    s.head = 0
+                }
+                s.buffer.append(contentsOf: matching)
+            }
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    func cancel() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.cancelled = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    func next() async -> Next {
+        while true {
+            let ready = state.withLock { s -> Next? in
+                if s.cancelled { return .cancelled }
+                if s.available > 0 {
+                    let event = s.buffer[s.head]
+                    s.head += 1
+                    return .event(event)
+                }
+                if s.overflowed { return .overflow }
+                return nil
+            }
+            if let ready { return ready }
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { s -> Bool in
+                        if s.cancelled || s.overflowed || s.available > 0 { return true }
+                        s.waiter = continuation
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            } onCancel: {
+                self.cancel()
+            }
+        }
+    }
+}
+
+extension Journal {
+    /// Ends every follower (their iteration returns `nil`) and refuses new live
+    /// subscriptions; used at shutdown so that open HTTP streams finish.
+    public func closeFollowers() {
+        hub.close()
+    }
+}

@@ -1,0 +1,305 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NMBridgeCore
+import NMJournal
+
+/// The HTTP API (docs/api in README): events, live stream (SSE), devices, health, metrics.
+///
+/// One router serves the unix socket (access by file mode and group) and, optionally,
+/// TCP, where every request needs the bearer token.
+public struct APIRoutes: Sendable {
+    let journal: Journal
+    let monitor: DeviceMonitor
+    let node: String
+    let started: Date
+    /// The largest page `GET /v1/events` returns.
+    static let maxLimit = 10_000
+
+    public init(journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date()) {
+        self.journal = journal
+        self.monitor = monitor
+        self.node = node
+        self.started = started
+    }
+
+    /// The router, with bearer-token checking when `token` is set.
+    public func router(token: String?) -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: JSONErrorMiddleware())
+        if let token { router.add(middleware: BearerTokenMiddleware(token: token)) }
+        router.get("/v1/events") { request, _ in try await events(request) }
+        router.get("/v1/events/stream") { request, _ in try await stream(request) }
+        router.get("/v1/devices") { _, _ in devices() }
+        router.get("/v1/health") { _, _ in try await health() }
+        router.get("/metrics") { _, _ in try await metrics() }
+        return router
+    }
+
+    // MARK: - Parameters
+
+    struct Parameters {
+        var after: Int64?
+        var last: Int?
+        var limit: Int
+        var filter: EventFilter
+    }
+
+    func parameters(_ request: Request) throws -> Parameters {
+        let query = request.uri.queryParameters
+        let known: Set<String> = ["after", "since", "until", "device", "kind", "limit", "last"]
+        for (key, _) in query where !known.contains(String(key)) {
+            throw APIRequestError.badRequest("unknown parameter \"\(key)\" (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        func integer(_ name: String, _ range: ClosedRange<Int64>) throws -> Int64? {
+            guard let text = query[name[...]].map(String.init) else { return nil }
+            guard let value = Int64(text), range.contains(value) else {
+                throw APIRequestError.badRequest("\(name)=\(text) is not an integer in \(range.lowerBound)…\(range.upperBound)")
+            }
+            return value
+        }
+        func time(_ name: String) throws -> Date? {
+            guard let text = query[name[...]].map(String.init) else { return nil }
+            guard let date = Timestamp.parseTimeSpec(text) else {
+                throw APIRequestError.badRequest("\(name)=\(text) is not an RFC 3339 time (2026-11-29T07:00:00Z), a date, or a duration like 15m, 2h, 7d")
+            }
+            return date
+        }
+        func list(_ name: String) -> [String] {
+            query.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
+        }
+        let kinds = list("kind")
+        for pattern in kinds {
+            if let problem = EventFilter.invalidKindPattern(pattern) { throw APIRequestError.badRequest("kind=\(pattern): \(problem)") }
+        }
+        let filter = EventFilter(devices: list("device"), kinds: kinds, since: try time("since"), until: try time("until"))
+        return Parameters(
+            after: try integer("after", 0...Int64.max), last: try integer("last", 1...Int64(Self.maxLimit)).map(Int.init),
+            limit: Int(try integer("limit", 1...Int64(Self.maxLimit)) ?? 1000), filter: filter)
+    }
+
+    /// 410 if the cursor points before retention.
+    func checkCursor(_ after: Int64) async throws {
+        let bounds = try await journal.bounds()
+        if let oldest = bounds.oldest, oldest > after + 1 {
+            throw APIRequestError.cursorExpired(CursorExpired(cursor: after, oldestSeq: oldest))
+        }
+    }
+
+    // MARK: - Handlers
+
+    func events(_ request: Request) async throws -> Response {
+        let p = try parameters(request)
+        if let after = p.after { try await checkCursor(after) }
+        let query = EventQuery(after: p.after, filter: p.filter, limit: p.last ?? p.limit, newestFirst: p.last != nil)
+        let page = try await journal.events(query)
+        var out = "{\"journal\":\"\(journal.id.uuidString.lowercased())\",\"node\":"
+        JSONValue.writeString(node, to: &out)
+        out += ",\"oldest_seq\":" + (page.oldestSeq.map { String($0) } ?? "null")
+        out += ",\"last_seq\":\(page.lastSeq),\"events\":["
+        for (i, event) in page.events.enumerated() {
+            if i > 0 { out += "," }
+            out += event.jsonText
+        }
+        out += "]}"
+        return Response.json(out)
+    }
+
+    func stream(_ request: Request) async throws -> Response {
+        let p = try parameters(request)
+        var after = p.after
+        if let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] {
+            guard let value = Int64(lastEventID.trimmingCharacters(in: .whitespaces)), value >= 0 else {
+                throw APIRequestError.badRequest("Last-Event-ID \"\(lastEventID)\" is not a seq number")
+            }
+            after = value
+        }
+        let start = after ?? journal.lastSeq
+        try await checkCursor(start)
+        let follower = journal.follow(after: start, filter: p.filter, onOverflow: .fail)
+        let journalID = journal.id.uuidString.lowercased()
+        var headers = HTTPFields()
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache"
+        headers[HTTPField.Name("X-Journal-Id")!] = journalID
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                // A first comment line tells the client the stream is open (and from where).
+                try await writer.write(ByteBuffer(string: ": nmbridge journal \(journalID) after \(start)\n\n"))
+                var iterator = follower.makeAsyncIterator()
+                do {
+                    while let event = try await iterator.next() {
+                        var frame = "id: \(event.seq)\nevent: \(event.kind)\ndata: "
+                        frame += event.jsonText
+                        frame += "\n\n"
+                        try await writer.write(ByteBuffer(string: frame))
+                    }
+                } catch let lagged as Lagged {
+                    let data = "{\"error\":\"lagged\",\"last_seq\":\(lagged.lastDeliveredSeq),\"message\":\"\(lagged.description)\"}"
+                    try await writer.write(ByteBuffer(string: "event: lagged\ndata: \(data)\n\n"))
+                } catch let expired as CursorExpired {
+                    let data = "{\"error\":\"cursor_expired\",\"oldest_seq\":\(expired.oldestSeq),\"message\":\"\(expired.description)\"}"
+                    try await writer.write(ByteBuffer(string: "event: error\ndata: \(data)\n\n"))
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    func devices() -> Response {
+        let list = JSONValue.array(monitor.devices.map(\.json))
+        return Response.json(JSONValue.object(["node": .string(node), "devices": list]).jsonText)
+    }
+
+    func health() async throws -> Response {
+        let stats = journal.statistics
+        let bounds = try await journal.bounds()
+        let devices = monitor.devices
+        let degraded = stats.lastAppendErrorTime.map { errorTime in
+            // Degraded until an append succeeds again after the failure.
+            stats.lastSuccessTime.map { $0 < errorTime } ?? true
+        } ?? false
+        let body: JSONValue = [
+            "status": .string(degraded ? "degraded" : "ok"),
+            "version": .string(NMBridgeVersion.current),
+            "node": .string(node),
+            "uptime_s": .double(Date().timeIntervalSince(started).rounded3),
+            "journal": [
+                "id": .string(journal.id.uuidString.lowercased()), "path": .string(journal.path),
+                "oldest_seq": bounds.oldest.map(JSONValue.int) ?? .null, "last_seq": .int(bounds.last),
+                "append_failures": .int(stats.appendFailures),
+                "last_append_error": stats.lastAppendError.map(JSONValue.string) ?? .null,
+                "subscribers": .int(Int64(stats.liveSubscribers)),
+            ],
+            "devices": [
+                "total": .int(Int64(devices.count)),
+                "up": .int(Int64(devices.filter { $0.link == "up" }.count)),
+                "stale": .int(Int64(devices.filter(\.stale).count)),
+                "driver_running": .int(Int64(devices.filter(\.driverRunning).count)),
+            ],
+        ]
+        return Response.json(body.jsonText, status: degraded ? .serviceUnavailable : .ok)
+    }
+
+    func metrics() async throws -> Response {
+        let stats = journal.statistics
+        let usedBytes = try await journal.usedBytes()
+        var text = PrometheusText()
+        text.metric("nmbridge_build_info", .gauge, "Build information.", [(["version": NMBridgeVersion.current], 1)])
+        text.metric("nmbridge_uptime_seconds", .gauge, "Seconds since the daemon started.", [([:], Date().timeIntervalSince(started))])
+        text.metric("nmbridge_journal_events_appended_total", .counter, "Events appended since start.", [([:], Double(stats.appendedEvents))])
+        text.metric("nmbridge_journal_commits_total", .counter, "Journal transactions (group commits) since start.", [([:], Double(stats.commits))])
+        text.metric("nmbridge_journal_append_failures_total", .counter, "Failed journal commits since start.", [([:], Double(stats.appendFailures))])
+        text.metric("nmbridge_journal_last_seq", .gauge, "Last committed seq.", [([:], Double(stats.lastSeq))])
+        text.metric("nmbridge_journal_used_bytes", .gauge, "Bytes of the journal file in use.", [([:], Double(usedBytes))])
+        text.metric("nmbridge_api_live_subscribers", .gauge, "Followers currently on the live feed.", [([:], Double(stats.liveSubscribers))])
+        text.metric("nmbridge_api_lagged_subscribers_total", .counter, "Followers that overflowed their buffer.", [([:], Double(stats.laggedSubscribers))])
+        let devices = monitor.devices
+        text.metric("nmbridge_device_up", .gauge, "1 when the device's link is up.", devices.map { (["device": $0.id, "driver": $0.driver], $0.link == "up" ? 1 : 0) })
+        text.metric("nmbridge_device_stale", .gauge, "1 when the device is stale.", devices.map { (["device": $0.id], $0.stale ? 1 : 0) })
+        text.metric("nmbridge_driver_restarts_total", .counter, "Driver restarts after crashes.", devices.map { (["device": $0.id], Double($0.restarts)) })
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text.output)))
+    }
+}
+
+/// Prometheus text exposition format, for the handful of values the daemon exports.
+struct PrometheusText {
+    enum MetricType: String { case counter, gauge }
+    var output = ""
+
+    mutating func metric(_ name: String, _ type: MetricType, _ help: String, _ samples: [([String: String], Double)]) {
+        output += "# HELP \(name) \(help)\n# TYPE \(name) \(type.rawValue)\n"
+        for (labels, value) in samples {
+            output += name
+            if !labels.isEmpty {
+                output += "{" + labels.keys.sorted().map { key in
+                    let escaped = labels[key]!.replacingOccurrences(of: "\\", with: "\\\\")
+                        .replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+                    return "\(key)=\"\(escaped)\""
+                }.joined(separator: ",") + "}"
+            }
+            output += " " + (value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)") + "\n"
+        }
+    }
+}
+
+/// An API error with a stable code, turned into a JSON body by `JSONErrorMiddleware`.
+enum APIRequestError: Error {
+    case badRequest(String)
+    case cursorExpired(CursorExpired)
+}
+
+extension Response {
+    static func json(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func jsonError(_ status: HTTPResponse.Status, code: String, message: String, extra: [String: JSONValue] = [:]) -> Response {
+        var body = extra
+        body["error"] = .string(code)
+        body["message"] = .string(message)
+        return json(JSONValue.object(body).jsonText, status: status)
+    }
+}
+
+/// Every error leaves as JSON: `{"error": "<code>", "message": "…"}` (4xx for the
+/// caller's mistakes, 410 for an expired cursor, 5xx for ours).
+struct JSONErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIRequestError {
+            switch error {
+            case .badRequest(let message):
+                return .jsonError(.badRequest, code: "bad_request", message: message)
+            case .cursorExpired(let expired):
+                return .jsonError(.gone, code: "cursor_expired", message: expired.description, extra: ["oldest_seq": .int(expired.oldestSeq)])
+            }
+        } catch let error as HTTPError {
+            if error.status == .notFound {
+                return .jsonError(.notFound, code: "not_found", message: "no such endpoint: \(request.method) \(request.uri.path); see GET /v1/events, /v1/events/stream, /v1/devices, /v1/health, /metrics")
+            }
+            return .jsonError(error.status, code: "http_\(error.status.code)", message: error.body ?? error.status.reasonPhrase)
+        } catch {
+            context.logger.error("API request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            return .jsonError(.internalServerError, code: "internal_error", message: "\(error)")
+        }
+    }
+}
+
+/// Requires `Authorization: Bearer <token>` (constant-time comparison).
+struct BearerTokenMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let token: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let presented = request.headers[.authorization].flatMap { value -> String? in
+            guard value.lowercased().hasPrefix("bearer ") else { return nil }
+            return String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        guard let presented, Self.constantTimeEquals(presented, token) else {
+            var response = Response.jsonError(.unauthorized, code: "unauthorized", message: "this endpoint needs Authorization: Bearer <token> (see [api] token_file)")
+            response.headers[.wwwAuthenticate] = "Bearer"
+            return response
+        }
+        return try await next(request, context)
+    }
+
+    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        var difference = UInt8(x.count == y.count ? 0 : 1)
+        for i in 0..<max(x.count, y.count) {
+            difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+        }
+        return difference == 0
+    }
+}

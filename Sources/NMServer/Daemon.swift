@@ -1,0 +1,261 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import NMBridgeCore
+import NMJournal
+import ScriptDriver
+import ServiceLifecycle
+
+extension DriverCatalog {
+    /// Every driver this build of nmbridge knows. A new driver family is one line here.
+    public static let standard = DriverCatalog([
+        ScriptDriver.self
+    ])
+}
+
+/// Composes and runs the daemon: journal, driver supervisor, retention, HTTP API and
+/// sd_notify, as one `ServiceGroup` that shuts down gracefully on SIGTERM/SIGINT.
+public enum Daemon {
+    /// Runs until SIGTERM/SIGINT. `announce` is called once the API is listening.
+    public static func run(
+        _ configuration: DaemonConfiguration, logger: Logger, catalog: DriverCatalog = .standard,
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        announce: @escaping @Sendable () -> Void = {}
+    ) async throws {
+        let notifier = SystemdNotifier(environment: environment, logger: logger)
+        let lock = try StateLock(journalPath: configuration.journal.path)
+        defer { lock.release() }
+        let journal = try Journal.open(
+            JournalOptions(
+                path: configuration.journal.path, node: configuration.daemon.node, sync: configuration.journal.sync,
+                subscriberBuffer: configuration.api.subscriberBuffer),
+            logger: logger)
+        logger.info(
+            "journal open",
+            metadata: ["journal.path": "\(journal.path)", "journal.id": "\(journal.id.uuidString.lowercased())", "journal.last_seq": "\(journal.lastSeq)"])
+
+        let monitor = DeviceMonitor(journal: journal, devices: configuration.devices, logger: logger)
+        let routes = APIRoutes(journal: journal, monitor: monitor, node: configuration.daemon.node)
+        let readiness = Readiness(expected: configuration.api.tcpPort == nil ? 1 : 2) {
+            notifier.notify("READY=1\nSTATUS=journaling \(configuration.devices.count) device(s)")
+            announce()
+        }
+
+        try UnixSocketPath.prepare(configuration.api.socketPath)
+        let socketPath = configuration.api.socketPath
+        let socketMode = configuration.api.socketMode
+        var services: [any Service] = [
+            RetentionService(journal: journal, policy: RetentionPolicy(configuration.journal), logger: logger),
+            DriverSupervisor(
+                devices: configuration.devices, catalog: catalog, monitor: monitor, settings: configuration.supervisor,
+                logger: logger),
+            Application(
+                router: routes.router(token: nil),
+                configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "nmbridged"),
+                onServerRunning: { _ in
+                    chmod(socketPath, mode_t(socketMode))
+                    logger.info("API listening", metadata: ["api.socket": "\(socketPath)"])
+                    await readiness.arrived()
+                },
+                logger: logger),
+        ]
+        if let host = configuration.api.tcpHost, let port = configuration.api.tcpPort, let tokenFile = configuration.api.tokenFile {
+            let token = try readToken(tokenFile)
+            services.append(
+                Application(
+                    router: routes.router(token: token),
+                    configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "nmbridged"),
+                    onServerRunning: { channel in
+                        logger.info("API listening", metadata: ["api.tcp": "\(channel.localAddress?.description ?? "\(host):\(port)")"])
+                        await readiness.arrived()
+                    },
+                    logger: logger))
+        }
+        if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
+            services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))
+        }
+        // Last in the list, so first to hear of a graceful shutdown: journals it, tells
+        // systemd, and ends live streams so that the HTTP servers can drain.
+        services.append(ShutdownAnnouncer(journal: journal, notifier: notifier, logger: logger))
+
+        try await journal.append(
+            EventDraft(
+                kind: "daemon.started",
+                data: [
+                    "version": .string(NMBridgeVersion.current), "pid": .int(Int64(getpid())),
+                    "devices": .int(Int64(configuration.devices.count)), "demo": .bool(configuration.demo),
+                ]))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+        try? UnixSocketPath.remove(socketPath)
+        logger.info("stopped", metadata: ["journal.last_seq": "\(journal.lastSeq)"])
+    }
+
+    static func readToken(_ path: String) throws -> String {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw NMBridgeError(.invalidConfiguration, "api.token_file: cannot read \(path)")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard token.count >= 16 else {
+            throw NMBridgeError(.invalidConfiguration, "api.token_file: the token in \(path) must be at least 16 characters")
+        }
+        return token
+    }
+}
+
+/// Calls `action` once all expected listeners are up.
+actor Readiness {
+    private var remaining: Int
+    private let action: @Sendable () -> Void
+
+    init(expected: Int, action: @escaping @Sendable () -> Void) {
+        self.remaining = expected
+        self.action = action
+    }
+
+    func arrived() {
+        remaining -= 1
+        if remaining == 0 { action() }
+    }
+}
+
+/// Applies retention at start and then every hour.
+struct RetentionService: Service {
+    let journal: Journal
+    let policy: RetentionPolicy
+    let logger: Logger
+    var interval: Duration = .seconds(3600)
+
+    func run() async throws {
+        guard policy.maxAge != nil || policy.maxBytes != nil else { return }
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await journal.applyRetention(policy)
+                } catch {
+                    logger.error("journal retention failed", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(for: interval)
+            }
+        }
+    }
+}
+
+/// Pings the systemd watchdog at half its interval, but only while the journal answers:
+/// a daemon whose journal hangs should be restarted.
+struct WatchdogService: Service {
+    let journal: Journal
+    let notifier: SystemdNotifier
+    let interval: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    _ = try await journal.bounds()
+                    notifier.notify("WATCHDOG=1")
+                } catch {
+                    logger.error("journal does not answer; withholding watchdog ping", metadata: ["error": "\(error)"])
+                }
+                try await Task.sleep(for: interval / 2)
+            }
+        }
+    }
+}
+
+/// Waits for graceful shutdown, then journals `daemon.stopping`, sends STOPPING=1 and
+/// closes live streams.
+struct ShutdownAnnouncer: Service {
+    let journal: Journal
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        logger.info("shutting down")
+        notifier.notify("STOPPING=1")
+        do {
+            try await journal.append(EventDraft(kind: "daemon.stopping", data: ["reason": "signal (SIGTERM or SIGINT)"]))
+        } catch {
+            logger.error("cannot journal daemon.stopping", metadata: ["error": "\(error)"])
+        }
+        journal.closeFollowers()
+    }
+}
+
+/// One daemon per journal: an exclusive `flock` on `<journal>.lock`, released at exit
+/// (also by the kernel when the process dies).
+struct StateLock {
+    let fd: Int32
+
+    init(journalPath: String) throws {
+        let path = journalPath + ".lock"
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else {
+            throw NMBridgeError(.journalUnusable, "cannot open lock file \(path): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw NMBridgeError(.journalUnusable, "journal \(journalPath) is in use by another nmbridged (lock \(path))")
+        }
+    }
+
+    func release() { close(fd) }
+}
+
+/// Unix socket files: a leftover from a crashed daemon is removed, a live one is not.
+enum UnixSocketPath {
+    static func prepare(_ path: String) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty, !FileManager.default.fileExists(atPath: directory) {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw NMBridgeError(.invalidConfiguration, "api.socket: cannot create directory \(directory)", underlying: error)
+            }
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw NMBridgeError(.invalidConfiguration, "api.socket: \(path) exists and is not a socket; refusing to replace it")
+        }
+        if isListening(path) {
+            throw NMBridgeError(.invalidConfiguration, "api.socket: another process is listening on \(path)")
+        }
+        try remove(path)
+    }
+
+    static func remove(_ path: String) throws {
+        if unlink(path) != 0 && errno != ENOENT {
+            throw NMBridgeError(.invalidConfiguration, "cannot remove stale socket \(path): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    static func isListening(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (i, b) in bytes.enumerated() { buffer[i] = b }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+}

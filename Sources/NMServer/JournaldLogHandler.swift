@@ -1,0 +1,82 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// Logs one line per message to stderr in a form journald understands.
+///
+/// Under systemd (`JOURNAL_STREAM` set) each line starts with the sd-daemon priority
+/// prefix `<N>` so journald records the level, and carries no timestamp (journald adds
+/// one). On a terminal it starts with a local timestamp and the level. Metadata follows
+/// as `key=value`, with `device.id` first so `journalctl | grep device.id=gantry-1` works.
+public struct JournaldLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    let label: String
+    let underSystemd: Bool
+    private static let lock = Mutex(())
+
+    public init(label: String, level: Logger.Level = .info, underSystemd: Bool = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] != nil) {
+        self.label = label
+        self.logLevel = level
+        self.underSystemd = underSystemd
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra, uniquingKeysWith: { _, new in new }) }
+        var line = ""
+        if underSystemd {
+            line = "<\(Self.syslogPriority(event.level))>"
+        } else {
+            line = Self.localTimestamp() + " " + event.level.rawValue.uppercased() + " "
+        }
+        line += event.message.description.replacingOccurrences(of: "\n", with: " ")
+        let keys = merged.keys.sorted { a, b in
+            if a == "device.id" { return true }
+            if b == "device.id" { return false }
+            return a < b
+        }
+        for key in keys {
+            line += " \(key)=\(Self.quoted("\(merged[key]!)"))"
+        }
+        line += "\n"
+        Self.lock.withLock { _ in
+            FileHandle.standardError.write(Data(line.utf8))
+        }
+    }
+
+    static func syslogPriority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: 7
+        case .info: 6
+        case .notice: 5
+        case .warning: 4
+        case .error: 3
+        case .critical: 2
+        }
+    }
+
+    static func quoted(_ value: String) -> String {
+        if !value.isEmpty, !value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
+            return value
+        }
+        return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n") + "\""
+    }
+
+    static func localTimestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var parts = tm()
+        var seconds = now.tv_sec
+        localtime_r(&seconds, &parts)
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+            parts.tm_hour, parts.tm_min, parts.tm_sec, Int(now.tv_nsec / 1_000_000))
+    }
+}

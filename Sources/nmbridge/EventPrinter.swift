@@ -1,0 +1,68 @@
+import Foundation
+import NMBridgeCore
+
+/// Prints events for people (aligned, coloured on a terminal) or as JSON Lines.
+struct EventPrinter {
+    enum Format { case human, jsonl }
+    let format: Format
+    let colour: Bool
+
+    init(json: Bool) {
+        let terminal = isatty(STDOUT_FILENO) == 1
+        format = json || !terminal ? .jsonl : .human
+        colour = terminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
+    }
+
+    /// Prints one envelope given as JSON text.
+    func print(envelopeJSON: String) {
+        switch format {
+        case .jsonl:
+            writeStdout(envelopeJSON + "\n")
+        case .human:
+            guard let event = try? Event(json: envelopeJSON) else {
+                writeStdout(envelopeJSON + "\n")
+                return
+            }
+            writeStdout(human(event) + "\n")
+        }
+    }
+
+    func human(_ event: Event) -> String {
+        let time = Self.localTime(event.time)
+        let device = (event.device ?? "-").padding(toLength: max(14, event.device?.count ?? 0), withPad: " ", startingAt: 0)
+        let kind = event.kind.padding(toLength: max(22, event.kind.count), withPad: " ", startingAt: 0)
+        var line = "\(time) \(device) \(kind)"
+        let data = event.data
+        for key in data.keys.sorted() {
+            let value = data[key]!
+            let text: String =
+                switch value {
+                case .string(let s): s.contains(" ") || s.isEmpty ? "\"\(s)\"" : s
+                default: value.jsonText
+                }
+            line += " \(key)=\(text)"
+        }
+        guard colour else { return "\(event.seq) " + line }
+        let code: String? =
+            switch event.severity {
+            case .debug: "2"
+            case .info: nil
+            case .notice: "36"
+            case .warning: "33"
+            case .error, .critical: "31;1"
+            }
+        let seq = "\u{1B}[2m\(event.seq)\u{1B}[0m "
+        guard let code else { return seq + line }
+        return seq + "\u{1B}[\(code)m" + line + "\u{1B}[0m"
+    }
+
+    static func localTime(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        let millis = Int((date.timeIntervalSince1970 - Double(seconds)) * 1000)
+        return String(
+            format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+            parts.tm_hour, parts.tm_min, parts.tm_sec, min(999, max(0, millis)))
+    }
+}

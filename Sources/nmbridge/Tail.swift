@@ -1,0 +1,165 @@
+import ArgumentParser
+import Foundation
+import NMBridgeCore
+import NMClient
+
+struct Tail: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the latest events; with -f, follow new ones as they are journaled.",
+        discussion: """
+            Human-readable on a terminal, JSON Lines when piped or with --json. With --cursor-file, \
+            tail resumes after the last event it printed and records each new one there, so a \
+            restarted `tail -f` neither repeats nor misses events. `tail -f` reconnects by itself \
+            when the daemon restarts.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var filters: FilterOptions
+
+    @Flag(name: .shortAndLong, help: "Keep following new events.")
+    var follow = false
+
+    @Option(name: .short, help: "Print the last N matching events first (default 10 without -f, 0 with -f).")
+    var n: Int?
+
+    @Option(name: .long, help: "Start after this seq instead.")
+    var after: Int64?
+
+    @Flag(name: .long, help: "JSON Lines output even on a terminal.")
+    var json = false
+
+    @Option(name: .long, help: "Resume from, and record progress in, this file.")
+    var cursorFile: String?
+
+    func validate() throws {
+        if let n, n < 0 || n > 10_000 { throw ValidationError("-n must be between 0 and 10000") }
+        if after != nil && n != nil { throw ValidationError("give -n or --after, not both") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let client = try connection.client()
+            let printer = EventPrinter(json: json)
+            var cursor = try CursorFile.read(cursorFile)
+            if cursor == nil, let after {
+                cursor = CursorFile.Cursor(journal: nil, seq: after)
+            }
+            if cursor == nil {
+                let count = n ?? (follow ? 0 : 10)
+                let response = try jsonBody(
+                    try await client.get(apiPath("/v1/events", filters.queryItems + [("last", "\(max(count, 1))")])))
+                let journal = response["journal"]?.stringValue
+                var last = response["last_seq"]?.intValue ?? 0
+                if count > 0, case .array(let events)? = response["events"] {
+                    for event in events {
+                        printer.print(envelopeJSON: envelopeText(event))
+                        if let seq = event["seq"]?.intValue { last = max(last, seq) }
+                    }
+                }
+                cursor = CursorFile.Cursor(journal: journal, seq: last)
+                try CursorFile.write(cursorFile, cursor!)
+            } else if !follow {
+                try await printSince(client: client, printer: printer, cursor: &cursor!)
+            }
+            guard follow, var cursor else { return }
+            try await followStream(client: client, printer: printer, cursor: &cursor)
+        }
+    }
+
+    /// Without -f but with a cursor: print everything after it, then stop.
+    private func printSince(client: APIClient, printer: EventPrinter, cursor: inout CursorFile.Cursor) async throws {
+        while true {
+            let response = try jsonBody(
+                try await client.get(apiPath("/v1/events", filters.queryItems + [("after", "\(cursor.seq)"), ("limit", "1000")])))
+            guard case .array(let events)? = response["events"], !events.isEmpty else { return }
+            for event in events {
+                printer.print(envelopeJSON: envelopeText(event))
+                cursor = CursorFile.Cursor(journal: event["journal"]?.stringValue, seq: event["seq"]?.intValue ?? cursor.seq)
+            }
+            try CursorFile.write(cursorFile, cursor)
+        }
+    }
+
+    private func followStream(client: APIClient, printer: EventPrinter, cursor: inout CursorFile.Cursor) async throws {
+        var delay = 0.25
+        var announcedLoss = false
+        while !Task.isCancelled {
+            do {
+                let stream = try await client.stream(
+                    apiPath("/v1/events/stream", filters.queryItems),
+                    headers: [("Last-Event-ID", "\(cursor.seq)")])
+                if let journal = stream.headerValue("X-Journal-Id"), let known = cursor.journal, journal != known {
+                    FileHandle.standardError.write(
+                        Data("nmbridge: the daemon's journal changed (\(known) → \(journal)): it is a new history; starting from its beginning\n".utf8))
+                    cursor = CursorFile.Cursor(journal: journal, seq: 0)
+                    try CursorFile.write(cursorFile, cursor)
+                    continue
+                }
+                if announcedLoss {
+                    FileHandle.standardError.write(Data("nmbridge: reconnected; resuming after seq \(cursor.seq)\n".utf8))
+                    announcedLoss = false
+                }
+                delay = 0.25
+                cursor.journal = stream.headerValue("X-Journal-Id") ?? cursor.journal
+                for try await message in stream {
+                    switch message.event {
+                    case "lagged":
+                        FileHandle.standardError.write(Data("nmbridge: fell behind the live stream; catching up from seq \(cursor.seq)\n".utf8))
+                    case "error":
+                        let value = try? JSONValue.parse(message.data)
+                        throw CLIError(value?["message"]?.stringValue ?? message.data, exitCode: value?["error"]?.stringValue == "cursor_expired" ? 3 : 1)
+                    default:
+                        guard let seqText = message.id, let seq = Int64(seqText) else { continue }
+                        printer.print(envelopeJSON: message.data)
+                        cursor.seq = seq
+                        try CursorFile.write(cursorFile, cursor)
+                    }
+                }
+                // The daemon ended the stream (shutdown or lag): reconnect.
+                if !announcedLoss {
+                    FileHandle.standardError.write(Data("nmbridge: stream ended; reconnecting…\n".utf8))
+                    announcedLoss = true
+                }
+            } catch let error as APIError {
+                if case .httpStatus(let response) = error {
+                    _ = try jsonBody(response)  // throws with the server's message (410 → exit 3)
+                }
+                if !announcedLoss {
+                    FileHandle.standardError.write(Data("nmbridge: \(error.description); reconnecting…\n".utf8))
+                    announcedLoss = true
+                }
+            }
+            try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+            delay = min(delay * 2, 5)
+        }
+    }
+}
+
+/// The `--cursor-file`: one line, `<journal-id> <seq>`, replaced atomically.
+enum CursorFile {
+    struct Cursor {
+        var journal: String?
+        var seq: Int64
+    }
+
+    static func read(_ path: String?) throws -> Cursor? {
+        guard let path, FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw CLIError("cannot read cursor file \(path)")
+        }
+        let parts = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard parts.count == 2, let seq = Int64(parts[1]), seq >= 0 else {
+            throw CLIError("cursor file \(path) is not '<journal-id> <seq>'; remove it to start afresh")
+        }
+        return Cursor(journal: parts[0] == "-" ? nil : String(parts[0]), seq: seq)
+    }
+
+    static func write(_ path: String?, _ cursor: Cursor) throws {
+        guard let path else { return }
+        let temporary = path + ".tmp"
+        let text = "\(cursor.journal ?? "-") \(cursor.seq)\n"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)), rename(temporary, path) == 0 else {
+            throw CLIError("cannot write cursor file \(path)")
+        }
+    }
+}

@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NMBridgeCore
+import NMServer
+
+@main
+struct NMBridged: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nmbridged",
+        abstract: "nmbridge daemon: journals what the department's instruments say.",
+        discussion: """
+            Exit codes: 0 after a graceful stop, 2 for a configuration error (nothing started), \
+            1 for any other failure (e.g. an unusable journal).
+            """,
+        version: NMBridgeVersion.current)
+
+    @Option(name: .long, help: "Configuration file (TOML).")
+    var config: String?
+
+    @Flag(name: .long, help: "Run with simulated devices; no hardware, no root.")
+    var demo = false
+
+    @Option(name: .long, help: "With --demo: where to keep the journal and the API socket.")
+    var stateDir: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        if demo == (config != nil) {
+            throw ValidationError("give exactly one of --config FILE or --demo")
+        }
+        if stateDir != nil && !demo {
+            throw ValidationError("--state-dir goes with --demo; with --config, set [daemon] state_dir")
+        }
+        if Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in JournaldLogHandler(label: label, level: level) }
+        let logger = Logger(label: "nmbridged")
+        let node = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+
+        let configuration: DaemonConfiguration
+        if demo {
+            let directory = stateDir ?? DemoConfiguration.defaultStateDirectory
+            configuration = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node)
+        } else {
+            let path = config!
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                FileHandle.standardError.write(Data("nmbridged: cannot read configuration file \(path)\n".utf8))
+                throw ExitCode(2)
+            }
+            do {
+                configuration = try DaemonConfiguration.load(
+                    text: text, file: path, drivers: .standard, defaultNode: node,
+                    baseDirectory: (absolute(path) as NSString).deletingLastPathComponent)
+            } catch {
+                FileHandle.standardError.write(Data("nmbridged: \(error.description)\n".utf8))
+                throw ExitCode(2)
+            }
+        }
+
+        let demo = demo
+        do {
+            try await Daemon.run(configuration, logger: logger) {
+                guard demo else { return }
+                let cli = Self.siblingCLI()
+                let socket = configuration.api.socketPath
+                FileHandle.standardOutput.write(Data(
+                    """
+
+                    nmbridged demo is running: 3 simulated devices, journal \(configuration.journal.path)
+                    Watch it live from another terminal:
+                        \(cli) --socket \(socket) tail -f
+                        \(cli) --socket \(socket) devices
+                        \(cli) --socket \(socket) status
+                    Or with curl:  curl --unix-socket \(socket) http://localhost/v1/events/stream
+                    The journal is plain SQLite:  sqlite3 \(configuration.journal.path) 'select seq, time, device, kind, data from events order by seq desc limit 5'
+                    Stop with Ctrl-C.
+
+                    """.utf8))
+            }
+        } catch {
+            logger.critical("cannot run", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
+
+    private func absolute(_ path: String) -> String {
+        path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+    }
+
+    /// `nmbridge` next to this executable if it is there (a build tree), else from PATH.
+    static func siblingCLI() -> String {
+        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        let sibling = me.deletingLastPathComponent().appendingPathComponent("nmbridge").path
+        return FileManager.default.isExecutableFile(atPath: sibling) ? sibling : "nmbridge"
+    }
+}
