@@ -65,7 +65,7 @@ install-files:
 	elif [ -e "$(DESTDIR)$(CONFDIR)/nmbridge.toml" ]; then \
 		echo "note: keeping existing $(DESTDIR)$(CONFDIR)/nmbridge.toml"; \
 	else \
-		echo "$(INSTALL) -D -m 0640 $(EXAMPLE_CONF) $(DESTDIR)$(CONFDIR)/nmbridge.toml"; \
+		echo "installing $(EXAMPLE_CONF) as $(DESTDIR)$(CONFDIR)/nmbridge.toml (0640)"; \
 		$(INSTALL) -d -m 0750 "$(DESTDIR)$(CONFDIR)" && \
 		$(INSTALL) -m 0640 "$(EXAMPLE_CONF)" "$(DESTDIR)$(CONFDIR)/nmbridge.toml"; \
 	fi

@@ -26,7 +26,7 @@ public struct ScriptDriver: Driver {
         ])
 
     public static func settings(from reader: ConfigTableReader) -> Settings? {
-        let path = reader.string("script")
+        let path = reader.string("script").map(reader.resolvePath)
         let builtin = reader.string("builtin")
         let (text, source): (String, String)
         switch (path, builtin) {

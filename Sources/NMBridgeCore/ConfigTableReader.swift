@@ -50,13 +50,24 @@ public final class ConfigTableReader {
 
     final class ProblemSink {
         let file: String?
+        let baseDirectory: String?
         var problems: [ConfigProblem] = []
-        init(file: String?) { self.file = file }
+        init(file: String?, baseDirectory: String?) {
+            self.file = file
+            self.baseDirectory = baseDirectory
+        }
     }
 
-    /// A reader for a whole document (the root table).
-    public convenience init(root: TOMLTable, file: String?) {
-        self.init(path: "", table: root, sink: ProblemSink(file: file))
+    /// A reader for a whole document (the root table). Relative paths in it are taken
+    /// from `baseDirectory` (the configuration file's folder).
+    public convenience init(root: TOMLTable, file: String?, baseDirectory: String? = nil) {
+        self.init(path: "", table: root, sink: ProblemSink(file: file, baseDirectory: baseDirectory))
+    }
+
+    /// `path` made absolute against the configuration file's folder.
+    public func resolvePath(_ path: String) -> String {
+        guard !path.hasPrefix("/"), let base = sink.baseDirectory else { return path }
+        return base + "/" + path
     }
 
     init(path: String, table: TOMLTable, sink: ProblemSink) {

@@ -113,11 +113,8 @@ public struct DaemonConfiguration: Sendable {
                     ConfigProblem(file: file, key: "(syntax)", line: $0.location.line, message: $0.description)
                 })
         }
-        let reader = ConfigTableReader(root: root, file: file)
-        func resolve(_ path: String) -> String {
-            guard !path.hasPrefix("/"), let baseDirectory else { return path }
-            return baseDirectory + "/" + path
-        }
+        let reader = ConfigTableReader(root: root, file: file, baseDirectory: baseDirectory)
+        let resolve = reader.resolvePath
 
         // [daemon]
         let daemonTable = reader.table("daemon")

@@ -131,8 +131,6 @@ public final class Journal: Sendable {
         let synchronous = options.sync == .full ? "FULL" : "NORMAL"
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-            // Checkpoint often enough that the WAL stays small, rarely enough not to stall.
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = 4000")
         }
         let pool: DatabasePool
         do {

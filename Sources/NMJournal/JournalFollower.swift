@@ -54,7 +54,13 @@ public struct JournalFollower: AsyncSequence, Sendable {
         let onOverflow: OverflowPolicy
         var page: [Event] = []
         var pageIndex = 0
-        var live: LiveSubscription?
+        /// Unsubscribes when the last copy of the iterator goes away (a consumer that
+        /// breaks out of its loop or a client that disconnects).
+        let liveHandle: LiveHandle
+        var live: LiveSubscription? {
+            get { liveHandle.subscription }
+            nonmutating set { liveHandle.subscription = newValue }
+        }
         static let pageSize = 512
 
         init(journal: Journal, cursor: Int64, filter: EventFilter, onOverflow: OverflowPolicy) {
@@ -62,6 +68,7 @@ public struct JournalFollower: AsyncSequence, Sendable {
             self.cursor = cursor
             self.filter = filter
             self.onOverflow = onOverflow
+            self.liveHandle = LiveHandle(hub: journal.hub)
         }
 
         public mutating func next() async throws -> Event? {
@@ -122,6 +129,20 @@ public struct JournalFollower: AsyncSequence, Sendable {
             if let live { journal.hub.unsubscribe(live) }
             live = nil
         }
+    }
+}
+
+/// Owns a follower's live subscription; ends it on deinit.
+final class LiveHandle: @unchecked Sendable {
+    // Only the iterator that owns this handle touches `subscription`, from one task at a
+    // time (AsyncIteratorProtocol.next is not called concurrently), hence unchecked.
+    let hub: SubscriptionHub
+    var subscription: LiveSubscription?
+
+    init(hub: SubscriptionHub) { self.hub = hub }
+
+    deinit {
+        if let subscription { hub.unsubscribe(subscription) }
     }
 }
 

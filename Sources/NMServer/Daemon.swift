@@ -133,7 +133,7 @@ struct RetentionService: Service {
 
     func run() async throws {
         guard policy.maxAge != nil || policy.maxBytes != nil else { return }
-        try await cancelWhenGracefulShutdown {
+        await untilGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     try await journal.applyRetention(policy)
@@ -155,7 +155,7 @@ struct WatchdogService: Service {
     let logger: Logger
 
     func run() async throws {
-        try await cancelWhenGracefulShutdown {
+        await untilGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     _ = try await journal.bounds()
@@ -166,6 +166,17 @@ struct WatchdogService: Service {
                 try await Task.sleep(for: interval / 2)
             }
         }
+    }
+}
+
+/// Runs `body` until it finishes or graceful shutdown cancels it. Cancellation at
+/// shutdown is the normal way out, not an error for the ServiceGroup.
+func untilGracefulShutdown(_ body: @escaping @Sendable () async throws -> Void) async {
+    do {
+        try await cancelWhenGracefulShutdown { try await body() }
+    } catch is CancellationError {
+    } catch {
+        Logger(label: "nmbridged").error("service failed", metadata: ["error": "\(error)"])
     }
 }
 

@@ -30,7 +30,7 @@ public struct DriverSupervisor: Service {
 
     public func run() async throws {
         // Drivers stop by cancellation at shutdown; their CancellationErrors are not crashes.
-        try await cancelWhenGracefulShutdown {
+        await untilGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 for device in devices where device.enabled {
                     guard let entry = catalog.entries[device.driver] else { continue }

@@ -111,6 +111,19 @@ private struct TOMLParseError: Error {
     var resumeAt: Int?
 }
 
+/// What a string belongs to, for messages; spelled out only when there is an error.
+private enum TextOwner {
+    case quotedKey
+    case value(key: [String])
+
+    var phrase: String {
+        switch self {
+        case .quotedKey: "in a quoted key"
+        case .value(let key): "for key \(quoted(displayKey(key)))"
+        }
+    }
+}
+
 /// Why a bare value (number, date-time) is malformed; the caller adds the token and key.
 private struct TOMLValueProblem: Error {
     var reason: String
@@ -316,7 +329,7 @@ private struct TOMLDocumentParser {
             return
         }
         pos = offsetAfterLineFeed(from: max(pos, errorOffset))
-        while pos < bytes.count, !looksLikeStatement(at: pos) {
+        while pos < bytes.count, !looksLikeStatement(at: pos, strict: false) {
             pos = offsetAfterLineFeed(from: pos)
         }
     }
@@ -338,9 +351,15 @@ private struct TOMLDocumentParser {
         return index
     }
 
-    /// Whether the line at `lineStart` is a plausible place to resume: a complete table
-    /// header, `key =`, or the end of the file. Parses speculatively and restores `pos`.
-    mutating func looksLikeStatement(at lineStart: Int) -> Bool {
+    /// Whether the line at `lineStart` starts a key/value or a table header (or is the end
+    /// of the file). Parses speculatively and restores `pos`.
+    ///
+    /// Strictly, that means a complete header or `key =`. Leniently, as used to resume after
+    /// an error, it also means a broken header (`[daemon`) or a line that starts with a word
+    /// (`sync full`), so each broken line gets its own error; but not lines that read like
+    /// the rest of a broken multi-line array (`  42,` or `"text",` or `]`), which would
+    /// only repeat the error already reported.
+    mutating func looksLikeStatement(at lineStart: Int, strict: Bool) -> Bool {
         let saved = pos
         defer { pos = saved }
         pos = firstNonBlank(from: lineStart)
@@ -351,6 +370,11 @@ private struct TOMLDocumentParser {
                 let isArray = peek == TOMLByte.leftBracket
                 if isArray { pos += 1 }
                 _ = try parseKey(role: .tableHeader)
+                if !strict {
+                    guard let next = peek else { return true }
+                    return next == TOMLByte.rightBracket || next == TOMLByte.hash
+                        || next == TOMLByte.lineFeed || next == TOMLByte.carriageReturn
+                }
                 guard peek == TOMLByte.rightBracket else { return false }
                 pos += 1
                 if isArray {
@@ -364,8 +388,13 @@ private struct TOMLDocumentParser {
             if first == TOMLByte.hash || first == TOMLByte.lineFeed || first == TOMLByte.carriageReturn {
                 return false
             }
-            _ = try parseKey(role: .statement)
-            return peek == TOMLByte.equals
+            let parts = try parseKey(role: .statement)
+            if peek == TOMLByte.equals { return true }
+            guard !strict, TOMLByte.isLetter(first), let word = parts.first?.name,
+                  !["true", "false", "inf", "nan"].contains(word)
+            else { return false }
+            guard let next = peek else { return true }
+            return next != TOMLByte.comma && next != TOMLByte.rightBracket && next != TOMLByte.rightBrace
         } catch {
             return false
         }
@@ -448,12 +477,12 @@ private struct TOMLDocumentParser {
                 if byte(at: pos + 1) == TOMLByte.quote, byte(at: pos + 2) == TOMLByte.quote {
                     throw TOMLParseError(offset: pos, message: "a multi-line string cannot be used as a key")
                 }
-                name = try parseBasicString(context: "in a quoted key")
+                name = try parseBasicString(owner: .quotedKey)
             case TOMLByte.apostrophe:
                 if byte(at: pos + 1) == TOMLByte.apostrophe, byte(at: pos + 2) == TOMLByte.apostrophe {
                     throw TOMLParseError(offset: pos, message: "a multi-line string cannot be used as a key")
                 }
-                name = try parseLiteralString(context: "in a quoted key")
+                name = try parseLiteralString(owner: .quotedKey)
             default:
                 guard TOMLByte.isBareKey(first) else { throw missingKey(after: parts, role: role) }
                 while let current = peek, TOMLByte.isBareKey(current) { pos += 1 }
@@ -540,7 +569,7 @@ private struct TOMLDocumentParser {
         let header = isArray ? "[[\(displayKey(names))]]" : "[\(displayKey(names))]"
         var table = root
         for (index, part) in parts.dropLast().enumerated() {
-            let prefix = displayKey(Array(names[...index]))
+            var prefix: String { displayKey(Array(names[...index])) }
             switch table.child(named: part.name) {
             case nil:
                 guard let child = makeChild(
@@ -636,10 +665,10 @@ private struct TOMLDocumentParser {
     /// Adds a new empty table under `parent`, unless that would nest too deep.
     mutating func makeChild(
         of parent: TOMLTableBuilder, named name: String, origin: TOMLTableBuilder.Origin,
-        tableLocation: SourceLocation?, keyOffset: Int, tooDeepMessage: String
+        tableLocation: SourceLocation?, keyOffset: Int, tooDeepMessage: @autoclosure () -> String
     ) -> TOMLTableBuilder? {
         guard parent.depth < TOMLParser.maximumNestingDepth else {
-            report(tooDeepMessage, at: keyOffset)
+            report(tooDeepMessage(), at: keyOffset)
             return nil
         }
         let keyLocation = location(at: keyOffset)
@@ -696,11 +725,11 @@ private struct TOMLDocumentParser {
         _ value: TOMLValue, at parts: [KeyPart], into start: TOMLTableBuilder, section: Int
     ) {
         guard let last = parts.last else { return }
-        let fullPath = start.path + parts.map(\.name)
-        let fullName = displayKey(fullPath)
+        // Names for messages are built only when needed: keys may have thousands of parts.
+        var fullName: String { displayKey(start.path + parts.map(\.name)) }
         var table = start
         for (index, part) in parts.dropLast().enumerated() {
-            let prefix = displayKey(start.path + parts[...index].map(\.name))
+            var prefix: String { displayKey(start.path + parts[...index].map(\.name)) }
             switch table.child(named: part.name) {
             case nil:
                 guard let child = makeChild(
@@ -717,6 +746,7 @@ private struct TOMLDocumentParser {
                     // Created in passing by a header like [a.b.c]; dotted keys may define it,
                     // which then closes it to a later [a.b] header.
                     child.origin = .dotted(section: section)
+                    child.location = location(at: part.offset)
                     table = child
                 case .dotted:
                     report(
@@ -762,18 +792,18 @@ private struct TOMLDocumentParser {
         guard let first = peek else {
             throw TOMLParseError(offset: pos, message: "missing value for key \(quoted(displayKey(key)))")
         }
-        let context = "for key \(quoted(displayKey(key)))"
+        let owner = TextOwner.value(key: key)
         switch first {
         case TOMLByte.quote:
             if byte(at: pos + 1) == TOMLByte.quote, byte(at: pos + 2) == TOMLByte.quote {
-                return .string(try parseMultilineString(delimiter: TOMLByte.quote, context: context))
+                return .string(try parseMultilineString(delimiter: TOMLByte.quote, owner: owner))
             }
-            return .string(try parseBasicString(context: context))
+            return .string(try parseBasicString(owner: owner))
         case TOMLByte.apostrophe:
             if byte(at: pos + 1) == TOMLByte.apostrophe, byte(at: pos + 2) == TOMLByte.apostrophe {
-                return .string(try parseMultilineString(delimiter: TOMLByte.apostrophe, context: context))
+                return .string(try parseMultilineString(delimiter: TOMLByte.apostrophe, owner: owner))
             }
-            return .string(try parseLiteralString(context: context))
+            return .string(try parseLiteralString(owner: owner))
         case TOMLByte.leftBracket:
             return try parseArray(key: key, nesting: nesting + 1)
         case TOMLByte.leftBrace:
@@ -787,7 +817,7 @@ private struct TOMLDocumentParser {
 
     mutating func parseArray(key: [String], nesting: Int) throws(TOMLParseError) -> TOMLValue {
         let open = pos
-        let name = quoted(displayKey(key))
+        var name: String { quoted(displayKey(key)) }
         guard nesting <= TOMLParser.maximumNestingDepth else {
             throw TOMLParseError(
                 offset: open,
@@ -843,7 +873,7 @@ private struct TOMLDocumentParser {
     /// array, and let recovery resume on that line instead of skipping it.
     mutating func unclosedArray(open: Int, name: String, before offset: Int) -> TOMLParseError? {
         let lineStart = lineStarts[lineIndex(of: offset)]
-        guard lineStart > open, firstNonBlank(from: lineStart) == offset, looksLikeStatement(at: lineStart) else {
+        guard lineStart > open, firstNonBlank(from: lineStart) == offset, looksLikeStatement(at: lineStart, strict: true) else {
             return nil
         }
         return TOMLParseError(
@@ -855,7 +885,7 @@ private struct TOMLDocumentParser {
 
     mutating func parseInlineTable(key: [String], nesting: Int) throws(TOMLParseError) -> TOMLValue {
         let open = pos
-        let name = quoted(displayKey(key))
+        var name: String { quoted(displayKey(key)) }
         guard nesting <= TOMLParser.maximumNestingDepth else {
             throw TOMLParseError(
                 offset: open,
@@ -913,29 +943,29 @@ private struct TOMLDocumentParser {
     // MARK: Strings
 
     /// Parses `"..."`, decoding escapes.
-    mutating func parseBasicString(context: String) throws(TOMLParseError) -> String {
+    mutating func parseBasicString(owner: TextOwner) throws(TOMLParseError) -> String {
         let open = pos
         pos += 1
         var buffer: [UInt8] = []
         while true {
             guard let current = peek else {
-                throw TOMLParseError(offset: open, message: "unterminated string \(context): missing closing '\"'")
+                throw TOMLParseError(offset: open, message: "unterminated string \(owner.phrase): missing closing '\"'")
             }
             switch current {
             case TOMLByte.quote:
                 pos += 1
                 return String(decoding: buffer, as: UTF8.self)
             case TOMLByte.backslash:
-                try parseEscape(into: &buffer, context: context)
+                try parseEscape(into: &buffer, owner: owner)
             case TOMLByte.lineFeed, TOMLByte.carriageReturn:
                 throw TOMLParseError(
                     offset: open,
-                    message: "unterminated string \(context): missing closing '\"' before the end of the line (use \"\"\" for multi-line strings)"
+                    message: "unterminated string \(owner.phrase): missing closing '\"' before the end of the line (use \"\"\" for multi-line strings)"
                 )
             default:
                 if TOMLByte.isForbiddenControl(current) {
                     throw TOMLParseError(
-                        offset: pos, message: "\(controlName(current)) must be escaped in a string \(context)"
+                        offset: pos, message: "\(controlName(current)) must be escaped in a string \(owner.phrase)"
                     )
                 }
                 buffer.append(current)
@@ -945,13 +975,13 @@ private struct TOMLDocumentParser {
     }
 
     /// Parses `'...'`: no escapes.
-    mutating func parseLiteralString(context: String) throws(TOMLParseError) -> String {
+    mutating func parseLiteralString(owner: TextOwner) throws(TOMLParseError) -> String {
         let open = pos
         pos += 1
         let start = pos
         while true {
             guard let current = peek else {
-                throw TOMLParseError(offset: open, message: "unterminated literal string \(context): missing closing \"'\"")
+                throw TOMLParseError(offset: open, message: "unterminated literal string \(owner.phrase): missing closing \"'\"")
             }
             switch current {
             case TOMLByte.apostrophe:
@@ -961,12 +991,12 @@ private struct TOMLDocumentParser {
             case TOMLByte.lineFeed, TOMLByte.carriageReturn:
                 throw TOMLParseError(
                     offset: open,
-                    message: "unterminated literal string \(context): missing closing \"'\" before the end of the line (use ''' for multi-line strings)"
+                    message: "unterminated literal string \(owner.phrase): missing closing \"'\" before the end of the line (use ''' for multi-line strings)"
                 )
             default:
                 if TOMLByte.isForbiddenControl(current) {
                     throw TOMLParseError(
-                        offset: pos, message: "\(controlName(current)) is not allowed in a literal string \(context)"
+                        offset: pos, message: "\(controlName(current)) is not allowed in a literal string \(owner.phrase)"
                     )
                 }
                 pos += 1
@@ -978,7 +1008,7 @@ private struct TOMLDocumentParser {
     ///
     /// Problems inside the string are remembered while reading on to the closing delimiter,
     /// so that recovery resumes after the string rather than inside its text.
-    mutating func parseMultilineString(delimiter: UInt8, context: String) throws(TOMLParseError) -> String {
+    mutating func parseMultilineString(delimiter: UInt8, owner: TextOwner) throws(TOMLParseError) -> String {
         let open = pos
         let isBasic = delimiter == TOMLByte.quote
         let kind = isBasic ? "multi-line string" : "multi-line literal string"
@@ -994,7 +1024,7 @@ private struct TOMLDocumentParser {
         while true {
             guard let current = peek else {
                 let closing = isBasic ? "\"\"\"" : "'''"
-                throw TOMLParseError(offset: open, message: "unterminated \(kind) \(context): missing closing \(closing)")
+                throw TOMLParseError(offset: open, message: "unterminated \(kind) \(owner.phrase): missing closing \(closing)")
             }
             switch current {
             case delimiter:
@@ -1014,7 +1044,7 @@ private struct TOMLDocumentParser {
             case TOMLByte.backslash where isBasic:
                 if skipLineEndingBackslash() { continue }
                 do {
-                    try parseEscape(into: &buffer, context: context)
+                    try parseEscape(into: &buffer, owner: owner)
                 } catch {
                     if firstProblem == nil { firstProblem = error }
                     pos += 1
@@ -1033,7 +1063,7 @@ private struct TOMLDocumentParser {
             default:
                 if TOMLByte.isForbiddenControl(current), firstProblem == nil {
                     firstProblem = TOMLParseError(
-                        offset: pos, message: "\(controlName(current)) is not allowed in a \(kind) \(context)"
+                        offset: pos, message: "\(controlName(current)) is not allowed in a \(kind) \(owner.phrase)"
                     )
                 }
                 buffer.append(current)
@@ -1068,9 +1098,9 @@ private struct TOMLDocumentParser {
 
     /// Decodes the escape sequence at `pos` (a backslash) into `buffer`. Leaves `pos` alone
     /// when it throws.
-    mutating func parseEscape(into buffer: inout [UInt8], context: String) throws(TOMLParseError) {
+    mutating func parseEscape(into buffer: inout [UInt8], owner: TextOwner) throws(TOMLParseError) {
         guard let letter = byte(at: pos + 1) else {
-            throw TOMLParseError(offset: pos, message: "unterminated escape sequence \(context)")
+            throw TOMLParseError(offset: pos, message: "unterminated escape sequence \(owner.phrase)")
         }
         let simple: UInt8?
         switch letter {
@@ -1091,7 +1121,7 @@ private struct TOMLDocumentParser {
             }
             throw TOMLParseError(
                 offset: pos,
-                message: "invalid escape sequence \(shown) \(context); valid escapes are \\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \\UXXXXXXXX"
+                message: "invalid escape sequence \(shown) \(owner.phrase); valid escapes are \\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \\UXXXXXXXX"
             )
         }
         if let simple {
@@ -1107,7 +1137,7 @@ private struct TOMLDocumentParser {
             else {
                 throw TOMLParseError(
                     offset: pos,
-                    message: "escape \\\(letter == 0x75 ? "u" : "U") \(context) must be followed by \(digitCount) hexadecimal digits"
+                    message: "escape \\\(letter == 0x75 ? "u" : "U") \(owner.phrase) must be followed by \(digitCount) hexadecimal digits"
                 )
             }
             scalarValue = scalarValue << 4 | UInt32(digit)
@@ -1116,7 +1146,7 @@ private struct TOMLDocumentParser {
             let hex = String(scalarValue, radix: 16, uppercase: true)
             throw TOMLParseError(
                 offset: pos,
-                message: "escape \\\(letter == 0x75 ? "u" : "U")\(String(repeating: "0", count: max(0, digitCount - hex.count)))\(hex) \(context) is not a Unicode scalar value (surrogates and values above 10FFFF are not allowed)"
+                message: "escape \\\(letter == 0x75 ? "u" : "U")\(String(repeating: "0", count: max(0, digitCount - hex.count)))\(hex) \(owner.phrase) is not a Unicode scalar value (surrogates and values above 10FFFF are not allowed)"
             )
         }
         UTF8.encode(scalar) { buffer.append($0) }
@@ -1468,18 +1498,33 @@ private struct TOMLDocumentParser {
         return low
     }
 
+    /// The line and column of a byte offset.
+    ///
+    /// Columns are counted from the nearest known point: the start of the line, or the last
+    /// location computed when it is on the same line, counting forwards or backwards. A key's
+    /// location is taken after its value has been read, so on one long line (a large inline
+    /// table, say) counting from the line start each time would take quadratic time.
     mutating func location(at rawOffset: Int) -> SourceLocation {
         let offset = min(max(rawOffset, 0), bytes.count)
         let line = lineIndex(of: offset)
-        var from = min(lineStarts[line], offset)
-        var column = 1
-        if columnCache.lineIndex == line, columnCache.offset <= offset, columnCache.offset >= from {
-            from = columnCache.offset
-            column = columnCache.column
+        let lineStart = min(lineStarts[line], offset)
+        // Every byte that is not a UTF-8 continuation byte starts a scalar.
+        func scalarCount(_ range: Range<Int>) -> Int {
+            var count = 0
+            for index in range where bytes[index] & 0xC0 != 0x80 { count += 1 }
+            return count
         }
-        // Count scalars: every byte that is not a UTF-8 continuation byte starts one.
-        for index in from..<offset where bytes[index] & 0xC0 != 0x80 {
-            column += 1
+        let column: Int
+        if columnCache.lineIndex == line, columnCache.offset >= lineStart {
+            if columnCache.offset <= offset {
+                column = columnCache.column + scalarCount(columnCache.offset..<offset)
+            } else if columnCache.offset - offset < offset - lineStart {
+                column = columnCache.column - scalarCount(offset..<columnCache.offset)
+            } else {
+                column = 1 + scalarCount(lineStart..<offset)
+            }
+        } else {
+            column = 1 + scalarCount(lineStart..<offset)
         }
         columnCache = (offset, line, column)
         return SourceLocation(line: line + 1, column: column)

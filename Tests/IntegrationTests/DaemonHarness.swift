@@ -1,0 +1,176 @@
+import Foundation
+import NMBridgeCore
+import NMClient
+import Testing
+
+/// Where `swift build` put the executables (next to the test bundle).
+let productsDirectory: String = {
+    var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+    while url.path != "/" {
+        if FileManager.default.isExecutableFile(atPath: url.appendingPathComponent("nmbridged").path) { return url.path }
+        url.deleteLastPathComponent()
+    }
+    return FileManager.default.currentDirectoryPath + "/.build/debug"
+}()
+
+func temporaryDirectory(_ name: String = #function) throws -> String {
+    let base = FileManager.default.temporaryDirectory.path
+    let path = "\(base)/nmb-it-\(name.filter { $0.isLetter || $0.isNumber }.prefix(40))-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    return path
+}
+
+/// Runs a program to completion and returns its exit status and output.
+@discardableResult
+func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read both pipes concurrently so that neither fills up and blocks the child.
+    nonisolated(unsafe) var errData = Data()
+    let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
+    reader.start()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    while !reader.isFinished { usleep(1000) }
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+/// A test configuration for a daemon whose files all live in `directory`.
+func testConfiguration(_ directory: String, devices: String = "", extra: String = "") -> String {
+    """
+    [daemon]
+    node = "test-node"
+    state_dir = "\(directory)"
+
+    [journal]
+    sync = "full"
+
+    [api]
+    socket = "\(directory)/api.sock"
+
+    [supervisor]
+    initial_backoff_s = 0.1
+    max_backoff_s = 0.4
+    \(extra)
+    \(devices)
+    """
+}
+
+/// An `nmbridged` child process.
+final class DaemonProcess {
+    let process = Process()
+    let directory: String
+    let stderrPath: String
+    var socketPath: String { directory + "/api.sock" }
+    var client: APIClient { APIClient(endpoint: .unixSocket(path: socketPath)) }
+
+    init(directory: String, arguments: [String], environment: [String: String] = [:]) throws {
+        self.directory = directory
+        stderrPath = directory + "/daemon-\(UUID().uuidString.prefix(4)).log"
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: productsDirectory + "/nmbridged")
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "NOTIFY_SOCKET")
+        env.removeValue(forKey: "JOURNAL_STREAM")
+        env.merge(environment, uniquingKeysWith: { _, new in new })
+        process.environment = env
+        process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        try process.run()
+    }
+
+    /// Starts a daemon on `config` (written to `directory/nmbridge.toml`) and waits until its API answers.
+    static func start(directory: String, config: String, environment: [String: String] = [:]) async throws -> DaemonProcess {
+        let path = directory + "/nmbridge.toml"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let daemon = try DaemonProcess(directory: directory, arguments: ["--config", path, "--log-level", "debug"], environment: environment)
+        try await daemon.waitUntilReady()
+        return daemon
+    }
+
+    func waitUntilReady() async throws {
+        for _ in 0..<600 {
+            if !process.isRunning {
+                throw DaemonFailed(message: "nmbridged exited with \(process.terminationStatus) before its API answered:\n\(log)")
+            }
+            if let response = try? await client.get("/v1/health"), response.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw DaemonFailed(message: "nmbridged's API did not answer within 30 s:\n\(log)")
+    }
+
+    var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// Waits for the process to exit; returns its status.
+    @discardableResult
+    func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                signal(SIGKILL)
+                throw DaemonFailed(message: "nmbridged did not exit in time:\n\(log)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationStatus
+    }
+
+    func stop() async throws -> Int32 {
+        signal(SIGTERM)
+        return try await waitForExit()
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    /// All events in the journal, via the API.
+    func allEvents(filter: String = "") async throws -> [Event] {
+        var events: [Event] = []
+        var after: Int64 = 0
+        while true {
+            let response = try await client.get("/v1/events?after=\(after)&limit=5000\(filter)")
+            guard response.status == 200 else { throw DaemonFailed(message: "GET /v1/events → \(response.status) \(response.text)") }
+            let page = try JSONValue.parse(response.text)
+            guard case .array(let items)? = page["events"], !items.isEmpty else { return events }
+            for item in items { events.append(try Event(json: item.jsonText)) }
+            after = events.last!.seq
+        }
+    }
+
+    /// Waits until `predicate` holds for the journal's events.
+    func waitForEvents(timeout: Duration = .seconds(20), _ predicate: ([Event]) -> Bool) async throws -> [Event] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let events = try await allEvents()
+            if predicate(events) { return events }
+            if ContinuousClock.now > deadline {
+                throw DaemonFailed(message: "timed out waiting for events; have: \(events.map(\.kind))\n\(log)")
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
+struct DaemonFailed: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+/// A script that journals an event every few milliseconds.
+let fastScript = """
+    link up "fast test device"
+    wait 0.002
+    emit experimental.load {"n": 1}
+    loop
+    """
