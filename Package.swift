@@ -89,7 +89,11 @@ let package = Package(
                 "NMBridgeCore",
                 "NMJournal",
                 "NMClient",
+                "NMServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "bench/Sources/nmbridge-bench"
         ),

@@ -2,6 +2,12 @@ import Foundation
 import NMBridgeCore
 import Synchronization
 
+/// One step of a follower: an event, or a stretch of silence.
+public enum FollowStep: Sendable {
+    case event(Event)
+    case idle
+}
+
 /// What a follower does when it falls so far behind that its live buffer overflows.
 public enum OverflowPolicy: Sendable {
     /// Go back to reading the journal file, losslessly (internal consumers).
@@ -73,23 +79,37 @@ public struct JournalFollower: AsyncSequence, Sendable {
 
         public mutating func next() async throws -> Event? {
             while true {
+                switch try await step(idleTimeout: nil) {
+                case .event(let event): return event
+                case .idle: continue
+                case nil: return nil
+                }
+            }
+        }
+
+        /// Like `next()`, but returns `.idle` when nothing arrived for `idleTimeout`, so
+        /// that a caller (the SSE stream) can send a keep-alive and notice a client gone.
+        public mutating func step(idleTimeout: Duration?) async throws -> FollowStep? {
+            while true {
                 if pageIndex < page.count {
                     let event = page[pageIndex]
                     pageIndex += 1
                     if event.seq <= cursor { continue }
                     cursor = event.seq
-                    return event
+                    return .event(event)
                 }
                 if Task.isCancelled {
                     stopLive()
                     return nil
                 }
                 if let live {
-                    switch await live.next() {
+                    switch await live.next(idleTimeout: idleTimeout) {
+                    case .idle:
+                        return .idle
                     case .event(let event):
                         if event.seq <= cursor { continue }
                         cursor = event.seq
-                        return event
+                        return .event(event)
                     case .overflow:
                         stopLive()
                         journal.stats.withLock { $0.laggedSubscribers += 1 }
@@ -193,6 +213,7 @@ final class LiveSubscription: Sendable {
         case event(Event)
         case overflow
         case cancelled
+        case idle
     }
 
     private struct State {
@@ -201,6 +222,7 @@ final class LiveSubscription: Sendable {
         var overflowed = false
         var cancelled = false
         var waiter: CheckedContinuation<Void, Never>?
+        var woken = false
         var available: Int { buffer.count - head }
     }
 
@@ -244,7 +266,26 @@ final class LiveSubscription: Sendable {
         waiter?.resume()
     }
 
-    func next() async -> Next {
+    /// Resumes a waiting `next` without data (its idle timer fired).
+    private func wake() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.woken = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    func next(idleTimeout: Duration? = nil) async -> Next {
+        state.withLock { $0.woken = false }
+        var timer: Task<Void, Never>?
+        if let idleTimeout {
+            timer = Task { [weak self] in
+                try? await Task.sleep(for: idleTimeout)
+                if !Task.isCancelled { self?.wake() }
+            }
+        }
+        defer { timer?.cancel() }
         while true {
             let ready = state.withLock { s -> Next? in
                 if s.cancelled { return .cancelled }
@@ -257,10 +298,11 @@ final class LiveSubscription: Sendable {
                 return nil
             }
             if let ready { return ready }
+            if state.withLock({ $0.woken }) { return .idle }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let resumeNow = state.withLock { s -> Bool in
-                        if s.cancelled || s.overflowed || s.available > 0 { return true }
+                        if s.cancelled || s.overflowed || s.available > 0 || s.woken { return true }
                         s.waiter = continuation
                         return false
                     }

@@ -15,10 +15,13 @@ public struct APIRoutes: Sendable {
     let monitor: DeviceMonitor
     let node: String
     let started: Date
+    /// Silence after which the stream sends a keep-alive comment.
+    let keepAlive: Duration
     /// The largest page `GET /v1/events` returns.
     static let maxLimit = 10_000
 
-    public init(journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date()) {
+    public init(journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15)) {
+        self.keepAlive = keepAlive
         self.journal = journal
         self.monitor = monitor
         self.node = node
@@ -131,7 +134,13 @@ public struct APIRoutes: Sendable {
                 try await writer.write(ByteBuffer(string: ": nmbridge journal \(journalID) after \(start)\n\n"))
                 var iterator = follower.makeAsyncIterator()
                 do {
-                    while let event = try await iterator.next() {
+                    // A comment after each quiet stretch keeps proxies from closing the
+                    // stream and lets the server notice clients that went away.
+                    while let step = try await iterator.step(idleTimeout: keepAlive) {
+                        guard case .event(let event) = step else {
+                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                            continue
+                        }
                         var frame = "id: \(event.seq)\nevent: \(event.kind)\ndata: "
                         frame += event.jsonText
                         frame += "\n\n"

@@ -25,30 +25,29 @@ private func parse(_ text: String, parser: ServerSentEventParser = ServerSentEve
 /// A stream that uses every feature: BOM, comments, all three line endings, retry, id
 /// persistence and reset, empty data, field without colon, multi-byte UTF-8, unknown fields
 /// and an unterminated event at the end.
-private let sampleStream: [UInt8] =
-    [0xEF, 0xBB, 0xBF]
-    + Array(
-        (": connected\r\n"
-            + "retry: 2500\n"
-            + "id: 1\r"
-            + "event: reading\r\n"
-            + "data: {\"temp\":21.5,\"unit\":\"°C\"}\n"
-            + "\n"
-            + "data: line one\r\n"
-            + "data:line two\r"
-            + "data:  indented\n"
-            + "\r\n"
-            + "id: 3\n"
-            + "event\n"
-            + "data\n"
-            + "\r"
-            + "id\n"
-            + "data: 😀 ünïcödé\n"
-            + "unknown: ignored\n"
-            + "Data: wrong case is ignored too\n"
-            + "\n"
-            + "data: unterminated at end of stream").utf8
-    )
+private let sampleStream: [UInt8] = [0xEF, 0xBB, 0xBF] + Array(
+    ([
+        ": connected\r\n",
+        "retry: 2500\n",
+        "id: 1\r",
+        "event: reading\r\n",
+        "data: {\"temp\":21.5,\"unit\":\"°C\"}\n",
+        "\n",
+        "data: line one\r\n",
+        "data:line two\r",
+        "data:  indented\n",
+        "\r\n",
+        "id: 3\n",
+        "event\n",
+        "data\n",
+        "\r",
+        "id\n",
+        "data: 😀 ünïcödé\n",
+        "unknown: ignored\n",
+        "Data: wrong case is ignored too\n",
+        "\n",
+        "data: unterminated at end of stream",
+    ] as [String]).joined().utf8)
 
 private let sampleStreamEvents: [ServerSentEvent] = [
     ServerSentEvent(id: "1", event: "reading", data: "{\"temp\":21.5,\"unit\":\"°C\"}", retry: 2500),

@@ -932,11 +932,11 @@ private struct TOMLDocumentParser {
         }
     }
 
-    func rejectLineBreakInInlineTable(name: String) throws(TOMLParseError) {
+    func rejectLineBreakInInlineTable(name: @autoclosure () -> String) throws(TOMLParseError) {
         guard peek == TOMLByte.lineFeed || peek == TOMLByte.carriageReturn else { return }
         throw TOMLParseError(
             offset: pos,
-            message: "inline table for key \(name) must be closed with '}' on the same line (TOML 1.0 allows no line breaks in inline tables)"
+            message: "inline table for key \(name()) must be closed with '}' on the same line (TOML 1.0 allows no line breaks in inline tables)"
         )
     }
 

@@ -1,0 +1,241 @@
+import Foundation
+import ScriptDriver
+import Testing
+
+@testable import NMBridgeCore
+
+let catalog = DriverCatalog([ScriptDriver.self])
+
+func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
+    try DaemonConfiguration.load(text: text, file: "test.toml", drivers: catalog, defaultNode: "host-a", baseDirectory: "/etc/nmbridge")
+}
+
+@Suite struct ConfigurationTests {
+    @Test func defaultsAndAFullConfiguration() throws {
+        let minimal = try load("")
+        #expect(minimal.daemon.node == "host-a")
+        #expect(minimal.journal.path == "/var/lib/nmbridge/journal.db")
+        #expect(minimal.journal.sync == .full)
+        #expect(minimal.journal.retentionDays == 365)
+        #expect(minimal.api.socketPath == "/run/nmbridge/api.sock")
+        #expect(minimal.api.socketMode == 0o660)
+        #expect(minimal.devices.isEmpty)
+
+        let full = try load(
+            """
+            [daemon]
+            node = "spect-ws-01"
+            state_dir = "/srv/nmbridge"
+            time_zone = "Europe/Berlin"
+            [journal]
+            sync = "normal"
+            retention_days = 0
+            max_size_mb = 512
+            [api]
+            socket = "run/api.sock"
+            socket_mode = "0600"
+            tcp = "127.0.0.1:8470"
+            token_file = "api.token"
+            [supervisor]
+            initial_backoff_s = 0.5
+            max_backoff_s = 10
+            [[device]]
+            id = "replay-1"
+            driver = "script"
+            builtin = "gantry-demo"
+            stale_after_s = 30
+            """)
+        #expect(full.daemon.node == "spect-ws-01")
+        #expect(full.journal.path == "/srv/nmbridge/journal.db")
+        #expect(full.journal.sync == .normal)
+        #expect(full.journal.retentionDays == nil, "0 means keep forever")
+        #expect(full.journal.maxSizeMB == 512)
+        #expect(full.api.socketPath == "/etc/nmbridge/run/api.sock", "relative to the configuration file")
+        #expect(full.api.socketMode == 0o600)
+        #expect(full.api.tcpHost == "127.0.0.1")
+        #expect(full.api.tcpPort == 8470)
+        #expect(full.api.tokenFile == "/etc/nmbridge/api.token")
+        #expect(full.supervisor.maxBackoff == 10)
+        #expect(full.devices.map(\.id) == ["replay-1"])
+        #expect(full.devices.first?.staleAfter == 30)
+        #expect(full.devices.first?.line == 17)
+    }
+
+    @Test func everyProblemIsReportedWithKeyAndLine() {
+        let text = """
+            [daemon]
+            nod = "x"
+            [journal]
+            sync = 1
+            max_size_mb = -3
+            [api]
+            tcp = "localhost"
+            [[device]]
+            id = "a"
+            driver = "script"
+            builtin = "nope"
+            [[device]]
+            id = "a"
+            driver = "modbus-magic"
+            [[device]]
+            driver = "script"
+            script = "/nonexistent/file.script"
+            [qc]
+            enabled = true
+            """
+        let error = #expect(throws: ConfigurationError.self) { try load(text) }
+        let problems = error?.problems.map(\.description) ?? []
+        let expected = [
+            "test.toml:2: daemon.nod: unknown key",
+            "test.toml:4: journal.sync: expected a string, found integer",
+            "test.toml:5: journal.max_size_mb: -3.0 is out of range",
+            "test.toml:7: api.tcp: \"localhost\" is not HOST:PORT",
+            "test.toml:7: api.tcp: the TCP API requires token_file",
+            "test.toml:11: device[a].builtin: no built-in script \"nope\"",
+            "test.toml:13: device[a].id: duplicate device id \"a\" (first defined on line 9)",
+            "test.toml:14: device[a].driver: unknown driver \"modbus-magic\"; known drivers: script",
+            "test.toml:15: device[#3].id: is required",
+            "test.toml:17: device[#3].script: cannot read script file /nonexistent/file.script",
+            "test.toml:18: qc: unknown key",
+        ]
+        for line in expected {
+            #expect(problems.contains { $0.hasPrefix(line) }, "missing: \(line)\nin: \(problems.joined(separator: "\n"))")
+        }
+        #expect(problems.count == expected.count, "\(problems.joined(separator: "\n"))")
+    }
+
+    @Test func syntaxErrorsAreAllReportedWithLines() {
+        let error = #expect(throws: ConfigurationError.self) { try load("[daemon\nnode = spect\n[journal]\nsync = \"full\"\n") }
+        let lines = error?.problems.compactMap(\.line) ?? []
+        #expect(lines == [1, 2])
+    }
+
+    @Test func scriptErrorsNameFileAndLine() throws {
+        let dir = FileManager.default.temporaryDirectory.path + "/nmb-cfg-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "link up\nwait 1\nemit dosecal.measurement {\"nuclide\": \"Tc-99m\"}\n".write(toFile: dir + "/bad.script", atomically: true, encoding: .utf8)
+        let error = #expect(throws: ConfigurationError.self) {
+            try DaemonConfiguration.load(
+                text: "[[device]]\nid = \"r\"\ndriver = \"script\"\nscript = \"bad.script\"\n", file: "t.toml", drivers: catalog,
+                defaultNode: "h", baseDirectory: dir)
+        }
+        let message = error?.problems.first?.description ?? ""
+        #expect(message.contains("t.toml:4: device[r].script: \(dir)/bad.script:3: dosecal.measurement: missing field \"activity_bq\""), "\(message)")
+    }
+}
+
+@Suite struct ScriptParserTests {
+    @Test func parsesEveryStatement() throws {
+        let script = try ScriptParser.parse(
+            """
+            # comment
+            link up "bench power"
+            wait 0.5
+            emit gantry.acquisition {"state": "started"}
+            emit device.protocol_error {"error": "bad checksum"} raw 0241ff03
+            heartbeat
+            link down cable pulled
+            fail "firmware hang"
+            loop
+            """, source: "s")
+        #expect(
+            script.steps == [
+                .link(up: true, reason: "bench power"), .wait(0.5), .emit(kind: "gantry.acquisition", data: ["state": "started"], raw: nil),
+                .emit(kind: "device.protocol_error", data: ["error": "bad checksum"], raw: [0x02, 0x41, 0xFF, 0x03]), .heartbeat,
+                .link(up: false, reason: "cable pulled"), .fail("firmware hang"), .loop,
+            ])
+        #expect(script.lines == [2, 3, 4, 5, 6, 7, 8, 9])
+    }
+
+    @Test func rejectsWhatARealDriverCouldNotDo() {
+        let cases: [(String, Int, String)] = [
+            ("wait -1", 1, "wait needs a number"),
+            ("\n\nemit dosecal.measurment {}", 3, "not registered"),
+            ("emit gantry.motion [1,2]", 1, "one JSON object"),
+            ("emit gantry.motion {\"state\": 3}", 1, "should be string"),
+            ("emit experimental.x {} raw xyz", 1, "raw must be hex"),
+            ("jump 3", 1, "unknown statement"),
+            ("emit experimental.x {}\nloop", 1, "needs at least one wait"),
+            ("# only a comment", 1, "no statements"),
+        ]
+        for (text, line, message) in cases {
+            do {
+                _ = try ScriptParser.parse(text, source: "f.script")
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.line == line, "\(text): \(error)")
+                #expect(error.description.hasPrefix("f.script:\(line): "), "\(error)")
+                #expect(error.message.contains(message), "\(text): \(error.message)")
+            }
+        }
+    }
+
+    @Test func builtinScriptsParse() throws {
+        for name in BuiltinScripts.names {
+            let text = try #require(BuiltinScripts.text(named: name))
+            #expect(try ScriptParser.parse(text, source: name).steps.isEmpty == false)
+        }
+    }
+}
+
+@Suite struct EventModelTests {
+    @Test func docsEventsMdMatchesTheRegistry() throws {
+        var url = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
+        let doc = try String(contentsOf: url.appendingPathComponent("docs/events.md"), encoding: .utf8)
+        #expect(doc == EventKindRegistry.standard.markdown(), "docs/events.md is stale: regenerate it with `nmbridge kinds --markdown > docs/events.md`")
+    }
+
+    @Test func registryChecksKindsAndFields() {
+        let registry = EventKindRegistry.standard
+        #expect(registry.accepts("dosecal.measurement"))
+        #expect(registry.accepts("experimental.anything"))
+        #expect(!registry.accepts("experimental."))
+        #expect(!registry.accepts("dosecal.measurment"))
+        #expect(registry.problems(kind: "device.stale", data: ["silent_s": 3, "stale_after_s": 2]).isEmpty)
+        #expect(registry.problems(kind: "device.stale", data: ["silent_s": "3"]) == [
+            "device.stale: field \"silent_s\" should be number, got string", "device.stale: missing field \"stale_after_s\"",
+        ])
+        let names = registry.kinds.map(\.name)
+        #expect(Set(names).count == names.count, "no kind registered twice")
+        for kind in registry.kinds {
+            for field in kind.fields where field.unit != nil {
+                #expect(field.name.hasSuffix("_" + field.unit!.lowercased()), "\(kind.name).\(field.name) carries its unit in the name")
+            }
+        }
+    }
+
+    @Test func jsonSerializationIsCanonicalAndEscapes() throws {
+        let value: JSONValue = ["b": 1, "a": [true, nil, 2.5, "x\"y\\z\n\u{01}é"], "big": 7.4e8, "nan": .double(.nan), "small": 1e-7]
+        #expect(value.jsonText == #"{"a":[true,null,2.5,"x\"y\\z\n\u0001é"],"b":1,"big":740000000,"nan":null,"small":1e-07}"#)
+        let back = try JSONValue.parse(value.jsonText)
+        #expect(back["a"] == value["a"])
+        #expect(back["big"]?.doubleValue == 7.4e8)
+    }
+
+    @Test func timestampsRoundTripAndParseTheUsualForms() throws {
+        for text in ["2026-11-29T07:00:00.123456Z", "1970-01-01T00:00:00.000000Z", "2024-02-29T23:59:59.999999Z", "1999-12-31T00:00:00.000001Z"] {
+            #expect(Timestamp.format(try #require(Timestamp.parse(text))) == text)
+        }
+        #expect(Timestamp.parse("2026-11-29T08:00:00+01:00") == Timestamp.parse("2026-11-29T07:00:00Z"))
+        #expect(Timestamp.parse("2026-11-29 07:00:00Z") == Timestamp.parse("2026-11-29T07:00:00Z"))
+        #expect(Timestamp.parse("2026-11-29") == Timestamp.parse("2026-11-29T00:00:00Z"))
+        for bad in ["", "2026-13-01", "2026-02-30", "2026-11-29T25:00:00Z", "2026-11-29T07:00:00", "yesterday", "2026-11-29T07:00:00.Z"] {
+            #expect(Timestamp.parse(bad) == nil, "\(bad)")
+        }
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(Timestamp.parseTimeSpec("2h", now: now) == now.addingTimeInterval(-7200))
+        #expect(Timestamp.parseTimeSpec("7d", now: now) == now.addingTimeInterval(-7 * 86_400))
+        #expect(Timestamp.parseTimeSpec("soon", now: now) == nil)
+    }
+
+    @Test func globMatchesLikeSQLite() {
+        #expect(Glob.matches(pattern: "dosecal.*", "dosecal.measurement"))
+        #expect(Glob.matches(pattern: "*.fault.*", "gantry.fault.raised"))
+        #expect(Glob.matches(pattern: "device.?tale", "device.stale"))
+        #expect(!Glob.matches(pattern: "dosecal.*", "gantry.state"))
+        #expect(!Glob.matches(pattern: "device", "device.stale"))
+        #expect(Glob.matches(pattern: "*", ""))
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NMBridgeCore
+import NMClient
+import NMJournal
+import Testing
+
+@testable import NMServer
+
+/// Runs the real API router on an ephemeral TCP port around a fresh journal.
+func withAPI(
+    buffer: Int = 4096, token: String? = nil, _ body: @escaping @Sendable (Journal, Int) async throws -> Void
+) async throws {
+    let dir = FileManager.default.temporaryDirectory.path + "/nmb-api-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let logger = Logger(label: "test")
+    let journal = try Journal.open(JournalOptions(path: dir + "/journal.db", node: "test-node", sync: .normal, subscriberBuffer: buffer), logger: logger)
+    let routes = APIRoutes(
+        journal: journal, monitor: DeviceMonitor(journal: journal, devices: [], logger: logger), node: "test-node",
+        keepAlive: .milliseconds(200))
+    let app = Application(
+        router: routes.router(token: token), configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
+        logger: logger)
+    try await app.test(.live) { client in
+        defer { journal.closeFollowers() }  // open streams end, so the server can stop
+        try await body(journal, try #require(client.port))
+    }
+}
+
+/// curl, the independent HTTP peer: returns (HTTP status, body).
+///
+/// Waits on a thread of its own: blocking one of the few cooperative threads would starve
+/// the in-process server that curl is talking to.
+func curl(_ url: String, _ extra: [String] = []) async throws -> (status: Int, body: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    process.arguments = ["-s", "-w", "\n%{http_code}"] + extra + [url]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let data = await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            continuation.resume(returning: data)
+        }
+    }
+    var text = String(decoding: data, as: UTF8.self)
+    let statusLine = text.split(separator: "\n").last.map(String.init) ?? "0"
+    text = String(text.dropLast(statusLine.count + 1))
+    return (Int(statusLine) ?? 0, text)
+}
+
+func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind: String = "experimental.sample", time: Date = Date()) async throws {
+    for i in 0..<count {
+        try await journal.append(EventDraft(time: time, device: device, driver: "script", kind: kind, data: ["i": .int(Int64(i))]))
+    }
+}
+
+@Suite struct APITests {
+    @Test func eventsQueryFiltersAndReturnsEnvelopes() async throws {
+        try await withAPI { journal, port in
+            try await appendSample(journal, count: 5, device: "gantry-1", kind: "experimental.a")
+            try await appendSample(journal, count: 5, device: "dosecal-1", kind: "experimental.b")
+            let r = try await curl("http://127.0.0.1:\(port)/v1/events?device=dosecal-1&kind=experimental.*&after=6&limit=2")
+            #expect(r.status == 200)
+            let body = try JSONValue.parse(r.body)
+            #expect(body["journal"] == .string(journal.id.uuidString.lowercased()))
+            #expect(body["last_seq"] == .int(10))
+            guard case .array(let events)? = body["events"] else { Issue.record("no events array: \(r.body)"); return }
+            #expect(events.map { $0["seq"] } == [.int(7), .int(8)])
+            #expect(events.first?["device"] == .string("dosecal-1"))
+            let last = try await curl("http://127.0.0.1:\(port)/v1/events?last=3&device=gantry-1")
+            #expect(try JSONValue.parse(last.body)["events"].map { v -> [JSONValue?] in
+                guard case .array(let a) = v else { return [] }
+                return a.map { $0["seq"] }
+            } == [.int(3), .int(4), .int(5)])
+        }
+    }
+
+    @Test func badRequestsGetFourHundredsWithJSONBodies() async throws {
+        try await withAPI { _, port in
+            let base = "http://127.0.0.1:\(port)"
+            for (path, status, code) in [
+                ("/v1/events?limit=0", 400, "bad_request"), ("/v1/events?since=yesterday", 400, "bad_request"),
+                ("/v1/events?kind=%5Bab%5D", 400, "bad_request"), ("/v1/events?colour=red", 400, "bad_request"),
+                ("/v1/events?after=-4", 400, "bad_request"), ("/v1/nothing", 404, "not_found"), ("/", 404, "not_found"),
+            ] {
+                let r = try await curl(base + path)
+                #expect(r.status == status, "\(path): \(r.status) \(r.body)")
+                let body = try? JSONValue.parse(r.body)
+                #expect(body?["error"] == .string(code), "\(path): \(r.body)")
+                #expect(body?["message"]?.stringValue?.isEmpty == false)
+            }
+            let stream = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: banana"])
+            #expect(stream.status == 400)
+        }
+    }
+
+    @Test func streamServesSSEFromACursorWithFilters() async throws {
+        try await withAPI { journal, port in
+            try await appendSample(journal, count: 6, device: "gantry-1")
+            try await appendSample(journal, count: 2, device: "dosecal-1")
+            // curl stays connected; --max-time ends it after the backlog has arrived.
+            let r = try await curl("http://127.0.0.1:\(port)/v1/events/stream?device=gantry-1", ["-N", "--max-time", "1.5", "-H", "Last-Event-ID: 3"])
+            let frames = r.body.components(separatedBy: "\n\n").filter { $0.contains("id: ") }
+            #expect(frames.count == 3, "\(r.body)")
+            let ids = frames.compactMap { frame in frame.split(separator: "\n").first { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) } }
+            #expect(ids == ["4", "5", "6"])
+            #expect(frames.allSatisfy { $0.contains("event: experimental.sample\n") })
+            let data = try #require(frames.first?.split(separator: "\n").first { $0.hasPrefix("data: ") })
+            let event = try Event(json: String(data.dropFirst(6)))
+            #expect(event.seq == 4)
+            #expect(event.device == "gantry-1")
+        }
+    }
+
+    @Test func expiredCursorsGetGoneWithTheOldestSeq() async throws {
+        try await withAPI { journal, port in
+            try await appendSample(journal, count: 10, time: Date().addingTimeInterval(-30 * 86_400))
+            try await appendSample(journal, count: 2)
+            try await journal.applyRetention(RetentionPolicy(maxAge: 86_400))
+            for (path, headers) in [("/v1/events?after=3", [String]()), ("/v1/events/stream", ["-H", "Last-Event-ID: 3"]), ("/v1/events/stream?after=0", [])] {
+                let r = try await curl("http://127.0.0.1:\(port)\(path)", headers + ["--max-time", "3"])
+                #expect(r.status == 410, "\(path) → \(r.status) \(r.body)")
+                let body = try JSONValue.parse(r.body)
+                #expect(body["error"] == .string("cursor_expired"))
+                #expect(body["oldest_seq"] == .int(11))
+            }
+            let ok = try await curl("http://127.0.0.1:\(port)/v1/events?after=10")
+            #expect(ok.status == 200)
+        }
+    }
+
+    @Test func aSlowSubscriberIsCutOffAsLaggedWhileAFastOneGetsEverything() async throws {
+        try await withAPI(buffer: 64) { journal, port in
+            let client = APIClient(endpoint: .tcp(host: "127.0.0.1", port: port))
+            let total = 3000
+            let fast = Task {
+                var seqs: [Int64] = []
+                for try await message in try await client.stream("/v1/events/stream?after=0") {
+                    if let id = message.id, let seq = Int64(id) { seqs.append(seq) }
+                    if seqs.count == total { break }
+                }
+                return seqs
+            }
+            let slowStream = try await client.stream("/v1/events/stream?after=0")
+            var slow = slowStream.makeAsyncIterator()
+            try await appendSample(journal, count: 1)
+            #expect(try await slow.next()?.id == "1")
+            // The slow subscriber stops reading while the producer goes on; appends never wait for it.
+            // Events carry 4 KB each so that socket buffers (several MB on loopback) fill up.
+            let padding = JSONValue.string(String(repeating: "p", count: 4096))
+            for i in 1..<total {
+                try await journal.append(EventDraft(device: "dev-a", kind: "experimental.sample", data: ["i": .int(Int64(i)), "pad": padding]))
+            }
+            #expect(journal.lastSeq == Int64(total))
+            #expect(try await fast.value == Array(1...Int64(total)))
+            var seqs: [Int64] = [1]
+            var lagged: JSONValue?
+            while let message = try await slow.next() {
+                if message.event == "lagged" {
+                    lagged = try JSONValue.parse(message.data)
+                    break
+                }
+                if let id = message.id, let seq = Int64(id) { seqs.append(seq) }
+                if seqs.last == Int64(total) { break }  // it kept up after all: the expectation below fails
+            }
+            let notice = try #require(lagged, "the slow subscriber was cut off")
+            #expect(notice["error"] == .string("lagged"))
+            #expect(seqs == Array(1...Int64(seqs.count)), "what it did get has no gaps")
+            #expect(notice["last_seq"]?.intValue == seqs.last, "it can resume exactly after the last event it got")
+            #expect(seqs.count < total)
+        }
+    }
+
+    @Test func tcpNeedsTheBearerToken() async throws {
+        let token = "s3cret-token-0123456789"
+        try await withAPI(token: token) { _, port in
+            let url = "http://127.0.0.1:\(port)/v1/health"
+            let none = try await curl(url, ["-D", "-"])
+            #expect(none.status == 401)
+            #expect(none.body.lowercased().contains("www-authenticate: bearer"))
+            #expect(none.body.contains("\"error\":\"unauthorized\""))
+            #expect(try await curl(url, ["-H", "Authorization: Bearer wrong-token-0123456789"]).status == 401)
+            #expect(try await curl(url, ["-H", "Authorization: Bearer \(token)"]).status == 200)
+            #expect(try await curl("http://127.0.0.1:\(port)/metrics", ["-H", "Authorization: Bearer \(token)"]).status == 200)
+        }
+    }
+
+    @Test func metricsAreValidPrometheusText() async throws {
+        try await withAPI { journal, port in
+            try await appendSample(journal, count: 7)
+            let r = try await curl("http://127.0.0.1:\(port)/metrics")
+            #expect(r.status == 200)
+            #expect(r.body.contains("\nnmbridge_journal_last_seq 7\n"))
+            #expect(r.body.contains("# TYPE nmbridge_journal_events_appended_total counter"))
+            let sample = try Regex(#"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? -?[0-9.e+]+$"#)
+            for line in r.body.split(separator: "\n") where !line.hasPrefix("#") {
+                #expect(line.wholeMatch(of: sample) != nil, "not a Prometheus sample: \(line)")
+            }
+            let health = try JSONValue.parse(try await curl("http://127.0.0.1:\(port)/v1/health").body)
+            #expect(health["status"] == .string("ok"))
+            #expect(health["journal"]?["last_seq"] == .int(7))
+        }
+    }
+}
