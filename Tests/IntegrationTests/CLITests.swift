@@ -14,6 +14,7 @@ import Testing
 
         let outputPath = dir + "/tail.out"
         FileManager.default.createFile(atPath: outputPath, contents: nil)
+        FileManager.default.createFile(atPath: dir + "/tail.err", contents: nil)
         let tail = Process()
         tail.executableURL = URL(fileURLWithPath: cli)
         tail.arguments = ["--socket", daemon.socketPath, "tail", "-f", "-n", "5", "--cursor-file", dir + "/cursor"]
