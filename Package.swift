@@ -19,6 +19,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
+        // C libraries, each imported by exactly one Swift module: libudev and libusb by the
+        // transport layer (dose calibrator issue), libmodbus by the Modbus driver. Declared
+        // here with their pkg-config names and Debian packages; nothing links them yet.
+        .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(name: "CUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
+        .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
         // Event model, units, driver contract, configuration. No I/O, no C, no NIOPosix.
         .target(
             name: "NMBridgeCore",
