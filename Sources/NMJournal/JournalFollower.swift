@@ -278,13 +278,8 @@ final class LiveSubscription: Sendable {
 
     func next(idleTimeout: Duration? = nil) async -> Next {
         state.withLock { $0.woken = false }
+        // The idle timer starts only if we have to wait: a busy stream creates no tasks.
         var timer: Task<Void, Never>?
-        if let idleTimeout {
-            timer = Task { [weak self] in
-                try? await Task.sleep(for: idleTimeout)
-                if !Task.isCancelled { self?.wake() }
-            }
-        }
         defer { timer?.cancel() }
         while true {
             let ready = state.withLock { s -> Next? in
@@ -299,6 +294,12 @@ final class LiveSubscription: Sendable {
             }
             if let ready { return ready }
             if state.withLock({ $0.woken }) { return .idle }
+            if timer == nil, let idleTimeout {
+                timer = Task { [weak self] in
+                    try? await Task.sleep(for: idleTimeout)
+                    if !Task.isCancelled { self?.wake() }
+                }
+            }
             await withTaskCancellationHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let resumeNow = state.withLock { s -> Bool in
