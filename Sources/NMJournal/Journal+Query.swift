@@ -46,7 +46,7 @@ extension Journal {
         let page = try await pool.read { db in
             try Self.readPage(db, query: EventQuery(after: cursor, filter: filter, limit: limit), journalID: journalID)
         }
-        if let oldest = page.oldestSeq, oldest > cursor + 1 {
+        if let oldest = page.oldestSeq, cursor < oldest - 1 {  // not cursor + 1: cursor may be Int64.max
             throw CursorExpired(cursor: cursor, oldestSeq: oldest)
         }
         return page

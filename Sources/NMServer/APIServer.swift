@@ -86,7 +86,7 @@ public struct APIRoutes: Sendable {
     /// 410 if the cursor points before retention.
     func checkCursor(_ after: Int64) async throws {
         let bounds = try await journal.bounds()
-        if let oldest = bounds.oldest, oldest > after + 1 {
+        if let oldest = bounds.oldest, after < oldest - 1 {  // not after + 1: after may be Int64.max
             throw APIRequestError.cursorExpired(CursorExpired(cursor: after, oldestSeq: oldest))
         }
     }

@@ -97,6 +97,10 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             }
             let stream = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: banana"])
             #expect(stream.status == 400)
+            // The largest cursor is valid (nothing after it yet), not a crash.
+            #expect(try await curl(base + "/v1/events?after=9223372036854775807").status == 200)
+            let far = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: 9223372036854775807", "--max-time", "0.5"])
+            #expect(far.status == 200)
         }
     }
 
