@@ -104,7 +104,7 @@ let package = Package(
             path: "bench/Sources/nmbridge-bench"
         ),
         .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver"]),
-        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal"]),
+        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
             dependencies: ["NMServer", "NMClient", .product(name: "HummingbirdTesting", package: "hummingbird")]

@@ -109,8 +109,13 @@ public enum ScriptParser {
             lines.append(lineNumber)
         }
         if steps.isEmpty { throw ScriptError(source: source, line: 1, message: "script has no statements") }
-        if steps.contains(.loop), !steps.contains(where: { if case .wait(let s) = $0 { s > 0 } else { false } }) {
-            throw ScriptError(source: source, line: 1, message: "a looping script needs at least one wait > 0, or it would spin")
+        if let loopIndex = steps.firstIndex(of: .loop) {
+            if loopIndex + 1 < steps.count {
+                throw ScriptError(source: source, line: lines[loopIndex + 1], message: "unreachable: statements after loop never run")
+            }
+            if !steps[..<loopIndex].contains(where: { if case .wait(let s) = $0 { s > 0 } else { false } }) {
+                throw ScriptError(source: source, line: lines[loopIndex], message: "a looping script needs a wait > 0 before loop, or it would spin")
+            }
         }
         return Script(steps: steps, lines: lines)
     }

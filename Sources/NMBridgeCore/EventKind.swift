@@ -57,7 +57,12 @@ public struct EventKindRegistry: Sendable {
 
     /// Whether an event of this kind may be journaled.
     public func accepts(_ name: String) -> Bool {
-        index[name] != nil || (name.hasPrefix("experimental.") && name.count > "experimental.".count)
+        if index[name] != nil { return true }
+        // Kinds end up in SSE `event:` lines and SQL GLOBs: plain characters only.
+        return name.hasPrefix("experimental.") && name.utf8.count > "experimental.".utf8.count && name.utf8.count <= 100
+            && name.utf8.allSatisfy { c in
+                (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x5F || c == 0x2D
+            }
     }
 
     /// Problems with `data` for `kind`: a missing required field or a field of the wrong

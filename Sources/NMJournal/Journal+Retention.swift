@@ -40,6 +40,8 @@ extension Journal {
                 var reason: String
             }
             var deletions: [Deletion] = []
+            // Read before deleting: if everything goes, the markers still continue the seq.
+            let lastBefore = try Self.readBounds(db).last
             func deleteThrough(_ last: Int64, reason: String) throws {
                 guard let oldest = try Self.readBounds(db).oldest, last >= oldest else { return }
                 try db.execute(sql: "DELETE FROM events WHERE seq <= ?", arguments: [last])
@@ -76,7 +78,7 @@ extension Journal {
                     merged.append(d)
                 }
             }
-            var seq = try Self.readBounds(db).last
+            var seq = lastBefore
             let oldestKept = try Self.readBounds(db).oldest
             var events: [Event] = []
             for d in merged {

@@ -128,13 +128,13 @@ public final class Journal: Sendable {
         var config = GRDB.Configuration()
         config.label = "nmbridge.journal"
         config.maximumReaderCount = 4
-        let synchronous = options.sync == .full ? "FULL" : "NORMAL"
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
-        }
         let pool: DatabasePool
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // After the pool exists: GRDB sets synchronous=NORMAL on the writer while it
+            // switches to WAL, which would override a pragma set in prepareDatabase.
+            let synchronous = options.sync == .full ? "FULL" : "NORMAL"
+            try pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA synchronous = \(synchronous)") }
         } catch {
             throw NMBridgeError(.journalUnusable, "cannot open journal \(path) (damaged or not an SQLite file?)", underlying: error)
         }

@@ -98,7 +98,7 @@ public struct JournalFollower: AsyncSequence, Sendable {
                     cursor = event.seq
                     return .event(event)
                 }
-                if Task.isCancelled {
+                if Task.isCancelled || journal.hub.isClosed {
                     stopLive()
                     return nil
                 }
@@ -205,6 +205,8 @@ final class SubscriptionHub: Sendable {
     }
 
     var count: Int { state.withLock { $0.subscribers.count } }
+
+    var isClosed: Bool { state.withLock { $0.closed } }
 }
 
 /// One live subscriber's bounded buffer.
@@ -240,7 +242,8 @@ final class LiveSubscription: Sendable {
             guard !s.overflowed, !s.cancelled else { return nil }
             let matching = filter.isEmpty ? events : events.filter(filter.matches)
             if matching.isEmpty { return nil }
-            if s.available + matching.count > capacity {
+            // One commit is never an overflow on its own: an empty buffer takes a whole batch.
+            if s.available > 0 && s.available + matching.count > capacity {
                 s.overflowed = true
                 s.buffer = []
                 s.head = 0

@@ -83,11 +83,14 @@ public struct APIRoutes: Sendable {
             limit: Int(try integer("limit", 1...Int64(Self.maxLimit)) ?? 1000), filter: filter)
     }
 
-    /// 410 if the cursor points before retention.
-    func checkCursor(_ after: Int64) async throws {
-        let bounds = try await journal.bounds()
-        if let oldest = bounds.oldest, after < oldest - 1 {  // not after + 1: after may be Int64.max
+    /// 410 if the cursor points before retention; 409 if it points past the last event
+    /// (a cursor from another journal: resuming there would silently skip events).
+    func checkCursor(_ after: Int64, oldest: Int64?, last: Int64) throws {
+        if let oldest, after < oldest - 1 {  // not after + 1: after may be Int64.max
             throw APIRequestError.cursorExpired(CursorExpired(cursor: after, oldestSeq: oldest))
+        }
+        if after > last {
+            throw APIRequestError.cursorAhead(cursor: after, lastSeq: last)
         }
     }
 
@@ -95,9 +98,10 @@ public struct APIRoutes: Sendable {
 
     func events(_ request: Request) async throws -> Response {
         let p = try parameters(request)
-        if let after = p.after { try await checkCursor(after) }
         let query = EventQuery(after: p.after, filter: p.filter, limit: p.last ?? p.limit, newestFirst: p.last != nil)
         let page = try await journal.events(query)
+        // Checked against the same snapshot the page was read from.
+        if let after = p.after { try checkCursor(after, oldest: page.oldestSeq, last: page.lastSeq) }
         var out = "{\"journal\":\"\(journal.id.uuidString.lowercased())\",\"node\":"
         JSONValue.writeString(node, to: &out)
         out += ",\"oldest_seq\":" + (page.oldestSeq.map { String($0) } ?? "null")
@@ -119,8 +123,9 @@ public struct APIRoutes: Sendable {
             }
             after = value
         }
-        let start = after ?? journal.lastSeq
-        try await checkCursor(start)
+        let bounds = try await journal.bounds()
+        let start = after ?? bounds.last
+        try checkCursor(start, oldest: bounds.oldest, last: bounds.last)
         let follower = journal.follow(after: start, filter: p.filter, onOverflow: .fail)
         let journalID = journal.id.uuidString.lowercased()
         var headers = HTTPFields()
@@ -240,6 +245,7 @@ struct PrometheusText {
 enum APIRequestError: Error {
     case badRequest(String)
     case cursorExpired(CursorExpired)
+    case cursorAhead(cursor: Int64, lastSeq: Int64)
 }
 
 extension Response {
@@ -271,6 +277,11 @@ struct JSONErrorMiddleware: RouterMiddleware {
                 return .jsonError(.badRequest, code: "bad_request", message: message)
             case .cursorExpired(let expired):
                 return .jsonError(.gone, code: "cursor_expired", message: expired.description, extra: ["oldest_seq": .int(expired.oldestSeq)])
+            case .cursorAhead(let cursor, let last):
+                return .jsonError(
+                    .conflict, code: "cursor_ahead",
+                    message: "cursor \(cursor) is past the last event (seq \(last)) of this journal: it belongs to another journal history; start again from 0",
+                    extra: ["last_seq": .int(last)])
             }
         } catch let error as HTTPError {
             if error.status == .notFound {

@@ -132,7 +132,9 @@ struct RetentionService: Service {
     var interval: Duration = .seconds(3600)
 
     func run() async throws {
-        guard policy.maxAge != nil || policy.maxBytes != nil else { return }
+        // A service that returns early would end the whole ServiceGroup: with retention
+        // off there is nothing to do but wait for shutdown.
+        guard policy.maxAge != nil || policy.maxBytes != nil else { return try await waitForShutdown() }
         await untilGracefulShutdown {
             while !Task.isCancelled {
                 do {
@@ -167,6 +169,11 @@ struct WatchdogService: Service {
             }
         }
     }
+}
+
+/// Waits for graceful shutdown (or cancellation) and returns normally.
+func waitForShutdown() async throws {
+    try? await gracefulShutdown()
 }
 
 /// Runs `body` until it finishes or graceful shutdown cancels it. Cancellation at

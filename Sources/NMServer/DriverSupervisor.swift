@@ -39,6 +39,9 @@ public struct DriverSupervisor: Service {
                 if devices.contains(where: { $0.staleAfter != nil }) {
                     group.addTask { await watchStaleness() }
                 }
+                // With no enabled device the group would finish at once and, with it, the
+                // daemon: keep the supervisor alive until shutdown.
+                group.addTask { try? await waitForShutdown() }
             }
         }
     }

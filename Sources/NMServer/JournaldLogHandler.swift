@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Logging
 import Synchronization
 
@@ -45,8 +46,15 @@ public struct JournaldLogHandler: LogHandler {
             line += " \(key)=\(Self.quoted("\(merged[key]!)"))"
         }
         line += "\n"
+        // POSIX write, not FileHandle.write: that traps on EPIPE, and a broken log stream
+        // must never take the daemon down.
         Self.lock.withLock { _ in
-            FileHandle.standardError.write(Data(line.utf8))
+            var bytes = Array(line.utf8)[...]
+            while !bytes.isEmpty {
+                let written = bytes.withUnsafeBytes { Glibc.write(STDERR_FILENO, $0.baseAddress, $0.count) }
+                if written <= 0 { break }
+                bytes = bytes.dropFirst(written)
+            }
         }
     }
 

@@ -83,12 +83,14 @@ struct Query: AsyncParsableCommand {
             let client = try connection.client()
             var items = filters.queryItems
             if let until, let date = Timestamp.parseTimeSpec(until) { items.append(("until", Timestamp.format(date))) }
-            var cursor = after ?? 0
+            // Without --after, the first page starts at the oldest kept event (no cursor to expire).
+            var cursor = after
             var remaining = limit ?? Int.max
             if format == "csv" { writeStdout("seq,time,node,device,driver,kind,severity,data,raw\n") }
             while remaining > 0 {
                 let page = min(remaining, 5000)
-                let body = try jsonBody(try await client.get(apiPath("/v1/events", items + [("after", "\(cursor)"), ("limit", "\(page)")])))
+                let body = try jsonBody(
+                    try await client.get(apiPath("/v1/events", items + (cursor.map { [("after", "\($0)")] } ?? []) + [("limit", "\(page)")])))
                 guard case .array(let events)? = body["events"], !events.isEmpty else { return }
                 var out = ""
                 for event in events {

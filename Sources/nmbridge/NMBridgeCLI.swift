@@ -12,8 +12,8 @@ struct NMBridgeCLI: AsyncParsableCommand {
         discussion: """
             The daemon is found at --socket, --url, $NMBRIDGE_SOCKET or $NMBRIDGE_URL, \
             else /run/nmbridge/api.sock.
-            Exit codes: 0 success, 1 failure (e.g. daemon not reachable), 2 invalid configuration \
-            or arguments, 3 cursor older than the journal's retention.
+            Exit codes: 0 success, 1 failure (e.g. daemon not reachable), 2 invalid configuration, \
+            3 cursor older than the journal's retention, 64 invalid command-line arguments.
             """,
         version: NMBridgeVersion.current,
         subcommands: [Tail.self, Devices.self, Status.self, Query.self, ConfigCommand.self, Kinds.self])

@@ -122,6 +122,13 @@ struct Tail: AsyncParsableCommand {
                 }
             } catch let error as APIError {
                 if case .httpStatus(let response) = error {
+                    if (try? JSONValue.parse(response.text))?["error"] == .string("cursor_ahead") {
+                        FileHandle.standardError.write(
+                            Data("nmbridge: seq \(cursor.seq) is past the end of the daemon's journal: it is a different history; starting from its beginning\n".utf8))
+                        cursor = CursorFile.Cursor(journal: nil, seq: 0)
+                        try CursorFile.write(cursorFile, cursor)
+                        continue
+                    }
                     _ = try jsonBody(response)  // throws with the server's message (410 → exit 3)
                 }
                 if !announcedLoss {

@@ -134,6 +134,12 @@ final class DaemonProcess {
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
 
+    /// The journal's last seq, from /v1/health.
+    func lastSeq() async throws -> Int64 {
+        let health = try JSONValue.parse(try await client.get("/v1/health").text)
+        return health["journal"]?["last_seq"]?.intValue ?? 0
+    }
+
     /// All events in the journal, via the API.
     func allEvents(filter: String = "") async throws -> [Event] {
         var events: [Event] = []

@@ -161,6 +161,16 @@ import Testing
         #expect(try await daemon.stop() == 0)
     }
 
+    @Test func runsWithNoDevicesAndRetentionOff() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = testConfiguration(dir).replacingOccurrences(of: "sync = \"full\"", with: "sync = \"full\"\nretention_days = 0\nmax_size_mb = 0")
+        let daemon = try await DaemonProcess.start(directory: dir, config: config)
+        try await Task.sleep(for: .seconds(1))
+        #expect(daemon.process.isRunning, "nothing to supervise and nothing to delete is not a reason to exit:\n\(daemon.log)")
+        #expect(try await daemon.stop() == 0)
+    }
+
     @Test func gracefulShutdownNotifiesSystemdAndEndsStreams() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -200,13 +210,14 @@ import Testing
         let mount = try runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=32m", "tmpfs", state])
         #expect(mount.status == 0, "mount: \(mount.stderr)")
         defer { _ = try? runProgram("/bin/umount", ["-l", state]) }
-        try fastScript.write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
+        // 100 events/s: enough to hit the full disk at once, little enough to read back quickly.
+        try fastScript.replacingOccurrences(of: "wait 0.002", with: "wait 0.01").write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
         var config = testConfiguration(state, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"\(dir)/fast.script\"\n")
         config = config.replacingOccurrences(of: "socket = \"\(state)/api.sock\"", with: "socket = \"\(dir)/api.sock\"")
         try config.write(toFile: dir + "/nmbridge.toml", atomically: true, encoding: .utf8)
         let daemon = try DaemonProcess(directory: dir, arguments: ["--config", dir + "/nmbridge.toml"])
         try await daemon.waitUntilReady()
-        _ = try await daemon.waitForEvents { $0.count > 20 }
+        _ = try await waitFor { try await daemon.lastSeq() > 20 ? true : nil }
         // Fill the file system.
         _ = try runProgram("/bin/dd", ["if=/dev/zero", "of=\(state)/filler", "bs=64k", "count=1000"])
         let degraded = try await waitFor {
@@ -225,7 +236,9 @@ import Testing
             let r = try await daemon.client.get("/v1/health")
             return r.status == 200 ? r : nil
         }
-        let after = try await daemon.waitForEvents { $0.count > before.count + 20 }
+        let target = Int64(before.count + 20)
+        _ = try await waitFor { try await daemon.lastSeq() > target ? true : nil }
+        let after = try await daemon.allEvents()
         #expect(after.map(\.seq) == Array(1...Int64(after.count)))
         #expect(after.contains { $0.kind == "driver.restarted" }, "the driver whose emit failed was restarted")
         #expect(try await daemon.stop() == 0)

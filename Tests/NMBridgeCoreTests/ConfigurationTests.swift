@@ -156,7 +156,9 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
             ("emit gantry.motion {\"state\": 3}", 1, "should be string"),
             ("emit experimental.x {} raw xyz", 1, "raw must be hex"),
             ("jump 3", 1, "unknown statement"),
-            ("emit experimental.x {}\nloop", 1, "needs at least one wait"),
+            ("emit experimental.x {}\nloop", 2, "needs a wait > 0 before loop"),
+            ("heartbeat\nloop\nwait 1", 3, "unreachable"),
+            ("emit experimental.x\r\u{1}id {}", 1, "not registered"),
             ("# only a comment", 1, "no statements"),
         ]
         for (text, line, message) in cases {
@@ -193,6 +195,8 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         #expect(registry.accepts("experimental.anything"))
         #expect(!registry.accepts("experimental."))
         #expect(!registry.accepts("dosecal.measurment"))
+        #expect(!registry.accepts("experimental.x\rid:99"), "kinds go into SSE lines: plain characters only")
+        #expect(!registry.accepts("experimental.Upper"))
         #expect(registry.problems(kind: "device.stale", data: ["silent_s": 3, "stale_after_s": 2]).isEmpty)
         #expect(registry.problems(kind: "device.stale", data: ["silent_s": "3"]) == [
             "device.stale: field \"silent_s\" should be number, got string", "device.stale: missing field \"stale_after_s\"",

@@ -93,6 +93,20 @@ import Testing
         #expect(try await journal.append(draft(99)).seq == 62, "seq continues after the marker")
     }
 
+    @Test func retentionThatDeletesEverythingStillContinuesTheSeq() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let journal = try openJournal(dir)
+        for i in 0..<20 { try await journal.append(draft(i, time: Date().addingTimeInterval(-30 * 86_400))) }
+        let markers = try await journal.applyRetention(RetentionPolicy(maxAge: 86_400))
+        #expect(markers.map(\.seq) == [21])
+        #expect(markers.first?.data["to_seq"] == .int(20))
+        #expect(try await journal.bounds().oldest == 21)
+        #expect(try await journal.append(draft(99)).seq == 22)
+        let reopened = try openJournal(dir)
+        #expect(try await reopened.append(draft(100)).seq == 23)
+    }
+
     @Test func retentionBySizeKeepsTheFileUnderTheLimit() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import NMBridgeCore
 import Testing
@@ -87,6 +88,16 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
         #expect(parsed == read)
         #expect(read.jsonText.hasPrefix("{\"seq\":1,\"journal\":\"\(journal.id.uuidString.lowercased())\",\"time\":\"2026-11-30T00:53:20.123456Z\",\"node\":\"test-node\",\"device\":\"dosecal-hotlab\""))
         #expect(read.data["activity_bq"]?.doubleValue == 7.4e8)
+    }
+
+    @Test func syncFullReallyFsyncsEveryCommit() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let full = try openJournal(dir, sync: .full)
+        #expect(try full.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
+        let normalDir = dir + "/normal"
+        let normal = try openJournal(normalDir, sync: .normal)
+        #expect(try normal.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 1)
     }
 
     @Test func unregisteredKindsAreRefused() async throws {

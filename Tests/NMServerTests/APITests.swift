@@ -97,10 +97,12 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             }
             let stream = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: banana"])
             #expect(stream.status == 400)
-            // The largest cursor is valid (nothing after it yet), not a crash.
-            #expect(try await curl(base + "/v1/events?after=9223372036854775807").status == 200)
-            let far = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: 9223372036854775807", "--max-time", "0.5"])
-            #expect(far.status == 200)
+            // A cursor past the end belongs to another history: 409, never a silent skip (nor a crash).
+            let ahead = try await curl(base + "/v1/events?after=9223372036854775807")
+            #expect(ahead.status == 409)
+            #expect(try JSONValue.parse(ahead.body)["error"] == .string("cursor_ahead"))
+            let far = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: 9223372036854775807", "--max-time", "2"])
+            #expect(far.status == 409)
         }
     }
 
