@@ -163,8 +163,18 @@ func jsonBody(_ response: APIResponse) throws -> JSONValue {
     return value
 }
 
+/// Writes to stdout. When the reader has gone (`nmbridge tail -f | head`), exits quietly
+/// instead of trapping as `FileHandle.write` would on EPIPE.
 func writeStdout(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+        let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+        if written < 0 {
+            if errno == EINTR { continue }
+            exit(errno == EPIPE ? 0 : 1)
+        }
+        bytes = bytes.dropFirst(written)
+    }
 }
 
 /// An envelope from a parsed API response, re-serialized in the documented field order.

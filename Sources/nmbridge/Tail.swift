@@ -69,8 +69,18 @@ struct Tail: AsyncParsableCommand {
     /// Without -f but with a cursor: print everything after it, then stop.
     private func printSince(client: APIClient, printer: EventPrinter, cursor: inout CursorFile.Cursor) async throws {
         while true {
-            let response = try jsonBody(
-                try await client.get(apiPath("/v1/events", filters.queryItems + [("after", "\(cursor.seq)"), ("limit", "1000")])))
+            let reply = try await client.get(apiPath("/v1/events", filters.queryItems + [("after", "\(cursor.seq)"), ("limit", "1000")]))
+            let value = try? JSONValue.parse(reply.text)
+            let journal = value?["journal"]?.stringValue
+            let changed = cursor.journal != nil && journal != nil && journal != cursor.journal
+            if changed || value?["error"] == .string("cursor_ahead") {
+                // The cursor belongs to another history: start at the beginning of this one.
+                FileHandle.standardError.write(
+                    Data("nmbridge: the cursor (seq \(cursor.seq) of journal \(cursor.journal ?? "?")) is from another journal history; starting from the beginning of the daemon's journal\n".utf8))
+                cursor = CursorFile.Cursor(journal: journal, seq: 0)
+                continue
+            }
+            let response = try jsonBody(reply)
             guard case .array(let events)? = response["events"], !events.isEmpty else { return }
             for event in events {
                 printer.print(envelopeJSON: envelopeText(event))
