@@ -9,7 +9,7 @@ import Testing
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try fastScript.replacingOccurrences(of: "wait 0.002", with: "wait 0.02").write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
-        let config = testConfiguration(dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"fast.script\"\n")
+        let config = daemonConfig(dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"fast.script\"\n")
         var daemon = try await DaemonProcess.start(directory: dir, config: config)
 
         let outputPath = dir + "/tail.out"
@@ -58,7 +58,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try fastScript.write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
         let daemon = try await DaemonProcess.start(
-            directory: dir, config: testConfiguration(dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"fast.script\"\n"))
+            directory: dir, config: daemonConfig(dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"fast.script\"\n"))
         _ = try await daemon.waitForEvents { $0.count > 30 }
         let socket = ["--socket", daemon.socketPath]
 

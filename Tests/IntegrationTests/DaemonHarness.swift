@@ -43,7 +43,7 @@ func runProgram(_ executable: String, _ arguments: [String], environment: [Strin
 }
 
 /// A test configuration for a daemon whose files all live in `directory`.
-func testConfiguration(_ directory: String, devices: String = "", extra: String = "") -> String {
+func daemonConfig(_ directory: String, devices: String = "", extra: String = "") -> String {
     """
     [daemon]
     node = "test-node"

@@ -61,7 +61,7 @@ import Testing
         let daemon = try DaemonProcess(directory: dir, arguments: ["--config", dir + "/nmbridge.toml"])
         _ = daemon  // the config file does not exist yet: exit 2
         #expect(try await daemon.waitForExit() == 2)
-        try testConfiguration(dir).write(toFile: dir + "/nmbridge.toml", atomically: true, encoding: .utf8)
+        try daemonConfig(dir).write(toFile: dir + "/nmbridge.toml", atomically: true, encoding: .utf8)
         let second = try DaemonProcess(directory: dir, arguments: ["--config", dir + "/nmbridge.toml"])
         #expect(try await second.waitForExit() == 1)
         #expect(second.log.contains("\(dir)/journal.db is not an SQLite database"), "\(second.log)")
@@ -72,7 +72,7 @@ import Testing
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try fastScript.write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
-        let config = testConfiguration(
+        let config = daemonConfig(
             dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"\(dir)/fast.script\"\n")
         var acknowledged: [Int64: String] = [:]
         var journalID: String?
@@ -118,7 +118,7 @@ import Testing
             fail "simulated firmware hang"
             """.write(toFile: dir + "/flaky.script", atomically: true, encoding: .utf8)
         try fastScript.write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
-        let config = testConfiguration(
+        let config = daemonConfig(
             dir,
             devices: """
                 [[device]]
@@ -164,7 +164,7 @@ import Testing
     @Test func runsWithNoDevicesAndRetentionOff() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let config = testConfiguration(dir).replacingOccurrences(of: "sync = \"full\"", with: "sync = \"full\"\nretention_days = 0\nmax_size_mb = 0")
+        let config = daemonConfig(dir).replacingOccurrences(of: "sync = \"full\"", with: "sync = \"full\"\nretention_days = 0\nmax_size_mb = 0")
         let daemon = try await DaemonProcess.start(directory: dir, config: config)
         try await Task.sleep(for: .seconds(1))
         #expect(daemon.process.isRunning, "nothing to supervise and nothing to delete is not a reason to exit:\n\(daemon.log)")
@@ -178,7 +178,7 @@ import Testing
         try fastScript.write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
         let daemon = try await DaemonProcess.start(
             directory: dir,
-            config: testConfiguration(dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"fast.script\"\n"),
+            config: daemonConfig(dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"fast.script\"\n"),
             environment: ["NOTIFY_SOCKET": dir + "/notify.sock", "WATCHDOG_USEC": "200000"])
         let stream = try await daemon.client.stream("/v1/events/stream")
         let reader = Task {
@@ -212,7 +212,7 @@ import Testing
         defer { _ = try? runProgram("/bin/umount", ["-l", state]) }
         // 100 events/s: enough to hit the full disk at once, little enough to read back quickly.
         try fastScript.replacingOccurrences(of: "wait 0.002", with: "wait 0.01").write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
-        var config = testConfiguration(state, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"\(dir)/fast.script\"\n")
+        var config = daemonConfig(state, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"\(dir)/fast.script\"\n")
         config = config.replacingOccurrences(of: "socket = \"\(state)/api.sock\"", with: "socket = \"\(dir)/api.sock\"")
         try config.write(toFile: dir + "/nmbridge.toml", atomically: true, encoding: .utf8)
         let daemon = try DaemonProcess(directory: dir, arguments: ["--config", dir + "/nmbridge.toml"])

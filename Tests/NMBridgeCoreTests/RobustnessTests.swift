@@ -4,7 +4,8 @@ import Testing
 
 @testable import NMBridgeCore
 
-/// A small seeded generator so that failures reproduce.
+/// SplitMix64: tiny and seedable, so a failing input can be reproduced from the seed
+/// (shared by the robustness tests of this target).
 struct SeededGenerator: RandomNumberGenerator {
     var state: UInt64
     mutating func next() -> UInt64 {

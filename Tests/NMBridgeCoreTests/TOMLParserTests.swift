@@ -631,17 +631,6 @@ struct TOMLErrorTests {
 
 @Suite("TOML parser: robustness")
 struct TOMLRobustnessTests {
-    /// SplitMix64: tiny and seedable, so a failing input can be reproduced from the seed.
-    struct SeededGenerator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var mixed = state
-            mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-            return mixed ^ (mixed >> 31)
-        }
-    }
 
     /// Characters that mean something to TOML, so random text reaches deep into the parser.
     static let alphabet: [Unicode.Scalar] = Array(#"[]{}="'#.,:+-_\ \#t0123456789abefinotruxzETZ"#.unicodeScalars)
