@@ -104,7 +104,10 @@ public struct JournalFollower: AsyncSequence, Sendable {
                 }
                 if let live {
                     switch await live.next(idleTimeout: idleTimeout) {
-                    case .idle:
+                    case .idle(let progress):
+                        // Every matching event up to `progress` has been delivered: a
+                        // filtered follower's cursor may move there (see APIRoutes.stream).
+                        if progress > cursor { cursor = progress }
                         return .idle
                     case .event(let event):
                         if event.seq <= cursor { continue }
@@ -215,7 +218,9 @@ final class LiveSubscription: Sendable {
         case event(Event)
         case overflow
         case cancelled
-        case idle
+        /// Nothing arrived in time; `progress` is the last seq offered to this subscriber,
+        /// matching or not, with the buffer empty.
+        case idle(progress: Int64)
     }
 
     private struct State {
@@ -225,6 +230,7 @@ final class LiveSubscription: Sendable {
         var cancelled = false
         var waiter: CheckedContinuation<Void, Never>?
         var woken = false
+        var lastOfferedSeq: Int64 = 0
         var available: Int { buffer.count - head }
     }
 
@@ -240,6 +246,7 @@ final class LiveSubscription: Sendable {
     func offer(_ events: [Event]) {
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             guard !s.overflowed, !s.cancelled else { return nil }
+            s.lastOfferedSeq = events.last?.seq ?? s.lastOfferedSeq
             let matching = filter.isEmpty ? events : events.filter(filter.matches)
             if matching.isEmpty { return nil }
             // One commit is never an overflow on its own: an empty buffer takes a whole batch.
@@ -296,7 +303,9 @@ final class LiveSubscription: Sendable {
                 return nil
             }
             if let ready { return ready }
-            if state.withLock({ $0.woken }) { return .idle }
+            if let progress = state.withLock({ s in s.woken && s.available == 0 ? s.lastOfferedSeq : nil }) {
+                return .idle(progress: progress)
+            }
             if timer == nil, let idleTimeout {
                 timer = Task { [weak self] in
                     try? await Task.sleep(for: idleTimeout)

@@ -138,14 +138,23 @@ public struct APIRoutes: Sendable {
                 // A first comment line tells the client the stream is open (and from where).
                 try await writer.write(ByteBuffer(string: ": nmbridge journal \(journalID) after \(start)\n\n"))
                 var iterator = follower.makeAsyncIterator()
+                var lastSentID = start
                 do {
                     // A comment after each quiet stretch keeps proxies from closing the
                     // stream and lets the server notice clients that went away.
                     while let step = try await iterator.step(idleTimeout: keepAlive) {
                         guard case .event(let event) = step else {
-                            try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                            // A filtered stream also moves the client's Last-Event-ID past
+                            // events it skipped, so that its cursor does not age into retention.
+                            if iterator.cursor > lastSentID {
+                                lastSentID = iterator.cursor
+                                try await writer.write(ByteBuffer(string: ": keep-alive\nid: \(lastSentID)\n\n"))
+                            } else {
+                                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                            }
                             continue
                         }
+                        lastSentID = event.seq
                         var frame = "id: \(event.seq)\nevent: \(event.kind)\ndata: "
                         frame += event.jsonText
                         frame += "\n\n"

@@ -111,7 +111,17 @@ struct Tail: AsyncParsableCommand {
                 }
                 delay = 0.25
                 cursor.journal = stream.headerValue("X-Journal-Id") ?? cursor.journal
-                for try await message in stream {
+                var messages = stream.makeAsyncIterator()
+                // The server also sends bare `id:` lines for events a filter skipped: taking
+                // them keeps a filtered cursor from aging into retention.
+                func takeLastEventID() throws {
+                    if let seq = Int64(messages.lastEventID), seq > cursor.seq {
+                        cursor.seq = seq
+                        try CursorFile.write(cursorFile, cursor)
+                    }
+                }
+                do {
+                    while let message = try await messages.next() {
                     switch message.event {
                     case "lagged":
                         FileHandle.standardError.write(Data("nmbridge: fell behind the live stream; catching up from seq \(cursor.seq)\n".utf8))
@@ -124,7 +134,12 @@ struct Tail: AsyncParsableCommand {
                         cursor.seq = seq
                         try CursorFile.write(cursorFile, cursor)
                     }
+                    }
+                } catch let error as APIError {
+                    try takeLastEventID()
+                    throw error
                 }
+                try takeLastEventID()
                 // The daemon ended the stream (shutdown or lag): reconnect.
                 if !announcedLoss {
                     FileHandle.standardError.write(Data("nmbridge: stream ended; reconnecting…\n".utf8))

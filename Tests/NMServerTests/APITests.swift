@@ -124,6 +124,21 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
         }
     }
 
+    @Test func filteredStreamsMoveTheClientCursorPastSkippedEvents() async throws {
+        try await withAPI { journal, port in
+            try await appendSample(journal, count: 2, device: "rare-1")
+            let url = "http://127.0.0.1:\(port)/v1/events/stream?device=rare-1"
+            let stream = Task { try await curl(url, ["-N", "--max-time", "2.5", "-H", "Last-Event-ID: 0"]) }
+            try await Task.sleep(for: .milliseconds(600))
+            try await appendSample(journal, count: 10, device: "busy-1")
+            let r = try await stream.value
+            let ids = r.body.split(separator: "\n").filter { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) }
+            #expect(ids.prefix(2) == ["1", "2"], "\(r.body)")
+            #expect(ids.last == "12", "after the busy device's events, an id-only keep-alive moves the cursor: \(r.body)")
+            #expect(!r.body.contains("busy-1"), "the skipped events themselves are not sent")
+        }
+    }
+
     @Test func expiredCursorsGetGoneWithTheOldestSeq() async throws {
         try await withAPI { journal, port in
             try await appendSample(journal, count: 10, time: Date().addingTimeInterval(-30 * 86_400))
