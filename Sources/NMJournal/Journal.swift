@@ -71,6 +71,8 @@ public final class Journal: Sendable {
     private struct WriterState {
         var queue: [PendingWrite] = []
         var draining = false
+        /// When the write now in progress was taken off the queue (nil when idle).
+        var writingSince: ContinuousClock.Instant?
     }
 
     private enum PendingWrite {
@@ -277,8 +279,10 @@ public final class Journal: Sendable {
             let batch = writer.withLock { state -> [PendingWrite] in
                 if state.queue.isEmpty {
                     state.draining = false
+                    state.writingSince = nil
                     return []
                 }
+                state.writingSince = .now
                 // Take appends up to the commit size, or one retention job on its own.
                 var taken: [PendingWrite] = []
                 var events = 0
@@ -370,6 +374,12 @@ public final class Journal: Sendable {
     }
 
     // MARK: - State
+
+    /// How long the current write has been going on (nil when the writer is idle): the
+    /// watchdog's measure of a hung commit, which reads would not reveal.
+    public var writeInProgressFor: Duration? {
+        writer.withLock { $0.writingSince.map { $0.duration(to: .now) } }
+    }
 
     /// The last committed seq (0 for an empty journal).
     public var lastSeq: Int64 { stats.withLock { $0.lastSeq } }

@@ -148,8 +148,9 @@ struct RetentionService: Service {
     }
 }
 
-/// Pings the systemd watchdog at half its interval, but only while the journal answers:
-/// a daemon whose journal hangs should be restarted.
+/// Pings the systemd watchdog at half its interval, but only while the journal answers
+/// reads and no commit has been running for longer than the interval: a daemon whose
+/// journal hangs (e.g. a stuck fsync) should be restarted.
 struct WatchdogService: Service {
     let journal: Journal
     let notifier: SystemdNotifier
@@ -161,7 +162,11 @@ struct WatchdogService: Service {
             while !Task.isCancelled {
                 do {
                     _ = try await journal.bounds()
-                    notifier.notify("WATCHDOG=1")
+                    if let busy = journal.writeInProgressFor, busy > interval {
+                        logger.error("journal commit has not finished; withholding watchdog ping", metadata: ["busy_s": "\(busy)"])
+                    } else {
+                        notifier.notify("WATCHDOG=1")
+                    }
                 } catch {
                     logger.error("journal does not answer; withholding watchdog ping", metadata: ["error": "\(error)"])
                 }

@@ -100,6 +100,24 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
         #expect(try normal.pool.writeWithoutTransaction { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 1)
     }
 
+    @Test func aHungCommitIsVisibleToTheWatchdog() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let journal = try openJournal(dir)
+        try await journal.append(draft(0))
+        #expect(journal.writeInProgressFor == nil, "idle writer")
+        // Occupy SQLite's writer for a second, as a stuck fsync would.
+        let blocker = Task.detached { try journal.pool.writeWithoutTransaction { _ in usleep(1_000_000) } }
+        try await Task.sleep(for: .milliseconds(100))
+        let append = Task { try await journal.append(draft(1)) }
+        try await Task.sleep(for: .milliseconds(500))
+        let busy = try #require(journal.writeInProgressFor)
+        #expect(busy > .milliseconds(300))
+        try await blocker.value
+        #expect(try await append.value.seq == 2)
+        #expect(journal.writeInProgressFor == nil)
+    }
+
     @Test func unregisteredKindsAreRefused() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
