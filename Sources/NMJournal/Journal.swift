@@ -89,6 +89,7 @@ public final class Journal: Sendable {
         var kind: String
         var severity: Severity
         var dataJSON: String
+        var raw: [UInt8]?
         var rawHex: String?
     }
 
@@ -246,7 +247,7 @@ public final class Journal: Sendable {
                 PreparedRow(
                     time: Timestamp.parse(timeText) ?? draft.time, timeText: timeText, device: draft.device,
                     driver: draft.driver, kind: draft.kind, severity: draft.severity,
-                    dataJSON: JSONValue.object(draft.data).jsonText, rawHex: draft.raw.map(Hex.encode)))
+                    dataJSON: JSONValue.object(draft.data).jsonText, raw: draft.raw, rawHex: draft.raw.map(Hex.encode)))
         }
         return try await withCheckedThrowingContinuation { continuation in
             enqueue(.append(rows, continuation))
@@ -339,7 +340,7 @@ public final class Journal: Sendable {
                         Event(
                             seq: seq, journal: journalID, time: row.time, node: node, device: row.device,
                             driver: row.driver, kind: row.kind, severity: row.severity, dataJSON: row.dataJSON,
-                            raw: row.rawHex.flatMap(Hex.decode)))
+                            raw: row.raw))
                 }
                 return events
             }

@@ -108,6 +108,13 @@ public enum Daemon {
     }
 }
 
+extension Daemon {
+    /// `[daemon] node` when unset: the host name's first label.
+    public static var defaultNode: String {
+        ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+    }
+}
+
 /// Calls `action` once all expected listeners are up.
 actor Readiness {
     private var remaining: Int
@@ -268,17 +275,9 @@ enum UnixSocketPath {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (i, b) in bytes.enumerated() { buffer[i] = b }
-        }
+        guard var (address, length) = UnixSocketAddress.make(path) else { return false }
         return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) == 0 }
         }
     }
 }

@@ -34,7 +34,7 @@ public struct JournaldLogHandler: LogHandler {
         if underSystemd {
             line = "<\(Self.syslogPriority(event.level))>"
         } else {
-            line = Self.localTimestamp() + " " + event.level.rawValue.uppercased() + " "
+            line = LocalTime.format(Date()) + " " + event.level.rawValue.uppercased() + " "
         }
         line += event.message.description.replacingOccurrences(of: "\n", with: " ")
         let keys = merged.keys.sorted { a, b in
@@ -76,15 +76,17 @@ public struct JournaldLogHandler: LogHandler {
         return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             .replacingOccurrences(of: "\n", with: "\\n") + "\""
     }
+}
 
-    static func localTimestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
+/// `YYYY-MM-DD HH:MM:SS.mmm` in the local time zone, for people reading logs and `tail`.
+public enum LocalTime {
+    public static func format(_ date: Date) -> String {
+        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
         var parts = tm()
-        var seconds = now.tv_sec
         localtime_r(&seconds, &parts)
+        let millis = Int((date.timeIntervalSince1970 - Double(seconds)) * 1000)
         return String(
             format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-            parts.tm_hour, parts.tm_min, parts.tm_sec, Int(now.tv_nsec / 1_000_000))
+            parts.tm_hour, parts.tm_min, parts.tm_sec, min(999, max(0, millis)))
     }
 }

@@ -35,20 +35,10 @@ public struct SystemdNotifier: Sendable {
             return
         }
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        // A leading '@' names a socket in the abstract namespace (a NUL byte on the wire).
-        var pathBytes = Array(socketPath.utf8)
-        if pathBytes.first == UInt8(ascii: "@") { pathBytes[0] = 0 }
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard pathBytes.count < capacity else {
+        guard var (address, length) = UnixSocketAddress.make(socketPath) else {
             logger.warning("sd_notify: NOTIFY_SOCKET path too long", metadata: ["path": "\(socketPath)"])
             return
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (i, b) in pathBytes.enumerated() { buffer[i] = b }
-        }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + pathBytes.count + (pathBytes.first == 0 ? 0 : 1))
         let message = Array(state.utf8)
         let sent = withUnsafePointer(to: &address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer in
@@ -58,5 +48,22 @@ public struct SystemdNotifier: Sendable {
         if sent < 0 {
             logger.warning("sd_notify failed", metadata: ["socket": "\(socketPath)", "errno": "\(String(cString: strerror(errno)))"])
         }
+    }
+}
+
+/// A `sockaddr_un` for a path; a leading `@` names the abstract namespace (a NUL byte on
+/// the wire), as in `NOTIFY_SOCKET`. `nil` when the path does not fit.
+enum UnixSocketAddress {
+    static func make(_ path: String) -> (sockaddr_un, socklen_t)? {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        var bytes = Array(path.utf8)
+        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (i, b) in bytes.enumerated() { buffer[i] = b }
+        }
+        let length = MemoryLayout<sa_family_t>.size + bytes.count + (bytes.first == 0 ? 0 : 1)
+        return (address, socklen_t(length))
     }
 }

@@ -138,7 +138,7 @@ struct ConfigCommand: AsyncParsableCommand {
                 .deletingLastPathComponent
             do {
                 let config = try DaemonConfiguration.load(
-                    text: text, file: file, drivers: .standard, defaultNode: ProcessInfo.processInfo.hostName, baseDirectory: base)
+                    text: text, file: file, drivers: .standard, defaultNode: Daemon.defaultNode, baseDirectory: base)
                 writeStdout(
                     "\(file): OK — node \(config.daemon.node), \(config.devices.count) device(s), journal \(config.journal.path), API \(config.api.socketPath)\n")
             } catch {

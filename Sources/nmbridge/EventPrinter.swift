@@ -1,5 +1,6 @@
 import Foundation
 import NMBridgeCore
+import NMServer
 
 /// Prints events for people (aligned, coloured on a terminal) or as JSON Lines.
 struct EventPrinter {
@@ -28,7 +29,7 @@ struct EventPrinter {
     }
 
     func human(_ event: Event) -> String {
-        let time = Self.localTime(event.time)
+        let time = LocalTime.format(event.time)
         let device = (event.device ?? "-").padding(toLength: max(14, event.device?.count ?? 0), withPad: " ", startingAt: 0)
         let kind = event.kind.padding(toLength: max(22, event.kind.count), withPad: " ", startingAt: 0)
         var line = "\(time) \(device) \(kind)"
@@ -54,15 +55,5 @@ struct EventPrinter {
         let seq = "\u{1B}[2m\(event.seq)\u{1B}[0m "
         guard let code else { return seq + line }
         return seq + "\u{1B}[\(code)m" + line + "\u{1B}[0m"
-    }
-
-    static func localTime(_ date: Date) -> String {
-        var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
-        var parts = tm()
-        localtime_r(&seconds, &parts)
-        let millis = Int((date.timeIntervalSince1970 - Double(seconds)) * 1000)
-        return String(
-            format: "%04d-%02d-%02d %02d:%02d:%02d.%03d", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-            parts.tm_hour, parts.tm_min, parts.tm_sec, min(999, max(0, millis)))
     }
 }

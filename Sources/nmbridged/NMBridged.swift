@@ -43,7 +43,7 @@ struct NMBridged: AsyncParsableCommand {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in JournaldLogHandler(label: label, level: level) }
         let logger = Logger(label: "nmbridged")
-        let node = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
+        let node = Daemon.defaultNode
 
         let configuration: DaemonConfiguration
         if demo {

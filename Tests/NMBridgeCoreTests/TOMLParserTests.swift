@@ -11,6 +11,14 @@ private func at(_ line: Int, _ column: Int) -> TOMLLocation {
 }
 
 /// The errors `text` produces; empty when it parses.
+/// The document gives exactly one error, on the expected line, saying the expected thing.
+private func expectSingleError(_ example: TOMLErrorTests.Case, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+    let found = errors(example.text)
+    #expect(found.count == 1, "\(found)", sourceLocation: sourceLocation)
+    #expect(found.first?.location.line == example.line, "\(found)", sourceLocation: sourceLocation)
+    #expect(found.first?.message.contains(example.fragment) == true, "\(found)", sourceLocation: sourceLocation)
+}
+
 private func errors(_ text: String) -> [TOMLSyntaxError] {
     do {
         _ = try TOMLParser.parse(text)
@@ -483,10 +491,7 @@ struct TOMLErrorTests {
         Case(text: "t = { a = 1, a = 2 }\n", line: 1, fragment: "duplicate key \"t.a\""),
     ])
     func reportsError(_ example: Case) {
-        let found = errors(example.text)
-        #expect(found.count == 1, "\(found)")
-        #expect(found.first?.location.line == example.line, "\(found)")
-        #expect(found.first?.message.contains(example.fragment) == true, "\(found)")
+        expectSingleError(example)
     }
 
     @Test(arguments: [
@@ -507,10 +512,7 @@ struct TOMLErrorTests {
         Case(text: "[a.b.c]\n[a]\nb.d = 1\n[a.b]\n", line: 4, fragment: "already defined by dotted keys"),
     ])
     func reportsRedefinition(_ example: Case) {
-        let found = errors(example.text)
-        #expect(found.count == 1, "\(found)")
-        #expect(found.first?.location.line == example.line, "\(found)")
-        #expect(found.first?.message.contains(example.fragment) == true, "\(found)")
+        expectSingleError(example)
     }
 
     @Test func allowedTableExtensions() throws {

@@ -24,17 +24,13 @@ struct JournalAppend: BenchCommand {
     @Option(help: "Total events per writer count (split across the writers).")
     var events: Int = 20_000
 
-    @Option(help: "SQLite synchronous mode of the journal: full or normal.")
-    var sync: String = "full"
+    @OptionGroup var storage: StorageOptions
 
-    @Option(help: "Directory for the journal files (created if missing).")
-    var dir: String
 
     @Option(help: "Events appended by one writer before timing starts (same in the C peer).")
     var warmup: Int = 64
 
     func validate() throws {
-        guard DaemonConfiguration.SyncMode(rawValue: sync) != nil else { throw ValidationError("--sync must be full or normal") }
         guard !writerCounts.isEmpty, writerCounts.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--writers must be a comma-separated list of positive integers")
         }
@@ -44,12 +40,12 @@ struct JournalAppend: BenchCommand {
     var writerCounts: [Int] { writers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
 
     func measure() async throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: storage.dir, withIntermediateDirectories: true)
         var logger = Logger(label: "nmbridge-bench")
         logger.logLevel = .warning
-        let syncMode = DaemonConfiguration.SyncMode(rawValue: sync)!
+        let syncMode = storage.syncMode
         for count in writerCounts {
-            let path = "\(dir)/nmbridge-\(sync)-w\(count).db"
+            let path = "\(storage.dir)/nmbridge-\(storage.sync)-w\(count).db"
             removeDatabase(path)
             let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: syncMode), logger: logger)
             for i in 0..<warmup {
@@ -88,7 +84,7 @@ struct JournalAppend: BenchCommand {
             var line = JSONLine()
             line.add("bench", "journal-append")
             line.add("impl", "nmbridge")
-            line.add("sync", sync)
+            line.add("sync", storage.sync)
             line.add("writers", count)
             line.add("events", total)
             line.add("seconds", elapsed, decimals: 4)

@@ -36,17 +36,13 @@ struct SSELatency: BenchCommand {
     @Option(help: "How long the producer runs.")
     var seconds: Double = 10
 
-    @Option(help: "SQLite synchronous mode of the journal: full or normal.")
-    var sync: String = "full"
+    @OptionGroup var storage: StorageOptions
 
-    @Option(help: "Directory for the journal and the API socket (created if missing).")
-    var dir: String
 
     @Option(help: "Seconds to wait after the last append for subscribers to receive everything.")
     var drainTimeout: Double = 15
 
     func validate() throws {
-        guard DaemonConfiguration.SyncMode(rawValue: sync) != nil else { throw ValidationError("--sync must be full or normal") }
         guard rate > 0, subscribers > 0, seconds > 0 else { throw ValidationError("--rate, --subscribers and --seconds must be positive") }
     }
 
@@ -57,16 +53,16 @@ struct SSELatency: BenchCommand {
     }
 
     func measure() async throws {
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: storage.dir, withIntermediateDirectories: true)
         var logger = Logger(label: "nmbridge-bench")
         logger.logLevel = .warning
-        let journalPath = "\(dir)/sse-\(sync).db"
+        let journalPath = "\(storage.dir)/sse-\(storage.sync).db"
         removeDatabase(journalPath)
-        let socketPath = "\(dir)/api.sock"
+        let socketPath = "\(storage.dir)/api.sock"
         unlink(socketPath)
 
         let journal = try Journal.open(
-            JournalOptions(path: journalPath, node: "bench", sync: DaemonConfiguration.SyncMode(rawValue: sync)!),
+            JournalOptions(path: journalPath, node: "bench", sync: storage.syncMode),
             logger: logger)
         let routes = APIRoutes(journal: journal, monitor: DeviceMonitor(journal: journal, devices: [], logger: logger), node: "bench")
         let (listening, listeningContinuation) = AsyncStream<Void>.makeStream()
@@ -163,7 +159,7 @@ struct SSELatency: BenchCommand {
         var line = JSONLine()
         line.add("bench", "sse-latency")
         line.add("impl", "nmbridge")
-        line.add("sync", sync)
+        line.add("sync", storage.sync)
         line.add("rate", rate)
         line.add("subscribers", subscribers)
         line.add("sent", total)
