@@ -1,5 +1,7 @@
 import ArgumentParser
+import Dispatch
 import Foundation
+import Synchronization
 import NMBridgeCore
 import NMClient
 
@@ -37,6 +39,8 @@ struct Tail: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let stopSignals = StopSignals.install()
+        defer { withExtendedLifetime(stopSignals) {} }
         try await reportingErrors {
             let client = try connection.client()
             let printer = EventPrinter(json: json)
@@ -66,6 +70,16 @@ struct Tail: AsyncParsableCommand {
         }
     }
 
+    /// The cursor belongs to another journal history (the daemon's journal was reset or
+    /// replaced): say so and start at the beginning of the daemon's journal.
+    private func startNewHistory(from old: CursorFile.Cursor, journal: String?) throws -> CursorFile.Cursor {
+        FileHandle.standardError.write(
+            Data("nmbridge: the cursor (seq \(old.seq) of journal \(old.journal ?? "?")) is from another journal history; starting from the beginning of the daemon's journal\n".utf8))
+        let fresh = CursorFile.Cursor(journal: journal, seq: 0)
+        try CursorFile.write(cursorFile, fresh)
+        return fresh
+    }
+
     /// Without -f but with a cursor: print everything after it, then stop.
     private func printSince(client: APIClient, printer: EventPrinter, cursor: inout CursorFile.Cursor) async throws {
         while true {
@@ -74,10 +88,7 @@ struct Tail: AsyncParsableCommand {
             let journal = value?["journal"]?.stringValue
             let changed = cursor.journal != nil && journal != nil && journal != cursor.journal
             if changed || value?["error"] == .string("cursor_ahead") {
-                // The cursor belongs to another history: start at the beginning of this one.
-                FileHandle.standardError.write(
-                    Data("nmbridge: the cursor (seq \(cursor.seq) of journal \(cursor.journal ?? "?")) is from another journal history; starting from the beginning of the daemon's journal\n".utf8))
-                cursor = CursorFile.Cursor(journal: journal, seq: 0)
+                cursor = try startNewHistory(from: cursor, journal: journal)
                 continue
             }
             let response = try jsonBody(reply)
@@ -98,11 +109,8 @@ struct Tail: AsyncParsableCommand {
                 let stream = try await client.stream(
                     apiPath("/v1/events/stream", filters.queryItems),
                     headers: [("Last-Event-ID", "\(cursor.seq)")])
-                if let journal = stream.headerValue("X-Journal-Id"), let known = cursor.journal, journal != known {
-                    FileHandle.standardError.write(
-                        Data("nmbridge: the daemon's journal changed (\(known) → \(journal)): it is a new history; starting from its beginning\n".utf8))
-                    cursor = CursorFile.Cursor(journal: journal, seq: 0)
-                    try CursorFile.write(cursorFile, cursor)
+                if let journal = stream.headerValue("X-Journal-Id"), cursor.journal != nil, journal != cursor.journal {
+                    cursor = try startNewHistory(from: cursor, journal: journal)
                     continue
                 }
                 if announcedLoss {
@@ -130,9 +138,12 @@ struct Tail: AsyncParsableCommand {
                         throw CLIError(value?["message"]?.stringValue ?? message.data, exitCode: value?["error"]?.stringValue == "cursor_expired" ? 3 : 1)
                     default:
                         guard let seqText = message.id, let seq = Int64(seqText) else { continue }
-                        printer.print(envelopeJSON: message.data)
-                        cursor.seq = seq
-                        try CursorFile.write(cursorFile, cursor)
+                        // Printing and recording go together: a signal never falls between them.
+                        try outputSection.withLock { _ in
+                            printer.print(envelopeJSON: message.data)
+                            cursor.seq = seq
+                            try CursorFile.write(cursorFile, cursor)
+                        }
                     }
                     }
                 } catch let error as APIError {
@@ -148,10 +159,7 @@ struct Tail: AsyncParsableCommand {
             } catch let error as APIError {
                 if case .httpStatus(let response) = error {
                     if (try? JSONValue.parse(response.text))?["error"] == .string("cursor_ahead") {
-                        FileHandle.standardError.write(
-                            Data("nmbridge: seq \(cursor.seq) is past the end of the daemon's journal: it is a different history; starting from its beginning\n".utf8))
-                        cursor = CursorFile.Cursor(journal: nil, seq: 0)
-                        try CursorFile.write(cursorFile, cursor)
+                        cursor = try startNewHistory(from: cursor, journal: nil)
                         continue
                     }
                     _ = try jsonBody(response)  // throws with the server's message (410 → exit 3)
@@ -193,5 +201,24 @@ enum CursorFile {
         guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8)), rename(temporary, path) == 0 else {
             throw CLIError("cannot write cursor file \(path)")
         }
+    }
+}
+
+/// Held while an event is printed and the cursor file updated.
+let outputSection = Mutex(())
+
+/// SIGINT/SIGTERM end `tail` only between two events, so that its cursor file always names
+/// the last event it printed (a restarted tail neither repeats nor misses one).
+struct StopSignals {
+    let sources: [any DispatchSourceSignal]
+
+    static func install() -> StopSignals {
+        StopSignals(sources: [SIGINT, SIGTERM].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { outputSection.withLock { (_) -> Void in exit(0) } }
+            source.resume()
+            return source
+        })
     }
 }

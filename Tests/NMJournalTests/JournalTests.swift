@@ -106,13 +106,29 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
         let journal = try openJournal(dir)
         try await journal.append(draft(0))
         #expect(journal.writeInProgressFor == nil, "idle writer")
-        // Occupy SQLite's writer for a second, as a stuck fsync would.
-        let blocker = Task.detached { try journal.pool.writeWithoutTransaction { _ in usleep(1_000_000) } }
-        try await Task.sleep(for: .milliseconds(100))
+        // Occupy SQLite's writer, as a stuck fsync would, until the test releases it.
+        let entered = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let blocker = Task.detached {
+            try journal.pool.writeWithoutTransaction { _ in
+                entered.signal()
+                release.wait()
+            }
+        }
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                entered.wait()
+                continuation.resume()
+            }
+        }
         let append = Task { try await journal.append(draft(1)) }
-        try await Task.sleep(for: .milliseconds(500))
-        let busy = try #require(journal.writeInProgressFor)
-        #expect(busy > .milliseconds(300))
+        var busy: Duration?
+        for _ in 0..<200 where busy == nil || busy! < .milliseconds(300) {
+            try await Task.sleep(for: .milliseconds(50))
+            busy = journal.writeInProgressFor
+        }
+        #expect(busy.map { $0 >= .milliseconds(300) } == true, "the stuck commit is visible and its age grows")
+        release.signal()
         try await blocker.value
         #expect(try await append.value.seq == 2)
         #expect(journal.writeInProgressFor == nil)
