@@ -29,10 +29,11 @@ extension Journal {
         try await enqueueRetention(policy, now: now)
     }
 
-    func performRetention(_ policy: RetentionPolicy, now: Date) async throws -> [Event] {
+    /// Runs on the writer thread (see `Journal.writerLoop`).
+    func performRetention(_ policy: RetentionPolicy, now: Date) throws -> [Event] {
         let journalID = id
         let node = node
-        let events = try await pool.write { db -> [Event] in
+        let events = try pool.write { db -> [Event] in
             struct Deletion {
                 var from: Int64
                 var to: Int64

@@ -61,16 +61,28 @@ public final class Journal: Sendable {
     let subscriberBuffer: Int
     let hub = SubscriptionHub()
     private let writer = Mutex(WriterState())
+    private let wakeup = DispatchSemaphore(value: 0)
     let stats = Mutex(JournalStatistics())
 
     /// SQLite `application_id` of an nmbridge journal: "NMBJ".
     static let applicationID: Int32 = 0x4E4D_424A
     static let schemaVersion = 1
     static let maxEventsPerCommit = 8192
+    /// How long an idle writer thread waits for work before it exits.
+    static let writerIdleExit: DispatchTimeInterval = .seconds(2)
+    /// The longest a commit waits for appenders of the last one to come back (group commit).
+    static let gatherWait: DispatchTimeInterval = .microseconds(200)
 
     private struct WriterState {
         var queue: [PendingWrite] = []
-        var draining = false
+        /// A writer thread exists (it exits after `writerIdleExit` without work).
+        var writerRunning = false
+        /// The writer thread is waiting on `wakeup` until the queue holds `wakeAt` writes.
+        var writerWaiting = false
+        var wakeAt = 1
+        /// Appends in flight at the end of the last commit (those it resumed plus those
+        /// queued meanwhile): how many the next batch waits for, briefly (`gatherWait`).
+        var concurrency = 1
         /// When the write now in progress was taken off the queue (nil when idle).
         var writingSince: ContinuousClock.Instant?
     }
@@ -262,68 +274,125 @@ public final class Journal: Sendable {
     }
 
     private func enqueue(_ write: PendingWrite) {
-        let startDrain = writer.withLock { state -> Bool in
+        enum Action { case none, signal, start }
+        let action = writer.withLock { state -> Action in
             state.queue.append(write)
-            if state.draining { return false }
-            state.draining = true
-            return true
+            if !state.writerRunning {
+                state.writerRunning = true
+                return .start
+            }
+            if state.writerWaiting && state.queue.count >= state.wakeAt {
+                state.writerWaiting = false
+                return .signal
+            }
+            return .none
         }
-        if startDrain {
-            Task { await self.drain() }
+        switch action {
+        case .none: break
+        case .signal: wakeup.signal()
+        case .start:
+            let thread = Thread { [self] in writerLoop() }
+            thread.name = "nmbridge-journal-writer"
+            thread.start()
         }
     }
 
-    /// Commits queued writes until the queue is empty. Only one drain runs at a time, so
-    /// commits and their notifications to subscribers happen in seq order.
-    private func drain() async {
+    /// The body of the writer thread: commits queued writes in order, one transaction per
+    /// batch, with GRDB's synchronous API (no hop through the cooperative pool per commit).
+    /// Only one writer thread runs at a time, so commits and their notifications to
+    /// subscribers happen in seq order. The thread exits after a while without work and
+    /// the next append starts a new one.
+    ///
+    /// Group commit: when the last commit had N appends in flight and fewer are queued, the
+    /// writer waits up to `gatherWait` for the others (like PostgreSQL's `commit_delay`),
+    /// so that concurrent appenders share one fsync instead of splitting into cohorts that
+    /// alternate. A lone appender never waits.
+    private func writerLoop() {
+        enum Step {
+            case idle
+            case gather
+            case write([PendingWrite])
+        }
+        var gathered = false
         while true {
-            let batch = writer.withLock { state -> [PendingWrite] in
+            let step = writer.withLock { state -> Step in
+                state.writingSince = nil
                 if state.queue.isEmpty {
-                    state.draining = false
-                    state.writingSince = nil
-                    return []
+                    state.writerWaiting = true
+                    state.wakeAt = 1
+                    return .idle
+                }
+                if !gathered, state.queue.count < state.concurrency, case .append = state.queue[0] {
+                    state.writerWaiting = true
+                    state.wakeAt = state.concurrency
+                    return .gather
                 }
                 state.writingSince = .now
-                // Take appends up to the commit size, or one retention job on its own.
-                var taken: [PendingWrite] = []
-                var events = 0
-                while let first = state.queue.first {
-                    if case .retention = first {
-                        if taken.isEmpty {
-                            taken.append(state.queue.removeFirst())
-                        }
-                        break
+                return .write(Self.takeBatch(&state.queue))
+            }
+            switch step {
+            case .idle:
+                gathered = false
+                if wakeup.wait(timeout: .now() + Self.writerIdleExit) == .timedOut {
+                    let exit = writer.withLock { state -> Bool in
+                        guard state.queue.isEmpty else { return false }
+                        state.writerWaiting = false
+                        state.writerRunning = false
+                        return true
                     }
-                    guard case .append(let rows, _) = first else { break }
-                    if !taken.isEmpty && events + rows.count > Self.maxEventsPerCommit { break }
-                    events += rows.count
-                    taken.append(state.queue.removeFirst())
+                    if exit { return }
+                    // Work arrived while timing out; a signal it may have sent only makes
+                    // one later wait return early.
                 }
-                return taken
-            }
-            if batch.isEmpty { return }
-            if case .retention(let policy, let now, let continuation) = batch[0] {
-                do {
-                    let events = try await performRetention(policy, now: now)
-                    publish(events)
-                    continuation.resume(returning: events)
-                } catch {
-                    continuation.resume(throwing: error)
+            case .gather:
+                gathered = true
+                if wakeup.wait(timeout: .now() + Self.gatherWait) == .timedOut {
+                    writer.withLock { $0.writerWaiting = false }
                 }
-                continue
+            case .write(let batch):
+                gathered = false
+                if case .retention(let policy, let now, let continuation) = batch[0] {
+                    do {
+                        let events = try performRetention(policy, now: now)
+                        publish(events)
+                        continuation.resume(returning: events)
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                    continue
+                }
+                commit(batch)
             }
-            await commit(batch)
         }
     }
 
-    private func commit(_ batch: [PendingWrite]) async {
+    /// Takes appends up to the commit size, or one retention job on its own.
+    private static func takeBatch(_ queue: inout [PendingWrite]) -> [PendingWrite] {
+        var count = 0
+        var events = 0
+        for write in queue {
+            if case .append(let rows, _) = write {
+                if count > 0 && events + rows.count > maxEventsPerCommit { break }
+                events += rows.count
+                count += 1
+            } else {
+                if count == 0 { count = 1 }
+                break
+            }
+        }
+        let taken = Array(queue[..<count])
+        queue.removeFirst(count)
+        return taken
+    }
+
+    private func commit(_ batch: [PendingWrite]) {
         var allRows: [PreparedRow] = []
         for case .append(let rows, _) in batch { allRows.append(contentsOf: rows) }
         let rows = allRows
         let journalID = id
         let node = node
         do {
-            let events = try await pool.write { db -> [Event] in
+            let events = try pool.write { db -> [Event] in
                 var seq = (try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM events") ?? 0)
                 let insert = try db.cachedStatement(
                     sql: "INSERT INTO events(seq, time, node, device, driver, kind, severity, data, raw) VALUES (?,?,?,?,?,?,?,?,?)"
@@ -351,6 +420,8 @@ public final class Journal: Sendable {
                 $0.lastSeq = events.last?.seq ?? $0.lastSeq
             }
             publish(events)
+            // Counted before resuming: an appender resumed here may queue again at once.
+            writer.withLock { $0.concurrency = batch.count + $0.queue.count }
             var offset = 0
             for case .append(let rows, let continuation) in batch {
                 continuation.resume(returning: Array(events[offset..<(offset + rows.count)]))

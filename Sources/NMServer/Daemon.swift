@@ -275,7 +275,8 @@ enum UnixSocketPath {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        guard var (address, length) = UnixSocketAddress.make(path) else { return false }
+        guard let (made, length) = UnixSocketAddress.make(path) else { return false }
+        var address = made
         return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) == 0 }
         }
