@@ -19,9 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
-        // C libraries, each imported by exactly one Swift module: libudev and libusb by the
-        // transport layer (dose calibrator issue), libmodbus by the Modbus driver. Declared
-        // here with their pkg-config names and Debian packages; nothing links them yet.
+        // C libraries, each imported by exactly one Swift module: libudev and libusb by
+        // NMTransport, libmodbus by the Modbus driver.
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
         .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
@@ -42,11 +41,34 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // pty calls that need C feature macros (simulators, tests).
+        .target(name: "CTerminal"),
+        // Device transports: serial ports (termios), USB identity and reset (libusb),
+        // udev enumeration and hotplug monitor (libudev).
+        .target(
+            name: "NMTransport",
+            dependencies: [
+                "NMBridgeCore",
+                "CTerminal",
+                "CUdev",
+                "CUSB",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Drivers: one folder per family under Drivers/.
         .target(
             name: "ScriptDriver",
             dependencies: ["NMBridgeCore"],
             path: "Drivers/Script"
+        ),
+        .target(
+            name: "DoseCalibrator",
+            dependencies: [
+                "NMBridgeCore",
+                "NMTransport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Drivers/DoseCalibrator"
         ),
         // Composition: services, supervisor, HTTP API, sd_notify.
         .target(
@@ -54,7 +76,9 @@ let package = Package(
             dependencies: [
                 "NMBridgeCore",
                 "NMJournal",
+                "NMTransport",
                 "ScriptDriver",
+                "DoseCalibrator",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -109,6 +133,8 @@ let package = Package(
             name: "NMServerTests",
             dependencies: ["NMServer", "NMClient", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
+        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport"]),
+        .testTarget(name: "DoseCalibratorTests", dependencies: ["DoseCalibrator", "NMTransport", "NMBridgeCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
     ],
     swiftLanguageModes: [.v6]

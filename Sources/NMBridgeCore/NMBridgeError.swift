@@ -18,6 +18,8 @@ public struct NMBridgeError: Error, Sendable, CustomStringConvertible {
         public static let unknownEventKind = Code(rawValue: "unknown_event_kind")
         public static let driverFailed = Code(rawValue: "driver_failed")
         public static let scriptInvalid = Code(rawValue: "script_invalid")
+        /// A serial port, USB device or udev call failed (open, configure, read, write).
+        public static let transportFailed = Code(rawValue: "transport_failed")
     }
 
     public var code: Code
