@@ -110,6 +110,7 @@ let package = Package(
                 "NMBridgeCore",
                 "NMClient",
                 "NMServer",
+                "DoseCalibrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

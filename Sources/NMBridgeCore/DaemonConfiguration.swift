@@ -217,7 +217,8 @@ public struct DaemonConfiguration: Sendable {
             if let id, let settings {
                 devices.append(
                     Device(
-                        id: id, driver: driverName, staleAfter: staleAfter.flatMap { $0 == 0 ? nil : $0 },
+                        id: id, driver: driverName,
+                        staleAfter: staleAfter.map { $0 == 0 ? nil : $0 } ?? entry.defaultStaleAfter(settings),
                         enabled: enabled, settings: settings, line: table.table.location.line))
             }
         }

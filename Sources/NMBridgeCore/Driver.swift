@@ -63,7 +63,16 @@ public protocol Driver: Service {
     /// `reader` (with key and line); return `nil` when the settings are unusable.
     static func settings(from reader: ConfigTableReader) -> Settings?
 
+    /// `stale_after_s` when the device table does not set it (`nil`: never stale). A
+    /// polled device has a natural default; a device that speaks only when it has
+    /// something to say has none.
+    static func defaultStaleAfter(_ settings: Settings) -> Double?
+
     init(settings: Settings, context: DriverContext)
+}
+
+extension Driver {
+    public static func defaultStaleAfter(_ settings: Settings) -> Double? { nil }
 }
 
 /// The state of the link between nmbridge and a device.

@@ -7,10 +7,13 @@ public struct DriverCatalogEntry: Sendable {
     public let validate: @Sendable (ConfigTableReader) -> (any Sendable)?
     /// Builds the driver from validated settings.
     public let make: @Sendable (any Sendable, DriverContext) -> any Service
+    /// The driver's `stale_after_s` default for validated settings.
+    public let defaultStaleAfter: @Sendable (any Sendable) -> Double?
 
     public init<D: Driver>(_ type: D.Type) {
         manifest = D.manifest
         validate = { reader in D.settings(from: reader) }
+        defaultStaleAfter = { settings in D.defaultStaleAfter(settings as! D.Settings) }
         make = { settings, context in
             // `settings` always comes from `validate` of this same entry.
             D(settings: settings as! D.Settings, context: context)

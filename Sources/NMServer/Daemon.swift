@@ -1,3 +1,4 @@
+import DoseCalibrator
 import Foundation
 import Hummingbird
 import Logging
@@ -9,9 +10,7 @@ import ServiceLifecycle
 
 extension DriverCatalog {
     /// Every driver this build of nmbridge knows. A new driver family is one line here.
-    public static let standard = DriverCatalog([
-        ScriptDriver.self
-    ])
+    public static let standard = DriverCatalog([ScriptDriver.self] + doseCalibratorDrivers)
 }
 
 /// Composes and runs the daemon: journal, driver supervisor, retention, HTTP API and
@@ -275,9 +274,8 @@ enum UnixSocketPath {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        guard let (made, length) = UnixSocketAddress.make(path) else { return false }
-        var address = made
-        return withUnsafePointer(to: &address) {
+        guard let (address, length) = UnixSocketAddress.make(path) else { return false }
+        return withUnsafePointer(to: address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) == 0 }
         }
     }

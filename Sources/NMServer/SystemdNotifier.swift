@@ -35,12 +35,12 @@ public struct SystemdNotifier: Sendable {
             return
         }
         defer { close(fd) }
-        guard var (address, length) = UnixSocketAddress.make(socketPath) else {
+        guard let (address, length) = UnixSocketAddress.make(socketPath) else {
             logger.warning("sd_notify: NOTIFY_SOCKET path too long", metadata: ["path": "\(socketPath)"])
             return
         }
         let message = Array(state.utf8)
-        let sent = withUnsafePointer(to: &address) { pointer in
+        let sent = withUnsafePointer(to: address) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer in
                 sendto(fd, message, message.count, Int32(MSG_NOSIGNAL), sockaddrPointer, length)
             }

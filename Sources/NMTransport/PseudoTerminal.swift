@@ -25,7 +25,7 @@ public final class PseudoTerminal: @unchecked Sendable {
             throw NMBridgeError(.transportFailed, "cannot open a pseudo-terminal: \(String(cString: strerror(errno)))")
         }
         self.fd = fd
-        self.path = String(cString: name)
+        self.path = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         // Raw on both sides, so that bytes pass unchanged (no echo, no CR/LF mapping)
         // even before the driver configures its end.
         var tio = termios()

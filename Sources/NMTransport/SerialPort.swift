@@ -251,9 +251,13 @@ public final class SerialPort: Sendable {
     /// Bytes dropped because nobody read them (see `bufferLimit`).
     public var droppedBytes: Int { state.withLock { $0.droppedBytes } }
 
-    /// Discards everything received and not yet read (before a new request).
-    public func discardInput() {
-        state.withLock { $0.buffer.removeAll(keepingCapacity: true) }
+    /// Discards everything received and not yet read (before a new request); returns it.
+    @discardableResult
+    public func discardInput() -> [UInt8] {
+        state.withLock { state in
+            defer { state.buffer.removeAll(keepingCapacity: true) }
+            return state.buffer
+        }
     }
 
     // MARK: - Writing

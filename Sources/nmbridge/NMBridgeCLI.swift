@@ -16,7 +16,7 @@ struct NMBridgeCLI: AsyncParsableCommand {
             3 cursor older than the journal's retention, 64 invalid command-line arguments.
             """,
         version: NMBridgeVersion.current,
-        subcommands: [Tail.self, Devices.self, Status.self, Query.self, ConfigCommand.self, Kinds.self])
+        subcommands: [Tail.self, Devices.self, Status.self, Query.self, ConfigCommand.self, Kinds.self, Simulate.self])
 
     /// `nmbridge --socket S tail -f` and `nmbridge tail -f --socket S` both work: connection
     /// options given before the subcommand are moved after it.

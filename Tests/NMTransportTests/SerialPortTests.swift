@@ -89,7 +89,7 @@ import Testing
         let second = try PseudoTerminal()
         try second.link(at: dir + "/dosecal")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir + "/dosecal") == second.path)
-        FileManager.default.createFile(atPath: dir + "/plain", contents: Data())
+        _ = FileManager.default.createFile(atPath: dir + "/plain", contents: Data())
         #expect(throws: NMBridgeError.self) { try second.link(at: dir + "/plain") }
     }
 }

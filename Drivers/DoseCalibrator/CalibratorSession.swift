@@ -1,0 +1,205 @@
+import Foundation
+import NMBridgeCore
+import NMTransport
+
+/// One open connection to a calibrator: polls (or listens), decodes, settles, journals.
+/// Throws when the port fails; the driver then reopens it.
+struct CalibratorSession {
+    let settings: DoseCalibratorSettings
+    let context: DriverContext
+    private var settlers: [Int: Settler] = [:]
+    private var errors: ProtocolErrorLimiter
+    private var lines = LineSplitter()
+    private var frames = CRC35RFramer()
+
+    init(settings: DoseCalibratorSettings, context: DriverContext) {
+        self.settings = settings
+        self.context = context
+        self.errors = ProtocolErrorLimiter(interval: settings.errorInterval)
+    }
+
+    mutating func run(_ port: SerialPort) async throws {
+        if case .line(let pattern) = settings.dialect {
+            // A printer port speaks when it has something to say.
+            while true {
+                let bytes = try await port.read(timeout: .seconds(3600))
+                for line in lines.push(bytes) {
+                    switch line {
+                    case .success(let text): try await handle(pattern.decode(text, final: true))
+                    case .failure(let violation): try await handle(.violation(violation))
+                    }
+                }
+            }
+        }
+        let clock = ContinuousClock()
+        while true {
+            let started = clock.now
+            try await pollOnce(port)
+            let elapsed = started.duration(to: clock.now)
+            if elapsed < settings.pollInterval {
+                try await context.clock.sleep(for: settings.pollInterval - elapsed)
+            }
+        }
+    }
+
+    // MARK: - Polling
+
+    private mutating func pollOnce(_ port: SerialPort) async throws {
+        let leftover = port.discardInput()
+        if !leftover.isEmpty {
+            try await handle(.violation(ProtocolViolation("unexpected bytes between replies", bytes: Array(leftover.prefix(64)))))
+        }
+        switch settings.dialect {
+        case .crc15r(let unitCodes):
+            try await port.write(CapintecCRC15R.request)
+            let reply = try await readBytes(port, count: CapintecCRC15R.replyLength)
+            if reply.isEmpty { return }
+            if reply.count < CapintecCRC15R.replyLength {
+                try await handle(.violation(ProtocolViolation("reply cut short after \(reply.count) bytes", bytes: reply)))
+                return
+            }
+            try await handle(CapintecCRC15R.decode(Array(reply.prefix(CapintecCRC15R.replyLength)), unitCodes: unitCodes))
+            if reply.count > CapintecCRC15R.replyLength {
+                try await handle(.violation(ProtocolViolation("bytes after the reply", bytes: Array(reply.dropFirst(CapintecCRC15R.replyLength).prefix(64)))))
+            }
+        case .crc35r(let unitCodes, let chambers):
+            for chamber in chambers {
+                frames.reset()
+                try await port.write(CapintecCRC35R.readRequest(chamber: chamber))
+                guard let (body, raw) = try await readFrame(port) else { continue }
+                let message = CapintecCRC35R.decodeBody(body, frame: raw, unitCodes: unitCodes)
+                if case .reading(let reading) = message, reading.chamber != chamber {
+                    try await handle(.violation(ProtocolViolation("asked chamber \(chamber), reply is for chamber \(reading.chamber ?? 0)", bytes: raw)))
+                    continue
+                }
+                try await handle(message, chamber: chamber)
+            }
+        case .atomlab(let pattern):
+            lines.reset()
+            try await port.write(BiodexAtomlab.request)
+            guard let line = try await readLine(port) else { return }
+            try await handle(pattern.decode(line, final: false))
+        case .line:
+            return
+        }
+    }
+
+    /// Reads until `count` bytes or the reply timeout; may return fewer (or none).
+    private func readBytes(_ port: SerialPort, count: Int) async throws -> [UInt8] {
+        let clock = ContinuousClock()
+        let deadline = clock.now + settings.replyTimeout
+        var reply: [UInt8] = []
+        while reply.count < count {
+            let remaining = clock.now.duration(to: deadline)
+            if remaining <= .zero { break }
+            reply += try await port.read(timeout: remaining)
+        }
+        return reply
+    }
+
+    private mutating func readFrame(_ port: SerialPort) async throws -> (body: [UInt8], raw: [UInt8])? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + settings.replyTimeout
+        while true {
+            let remaining = clock.now.duration(to: deadline)
+            if remaining <= .zero {
+                if frames.pending > 0 {
+                    try await handle(.violation(ProtocolViolation("frame cut short after \(frames.pending) bytes", bytes: [])))
+                }
+                return nil
+            }
+            let bytes = try await port.read(timeout: remaining)
+            for output in frames.push(bytes) {
+                switch output {
+                case .frame(let body, let raw): return (body, raw)
+                case .violation(let violation): try await handle(.violation(violation))
+                }
+            }
+        }
+    }
+
+    private mutating func readLine(_ port: SerialPort) async throws -> [UInt8]? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + settings.replyTimeout
+        while true {
+            let remaining = clock.now.duration(to: deadline)
+            if remaining <= .zero {
+                if !lines.partial.isEmpty {
+                    try await handle(.violation(ProtocolViolation("reply line without CR LF", bytes: Array(lines.partial.prefix(64)))))
+                }
+                return nil
+            }
+            for line in lines.push(try await port.read(timeout: remaining)) {
+                switch line {
+                case .success(let text): return text
+                case .failure(let violation): try await handle(.violation(violation))
+                }
+            }
+        }
+    }
+
+    // MARK: - Journaling
+
+    /// Valid answers are heartbeats; garbage is not (a device that only sends garbage
+    /// goes stale, and its errors are journaled).
+    private mutating func handle(_ message: DecodedMessage, chamber: Int = 0) async throws {
+        switch message {
+        case .reading(let reading):
+            context.heartbeat()
+            if settings.emitReadings {
+                try await context.emit(
+                    "dosecal.reading", data: Self.fields(of: reading, measurement: false), raw: reading.raw)
+            }
+            var settler = settlers[reading.chamber ?? chamber] ?? Settler(rule: settings.settle)
+            let settled = settler.add(reading)
+            settlers[reading.chamber ?? chamber] = settler
+            if let settled {
+                try await context.emit("dosecal.measurement", data: Self.fields(of: settled, measurement: true), raw: settled.raw)
+            }
+        case .noReading:
+            context.heartbeat()
+            settlers[chamber]?.reset()
+        case .violation(let violation):
+            guard let suppressed = errors.admit(now: ContinuousClock.now) else { return }
+            var data: [String: JSONValue] = ["error": .string(violation.error)]
+            if !violation.bytes.isEmpty { data["bytes_hex"] = .string(Hex.encode(violation.bytes)) }
+            if suppressed > 0 { data["suppressed"] = .int(Int64(suppressed)) }
+            try await context.emit("device.protocol_error", data: data, raw: violation.bytes.isEmpty ? nil : violation.bytes)
+        }
+    }
+
+    static func fields(of reading: ActivityReading, measurement: Bool) -> [String: JSONValue] {
+        var data: [String: JSONValue] = [
+            "nuclide": .string(reading.nuclide), "activity_bq": .double(reading.activityBq), "reading": .string(reading.reading),
+        ]
+        guard measurement else { return data }
+        data["unit"] = .string(reading.unit.rawValue)
+        if let chamber = reading.chamber { data["chamber"] = .int(Int64(chamber)) }
+        if let number = reading.calibrationNumber { data["calibration_number"] = .string(number) }
+        if let time = reading.deviceTime { data["device_time"] = .string(time) }
+        return data
+    }
+}
+
+/// At most one protocol error per interval; the next one admitted reports how many were
+/// suppressed in between.
+struct ProtocolErrorLimiter {
+    let interval: Duration
+    private var lastAdmitted: ContinuousClock.Instant?
+    private var suppressed = 0
+
+    init(interval: Duration) {
+        self.interval = interval
+    }
+
+    /// The number suppressed since the last admitted error, or nil to suppress this one.
+    mutating func admit(now: ContinuousClock.Instant) -> Int? {
+        if let last = lastAdmitted, last.duration(to: now) < interval {
+            suppressed += 1
+            return nil
+        }
+        lastAdmitted = now
+        defer { suppressed = 0 }
+        return suppressed
+    }
+}

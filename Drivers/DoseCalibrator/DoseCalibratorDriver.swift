@@ -1,0 +1,173 @@
+import Foundation
+import Logging
+import NMBridgeCore
+import NMTransport
+
+/// Settings shared by every dose calibrator driver, plus the family's dialect.
+public struct DoseCalibratorSettings: Sendable {
+    public var path: String
+    public var serial: SerialSettings
+    public var pollInterval: Duration
+    public var replyTimeout: Duration
+    public var settle: SettleRule
+    public var emitReadings: Bool
+    public var errorInterval: Duration
+    public var dialect: Dialect
+}
+
+/// A dose calibrator on a serial line (RS-232, USB-serial adapter, or a simulator's pty).
+///
+/// Read-only: it sends only the family's reading request. It opens the port, polls (or
+/// listens), journals settled measurements, and reopens the port by itself after an
+/// error or an unplug, with capped back-off. Every answer is a heartbeat, so the staleness
+/// watchdog outside the driver journals `device.stale` when a polled device stops
+/// answering and `device.recovered` when it answers again.
+public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
+    public typealias Settings = DoseCalibratorSettings
+
+    public static var manifest: DriverManifest {
+        DriverManifest(
+            name: Family.driverName, version: "1.0.0", maturity: .simulated, transports: ["serial"],
+            summary: Family.summary, configKeys: commonKeys + Family.familyKeys)
+    }
+
+    static var commonKeys: [DriverConfigKey] {
+        var keys = [
+            DriverConfigKey("path", "string", "The serial device, e.g. `/dev/nmbridge/dosecal-hotlab` (a udev symlink) or `/dev/ttyS0`."),
+            DriverConfigKey(
+                "serial", "table",
+                "Line settings `{ baud, data_bits, parity, stop_bits, flow_control }`; default \(Family.defaultSerial)."),
+            DriverConfigKey(
+                "settle", "string",
+                "When a reading is a measurement: `polls` (N consecutive polls within a band) or `device` (the device's own final marker). Default: \(Family.defaultSettle == .device ? "device" : "polls")."),
+            DriverConfigKey("settle_polls", "integer", "Consecutive polls for `settle = \"polls\"` (default 3)."),
+            DriverConfigKey("settle_band_pct", "number", "How much a poll may differ from the one before, in % (default 1.0)."),
+            DriverConfigKey("min_activity_bq", "number", "Below this the chamber counts as empty (default 1e5 Bq)."),
+            DriverConfigKey("emit_readings", "boolean", "Journal every reading as `dosecal.reading` (default false; for diagnosis)."),
+            DriverConfigKey("protocol_error_interval_s", "number", "At most one `device.protocol_error` per this many seconds (default 60)."),
+        ]
+        if Family.isPolled {
+            keys += [
+                DriverConfigKey("poll_ms", "integer", "Poll interval in ms, 100–60000 (default 1000)."),
+                DriverConfigKey("reply_timeout_ms", "integer", "How long to wait for a reply, in ms (default 1000, at most poll_ms)."),
+            ]
+        }
+        return keys
+    }
+
+    public static func settings(from reader: ConfigTableReader) -> Settings? {
+        let path = reader.string("path", required: true)
+        let serial = SerialSettings.read(from: reader, defaults: Family.defaultSerial)
+        var ok = path != nil && serial != nil
+        var pollMs: Int64 = 1000
+        var replyMs: Int64 = 1000
+        if Family.isPolled {
+            if reader.has("poll_ms") { if let v = reader.int("poll_ms", in: 100...60_000) { pollMs = v } else { ok = false } }
+            replyMs = min(1000, pollMs)
+            if reader.has("reply_timeout_ms") {
+                if let v = reader.int("reply_timeout_ms", in: 10...60_000) {
+                    if v > pollMs {
+                        reader.problem("reply_timeout_ms", "must not exceed poll_ms (\(pollMs))")
+                        ok = false
+                    }
+                    replyMs = v
+                } else {
+                    ok = false
+                }
+            }
+        }
+        var mode = Family.defaultSettle
+        if let choice = reader.choice("settle", ["polls", "device"]) {
+            mode = choice == "device" ? .device : .polls(count: 3, band: 0.01)
+        } else if reader.has("settle") {
+            ok = false
+        }
+        if case .polls = mode {
+            var count = 3
+            var band = 0.01
+            if reader.has("settle_polls") { if let v = reader.int("settle_polls", in: 2...100) { count = Int(v) } else { ok = false } }
+            if reader.has("settle_band_pct") { if let v = reader.double("settle_band_pct", in: 0.01...50) { band = v / 100 } else { ok = false } }
+            mode = .polls(count: count, band: band)
+        }
+        var minActivity = 100_000.0
+        if reader.has("min_activity_bq") { if let v = reader.double("min_activity_bq", in: 0...1e12) { minActivity = v } else { ok = false } }
+        let emitReadings = reader.bool("emit_readings") ?? false
+        var errorInterval = 60.0
+        if reader.has("protocol_error_interval_s") {
+            if let v = reader.double("protocol_error_interval_s", in: 0...86_400) { errorInterval = v } else { ok = false }
+        }
+        let dialect = Family.dialect(from: reader)
+        guard ok, let path, let serial, let dialect else { return nil }
+        return Settings(
+            path: reader.resolvePath(path), serial: serial, pollInterval: .milliseconds(pollMs), replyTimeout: .milliseconds(replyMs),
+            settle: SettleRule(mode: mode, minActivityBq: minActivity), emitReadings: emitReadings,
+            errorInterval: .milliseconds(Int64(errorInterval * 1000)), dialect: dialect)
+    }
+
+    public static func defaultStaleAfter(_ settings: Settings) -> Double? {
+        // A polled device that misses five polls (at least 5 s) is stale; a printer port
+        // is silent between measurements, so it never is by default.
+        guard Family.isPolled else { return nil }
+        return max(5, 5 * Double(settings.pollInterval.components.seconds) + 5 * Double(settings.pollInterval.components.attoseconds) / 1e18)
+    }
+
+    let settings: Settings
+    let context: DriverContext
+
+    public init(settings: Settings, context: DriverContext) {
+        self.settings = settings
+        self.context = context
+    }
+
+    public func run() async throws {
+        var retryDelay = 1.0
+        var everOpened = false
+        var lastFailure: String?
+        while true {
+            try Task.checkCancellation()
+            let port: SerialPort
+            do {
+                port = try SerialPort.open(path: settings.path, settings: settings.serial)
+            } catch {
+                let reason = "\(error)"
+                if reason != lastFailure {
+                    context.logger.warning("cannot open the dose calibrator's port", metadata: ["error": "\(reason)"])
+                    lastFailure = reason
+                }
+                try await context.reportLink(.down(reason: reason))
+                try await context.clock.sleep(for: .milliseconds(Int64(retryDelay * 1000)))
+                retryDelay = min(retryDelay * 2, 30)
+                continue
+            }
+            retryDelay = 1
+            lastFailure = nil
+            let identity: [String: JSONValue] = ["path": .string(settings.path), "serial": .string(settings.serial.description)]
+            try await context.reportLink(.up(reason: everOpened ? "reopened" : "opened", identity: identity))
+            everOpened = true
+            do {
+                var session = CalibratorSession(settings: settings, context: context)
+                try await session.run(port)
+            } catch is CancellationError {
+                port.close()
+                throw CancellationError()
+            } catch {
+                port.close()
+                context.logger.warning("dose calibrator link lost", metadata: ["error": "\(error)"])
+                try await context.reportLink(.down(reason: "\(error)"))
+                try await context.clock.sleep(for: .seconds(1))
+                continue
+            }
+            port.close()
+        }
+    }
+}
+
+public typealias CapintecCRC15RDriver = DoseCalibratorDriver<CapintecCRC15RFamily>
+public typealias CapintecCRC35RDriver = DoseCalibratorDriver<CapintecCRC35RFamily>
+public typealias BiodexAtomlabDriver = DoseCalibratorDriver<BiodexAtomlabFamily>
+public typealias DoseCalibratorLineDriver = DoseCalibratorDriver<DoseCalibratorLineFamily>
+
+/// Every dose calibrator driver, for the daemon's catalog.
+public let doseCalibratorDrivers: [any Driver.Type] = [
+    CapintecCRC15RDriver.self, CapintecCRC35RDriver.self, BiodexAtomlabDriver.self, DoseCalibratorLineDriver.self,
+]

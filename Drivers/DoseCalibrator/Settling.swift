@@ -1,0 +1,71 @@
+import NMBridgeCore
+
+/// When a reading counts as a measurement (`settle = "polls"` or `"device"`).
+public struct SettleRule: Sendable, Equatable {
+    public enum Mode: Sendable, Equatable {
+        /// `count` consecutive polls of the same nuclide and chamber, each within `band`
+        /// (relative, e.g. 0.01) of the one before.
+        case polls(count: Int, band: Double)
+        /// The device marks final readings itself (a printed line is final).
+        case device
+    }
+
+    public var mode: Mode
+    /// Below this the chamber is taken as empty (background): no measurement, and the
+    /// next vial starts a new one.
+    public var minActivityBq: Double
+
+    public init(mode: Mode, minActivityBq: Double = 100_000) {
+        self.mode = mode
+        self.minActivityBq = minActivityBq
+    }
+}
+
+/// Turns a stream of readings into measurements: one per vial in the chamber.
+///
+/// In `polls` mode a measurement is emitted when `count` consecutive readings agree within
+/// the band; no further one is emitted for that vial until the chamber reads empty, the
+/// nuclide or chamber changes, or a reading jumps beyond the band (another vial). Slow
+/// decay while a vial stays in the chamber moves each reading less than the band, so it
+/// never counts twice.
+public struct Settler: Sendable {
+    public let rule: SettleRule
+    private var run: [ActivityReading] = []
+    private var emittedForRun = false
+
+    public init(rule: SettleRule) {
+        self.rule = rule
+    }
+
+    /// Feeds one reading; returns it when it completes a measurement.
+    public mutating func add(_ reading: ActivityReading) -> ActivityReading? {
+        guard reading.activityBq >= rule.minActivityBq else {
+            reset()
+            return nil
+        }
+        switch rule.mode {
+        case .device:
+            return reading.final ? reading : nil
+        case .polls(let count, let band):
+            if let previous = run.last {
+                let sameSource = previous.nuclide == reading.nuclide && previous.chamber == reading.chamber
+                let step = abs(reading.activityBq - previous.activityBq)
+                if !sameSource || step > band * previous.activityBq {
+                    reset()
+                }
+            }
+            run.append(reading)
+            if run.count > count { run.removeFirst(run.count - count) }
+            guard run.count >= count, !emittedForRun else { return nil }
+            emittedForRun = true
+            return reading
+        }
+    }
+
+    /// The device answered with nothing to report (empty chamber): the next reading starts
+    /// a new measurement.
+    public mutating func reset() {
+        run.removeAll(keepingCapacity: true)
+        emittedForRun = false
+    }
+}
