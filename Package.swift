@@ -135,7 +135,10 @@ let package = Package(
             dependencies: ["NMServer", "NMClient", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         .testTarget(name: "NMTransportTests", dependencies: ["NMTransport"]),
-        .testTarget(name: "DoseCalibratorTests", dependencies: ["DoseCalibrator", "NMTransport", "NMBridgeCore"]),
+        .testTarget(
+            name: "DoseCalibratorTests",
+            dependencies: ["DoseCalibrator", "NMTransport", "NMBridgeCore", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+        ),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
     ],
     swiftLanguageModes: [.v6]

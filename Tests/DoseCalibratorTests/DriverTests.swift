@@ -1,0 +1,253 @@
+import Foundation
+import Logging
+import NMBridgeCore
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@testable import DoseCalibrator
+
+/// Collects what a driver reports, as the daemon's sink would journal it.
+final class RecordingSink: DriverEventSink {
+    let drafts = Mutex<[EventDraft]>([])
+    let links = Mutex<[LinkState]>([])
+    let heartbeats = Atomic<Int>(0)
+
+    func emit(_ draft: EventDraft) async throws {
+        #expect(EventKindRegistry.standard.accepts(draft.kind), "unregistered kind \(draft.kind)")
+        drafts.withLock { $0.append(draft) }
+    }
+
+    func link(device: String, driver: String, state: LinkState) async throws {
+        links.withLock { $0.append(state) }
+    }
+
+    func heartbeat(device: String) {
+        heartbeats.add(1, ordering: .relaxed)
+    }
+
+    func events(_ kind: String) -> [EventDraft] { drafts.withLock { $0.filter { $0.kind == kind } } }
+
+    /// Waits (generously; never a performance limit) until `condition` holds.
+    func wait(seconds: Double = 20, _ condition: () -> Bool) async -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return condition()
+    }
+}
+
+/// A driver of the given family on a simulator's pty, configured from TOML like the daemon.
+struct DriverRig {
+    let simulator: DoseCalibratorSimulator
+    let sink = RecordingSink()
+    let task: Task<Void, any Error>
+    let directory: String
+
+    init(model: SimulatedModel, driver: String, script: String, extra: String = "") throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-dosecal-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        simulator = try DoseCalibratorSimulator(
+            model: model, script: try SimulatorScript.parse(script, source: "test"), link: directory + "/tty")
+        let toml = """
+            [[device]]
+            id = "dosecal-test"
+            driver = "\(driver)"
+            path = "\(directory)/tty"
+            \(extra)
+            """
+        let configuration = try DaemonConfiguration.load(
+            text: toml, file: "test.toml", drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "test")
+        let device = configuration.devices[0]
+        let entry = DriverCatalog(doseCalibratorDrivers).entries[driver]!
+        let context = DriverContext(
+            deviceID: device.id, driverName: driver, logger: Logger(label: "test"), clock: ContinuousClock(), sink: sink)
+        let service = entry.make(device.settings, context)
+        simulator.start()
+        task = Task { try await service.run() }
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = try? await task.value
+        simulator.stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+@Suite struct DoseCalibratorDriverTests {
+    static let vial = """
+        empty for 500ms
+        show Tc-99m 740 MBq for 4s
+        empty for 600s
+        """
+
+    @Test(arguments: [
+        (SimulatedModel.crc15r, "capintec-crc15r"), (.crc35r, "capintec-crc35r"), (.atomlab500, "biodex-atomlab"),
+        (.line, "dosecal-line"),
+    ])
+    func measurementArrivesWithBecquerel(model: SimulatedModel, driver: String) async throws {
+        let rig = try DriverRig(model: model, driver: driver, script: Self.vial, extra: model == .line ? "" : "poll_ms = 100")
+        let arrived = await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty }
+        // Let a few more polls pass: the same vial must not count twice.
+        try await Task.sleep(for: .milliseconds(600))
+        await rig.stop()
+        #expect(arrived)
+        let measurements = rig.sink.events("dosecal.measurement")
+        #expect(measurements.count == 1, "\(measurements)")
+        let m = try #require(measurements.first)
+        #expect(m.data["nuclide"] == .string("Tc-99m"))
+        #expect(m.data["activity_bq"] == .double(740e6))
+        #expect(m.data["unit"] == .string("MBq"))
+        #expect(m.device == "dosecal-test")
+        #expect(m.driver == driver)
+        #expect(m.raw?.isEmpty == false)
+        if model == .crc35r { #expect(m.data["chamber"] == .int(1)) }
+        #expect(rig.sink.events("device.protocol_error").isEmpty, "\(rig.sink.events("device.protocol_error"))")
+        guard case .up(let reason, let identity)? = rig.sink.links.withLock({ $0.first }) else {
+            Issue.record("no link up")
+            return
+        }
+        #expect(reason == "opened")
+        #expect(identity["path"] == .string(rig.directory + "/tty"))
+    }
+
+    @Test(arguments: [
+        (SimulatedModel.crc15r, "capintec-crc15r"), (.crc35r, "capintec-crc35r"), (.atomlab500, "biodex-atomlab"),
+    ])
+    func garbageAndCorruptRepliesNeverBecomeMeasurements(model: SimulatedModel, driver: String) async throws {
+        let script = """
+            garbage for 1500ms
+            bad-checksum for 1500ms
+            noise 300
+            split for 1500ms
+            empty for 600s
+            """
+        let rig = try DriverRig(
+            model: model, driver: driver, script: script, extra: "poll_ms = 100\nprotocol_error_interval_s = 0\nemit_readings = true")
+        let sawSplit = await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty }
+        await rig.stop()
+        let measurements = rig.sink.events("dosecal.measurement")
+        let errors = rig.sink.events("device.protocol_error")
+        #expect(!errors.isEmpty)
+        #expect(errors.allSatisfy { $0.data["error"] != nil })
+        #expect(errors.contains { $0.data["bytes_hex"] != nil })
+        // Replies split in pieces are reassembled: the one measurement is the split phase's
+        // Tc-99m 740 MBq, never anything decoded from garbage.
+        #expect(sawSplit)
+        #expect(measurements.count == 1)
+        #expect(measurements.allSatisfy { $0.data["activity_bq"] == .double(740e6) && $0.data["nuclide"] == .string("Tc-99m") })
+        let readings = rig.sink.events("dosecal.reading")
+        #expect(readings.allSatisfy { $0.data["activity_bq"] == .double(740e6) }, "\(readings.map(\.data))")
+    }
+
+    @Test func protocolErrorsAreRateLimitedWithASuppressedCount() async throws {
+        let rig = try DriverRig(
+            model: .crc15r, driver: "capintec-crc15r", script: "garbage for 600s", extra: "poll_ms = 100\nprotocol_error_interval_s = 1")
+        let got = await rig.sink.wait { rig.sink.events("device.protocol_error").count >= 2 }
+        await rig.stop()
+        #expect(got)
+        let errors = rig.sink.events("device.protocol_error")
+        #expect(errors.count < 10)
+        if case .int(let suppressed)? = errors.dropFirst().first?.data["suppressed"] {
+            #expect(suppressed > 0)
+        } else {
+            Issue.record("second error has no suppressed count: \(errors.map(\.data))")
+        }
+    }
+
+    @Test func silenceStopsHeartbeatsAndAnswersResumeThem() async throws {
+        let rig = try DriverRig(
+            model: .crc15r, driver: "capintec-crc15r", script: "empty for 1s\nsilence for 2s\nempty for 600s", extra: "poll_ms = 100\nreply_timeout_ms = 50")
+        #expect(await rig.sink.wait { rig.sink.heartbeats.load(ordering: .relaxed) > 3 })
+        try await Task.sleep(for: .milliseconds(1300))
+        let during = rig.sink.heartbeats.load(ordering: .relaxed)
+        try await Task.sleep(for: .milliseconds(500))
+        let later = rig.sink.heartbeats.load(ordering: .relaxed)
+        #expect(await rig.sink.wait { rig.sink.heartbeats.load(ordering: .relaxed) > later + 3 })
+        await rig.stop()
+        #expect(later == during, "heartbeats during silence")
+    }
+
+    @Test func unplugAndReplugReopensThePort() async throws {
+        let rig = try DriverRig(
+            model: .crc15r, driver: "capintec-crc15r",
+            script: "show Tc-99m 740 MBq for 2s\ndisconnect for 1s\nshow F-18 370 MBq for 600s", extra: "poll_ms = 100")
+        let both = await rig.sink.wait { rig.sink.events("dosecal.measurement").count >= 2 }
+        await rig.stop()
+        #expect(both)
+        let links = rig.sink.links.withLock { $0 }
+        let reasons = links.map { state -> String in
+            switch state {
+            case .up(let reason, _): "up:\(reason)"
+            case .down: "down"
+            }
+        }
+        #expect(reasons.first == "up:opened")
+        #expect(reasons.contains("down"))
+        #expect(reasons.contains("up:reopened"))
+        #expect(rig.sink.events("dosecal.measurement").map { $0.data["nuclide"] } == [.string("Tc-99m"), .string("F-18")])
+    }
+
+    @Test func multiChamberCRC35R() async throws {
+        let rig = try DriverRig(
+            model: .crc35r, driver: "capintec-crc35r", script: "show Ga-68 1.2 GBq for 600s", extra: "poll_ms = 100\nchambers = [1, 3]")
+        let both = await rig.sink.wait { Set(rig.sink.events("dosecal.measurement").compactMap { $0.data["chamber"] }).count == 2 }
+        await rig.stop()
+        #expect(both)
+        #expect(rig.sink.events("dosecal.measurement").allSatisfy { $0.data["activity_bq"] == .double(1.2e9) })
+    }
+}
+
+@Suite struct DoseCalibratorConfigurationTests {
+    func problems(_ body: String) -> [String] {
+        do {
+            _ = try DaemonConfiguration.load(
+                text: "[[device]]\nid = \"d\"\n" + body, file: "c.toml", drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "n")
+            return []
+        } catch {
+            return error.problems.map(\.description)
+        }
+    }
+
+    @Test func everyBadKeyIsNamedWithItsLine() {
+        let found = problems(
+            """
+            driver = "capintec-crc15r"
+            path = "/dev/ttyUSB0"
+            serial = { baud = 4801, parity = "mark" }
+            poll_ms = 5
+            settle = "sometimes"
+            unit_codes = { "2" = "furlongs" }
+            emit_readings = "yes"
+            """)
+        let text = found.joined(separator: "\n")
+        #expect(text.contains("c.toml:5: device[d].serial.baud"), "\(text)")
+        #expect(text.contains("device[d].serial.parity"))
+        #expect(text.contains("c.toml:6: device[d].poll_ms"))
+        #expect(text.contains("c.toml:7: device[d].settle"))
+        #expect(text.contains("device[d].unit_codes.2"))
+        #expect(text.contains("c.toml:9: device[d].emit_readings"))
+        #expect(problems("driver = \"capintec-crc15r\"").joined().contains("device[d].path: is required"))
+        #expect(problems("driver = \"dosecal-line\"\npath = \"/dev/x\"\npattern = \"(?<x>\"").joined().contains("device[d].pattern"))
+        #expect(problems("driver = \"capintec-crc35r\"\npath = \"/dev/x\"\nchambers = [0, 9]").joined().contains("device[d].chambers"))
+        #expect(problems("driver = \"capintec-crc15r\"\npath = \"/dev/x\"\npoll_ms = 500\nreply_timeout_ms = 900").joined().contains("must not exceed poll_ms"))
+    }
+
+    @Test func polledDevicesGoStaleByDefaultPrinterPortsDoNot() throws {
+        let polled = try DaemonConfiguration.load(
+            text: "[[device]]\nid = \"d\"\ndriver = \"capintec-crc15r\"\npath = \"/dev/x\"\npoll_ms = 2000",
+            file: nil, drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "n")
+        #expect(polled.devices[0].staleAfter == 10)
+        let line = try DaemonConfiguration.load(
+            text: "[[device]]\nid = \"d\"\ndriver = \"dosecal-line\"\npath = \"/dev/x\"",
+            file: nil, drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "n")
+        #expect(line.devices[0].staleAfter == nil)
+        let off = try DaemonConfiguration.load(
+            text: "[[device]]\nid = \"d\"\ndriver = \"capintec-crc15r\"\npath = \"/dev/x\"\nstale_after_s = 0",
+            file: nil, drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "n")
+        #expect(off.devices[0].staleAfter == nil)
+    }
+}
