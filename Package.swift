@@ -101,6 +101,7 @@ let package = Package(
             name: "nmbridged",
             dependencies: [
                 "NMServer",
+                "DoseCalibrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,17 +1,48 @@
+import DoseCalibrator
 import Foundation
 import NMBridgeCore
 import ScriptDriver
 
 /// The configuration of `nmbridged --demo`: no hardware, no root, everything under one
-/// state directory, simulated devices that replay built-in scripts.
+/// state directory. The dose calibrators are real drivers talking to instrument
+/// simulators on ptys (the wire protocol, settling and all); the gantry and a flaky
+/// device replay built-in scripts.
 public enum DemoConfiguration {
+    /// What the demo runs: the daemon's configuration and the simulators it talks to.
+    public struct Demo: Sendable {
+        public let configuration: DaemonConfiguration
+        public let simulators: [DoseCalibratorSimulator]
+    }
+
     /// `${TMPDIR:-/tmp}/nmbridge-demo-<uid>`: writable without root, separate per user.
     public static var defaultStateDirectory: String {
         let tmp = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         return "\(tmp)/nmbridge-demo-\(getuid())"
     }
 
-    public static func make(stateDirectory: String, node: String) throws -> DaemonConfiguration {
+    /// Builds the demo configuration and starts the simulators (stop them when done).
+    public static func make(stateDirectory: String, node: String) throws -> Demo {
+        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        let hotlab = try DoseCalibratorSimulator(model: .crc15r, script: .demo, link: stateDirectory + "/dosecal-hotlab.tty")
+        let pet = try DoseCalibratorSimulator(model: .crc35r, script: .demoPET, link: stateDirectory + "/dosecal-pet.tty")
+        // The dose calibrators are configured as an administrator would write them.
+        let calibrators = try DaemonConfiguration.load(
+            text: """
+                [[device]]
+                id = "dosecal-hotlab"
+                driver = "capintec-crc15r"
+                path = "\(hotlab.path)"
+                poll_ms = 500
+
+                [[device]]
+                id = "dosecal-pet"
+                driver = "capintec-crc35r"
+                path = "\(pet.path)"
+                poll_ms = 500
+                """, file: "demo", drivers: .standard, defaultNode: node
+        ).devices
+        hotlab.start()
+        pet.start()
         func script(_ name: String) throws -> ScriptDriver.Settings {
             ScriptDriver.Settings(script: try ScriptParser.parse(BuiltinScripts.text(named: name)!, source: "builtin:\(name)"), source: "builtin:\(name)")
         }
@@ -21,16 +52,16 @@ public enum DemoConfiguration {
         var supervisor = DaemonConfiguration.Supervisor()
         supervisor.initialBackoff = 2
         supervisor.maxBackoff = 30
-        return DaemonConfiguration(
+        let configuration = DaemonConfiguration(
             daemon: DaemonConfiguration.Daemon(node: node, stateDirectory: stateDirectory),
             journal: journal,
             api: DaemonConfiguration.API(socketPath: stateDirectory + "/api.sock"),
             supervisor: supervisor,
             devices: [
-                .init(id: "dosecal-hotlab", driver: "script", staleAfter: 10, settings: try script("dosecal-demo")),
                 .init(id: "gantry-1", driver: "script", staleAfter: 15, settings: try script("gantry-demo")),
                 .init(id: "flaky-1", driver: "script", staleAfter: 5, settings: try script("flaky-demo")),
-            ],
+            ] + calibrators,
             demo: true)
+        return Demo(configuration: configuration, simulators: [hotlab, pet])
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DoseCalibrator
 import Foundation
 import Logging
 import NMBridgeCore
@@ -46,9 +47,18 @@ struct NMBridged: AsyncParsableCommand {
         let node = Daemon.defaultNode
 
         let configuration: DaemonConfiguration
+        var simulators: [DoseCalibratorSimulator] = []
         if demo {
             let directory = stateDir ?? DemoConfiguration.defaultStateDirectory
-            configuration = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node)
+            let demo: DemoConfiguration.Demo
+            do {
+                demo = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node)
+            } catch {
+                FileHandle.standardError.write(Data("nmbridged: cannot set up the demo in \(directory): \(error)\n".utf8))
+                throw ExitCode(1)
+            }
+            configuration = demo.configuration
+            simulators = demo.simulators
         } else {
             let path = config!
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -66,6 +76,7 @@ struct NMBridged: AsyncParsableCommand {
         }
 
         let demo = demo
+        defer { simulators.forEach { $0.stop() } }
         do {
             try await Daemon.run(configuration, logger: logger) {
                 guard demo else { return }
@@ -74,7 +85,7 @@ struct NMBridged: AsyncParsableCommand {
                 FileHandle.standardOutput.write(Data(
                     """
 
-                    nmbridged demo is running: 3 simulated devices, journal \(configuration.journal.path)
+                    nmbridged demo is running: \(configuration.devices.count) simulated devices, journal \(configuration.journal.path)
                     Watch it live from another terminal:
                         \(cli) --socket \(socket) tail -f
                         \(cli) --socket \(socket) devices

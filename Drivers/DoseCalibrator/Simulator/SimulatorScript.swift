@@ -60,6 +60,21 @@ public struct SimulatorScript: Sendable, Equatable {
         loop
         """, source: "builtin:demo")
 
+    /// A PET hot lab with a worn cable: F-18 and Ga-68 doses, a corrupted reply now and
+    /// then, and a spell of silence (the daemon journals it stale, then recovered).
+    public static let demoPET = try! parse(
+        """
+        empty for 3s
+        show F-18 412 MBq for 6s
+        empty for 5s
+        bad-checksum for 1s
+        empty for 4s
+        show Ga-68 185 MBq for 6s
+        silence for 8s
+        empty for 6s
+        loop
+        """, source: "builtin:demo-pet")
+
     public static func parse(_ text: String, source: String) throws(NMBridgeError) -> SimulatorScript {
         var steps: [Step] = []
         var loops = false
