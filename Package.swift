@@ -119,6 +119,7 @@ let package = Package(
             name: "nmbridge-bench",
             dependencies: [
                 "NMBridgeCore",
+                "NMTransport",
                 "NMJournal",
                 "NMClient",
                 "NMServer",
