@@ -344,7 +344,9 @@ private final class MonitorResources: @unchecked Sendable {
 /// The monitor thread's state: everything here is touched by that thread only (the
 /// continuation and semaphore are thread-safe themselves).
 private final class MonitorLoop: @unchecked Sendable {
-    let resources: MonitorResources
+    /// Released by the thread before it signals its exit: the `Thread` object keeps the
+    /// loop alive for an unspecified time, the socket must be closed when `stop()` returns.
+    private var resources: MonitorResources?
     let wakeRead: Int32
     let continuation: AsyncThrowingStream<HotplugEvent, any Error>.Continuation
     let exited: DispatchSemaphore
@@ -363,14 +365,15 @@ private final class MonitorLoop: @unchecked Sendable {
     }
 
     func run() {
-        let failure = pollUntilStopped()
+        let failure = resources.flatMap(pollUntilStopped)
+        resources = nil
         close(wakeRead)
         continuation.finish(throwing: failure)
         exited.signal()
     }
 
     /// Returns nil when woken by `stop()`, or the error that ended the loop.
-    private func pollUntilStopped() -> NMBridgeError? {
+    private func pollUntilStopped(_ resources: MonitorResources) -> NMBridgeError? {
         var fds = [
             pollfd(fd: resources.fd, events: Int16(POLLIN), revents: 0),
             pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
@@ -384,7 +387,7 @@ private final class MonitorLoop: @unchecked Sendable {
             }
             if fds[1].revents != 0 { return nil }
             if fds[0].revents & Int16(POLLIN) != 0 {
-                receiveAll()
+                receiveAll(resources)
             } else if fds[0].revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 {
                 return NMBridgeError(.transportFailed, "udev monitor: the netlink socket failed")
             }
@@ -392,7 +395,7 @@ private final class MonitorLoop: @unchecked Sendable {
     }
 
     /// Drains the (non-blocking) socket.
-    private func receiveAll() {
+    private func receiveAll(_ resources: MonitorResources) {
         while true {
             errno = 0
             guard let device = udev_monitor_receive_device(resources.monitor) else {
@@ -404,7 +407,7 @@ private final class MonitorLoop: @unchecked Sendable {
                 return  // EAGAIN: drained; anything else: a malformed message, skipped
             }
             defer { udev_device_unref(device) }
-            guard let event = event(for: device) else { continue }
+            guard let event = event(for: device, context: resources.context) else { continue }
             if case .dropped(let old) = continuation.yield(event) {
                 logger.warning(
                     "udev monitor: nobody reads hotplug events fast enough, dropped one",
@@ -413,14 +416,14 @@ private final class MonitorLoop: @unchecked Sendable {
         }
     }
 
-    private func event(for device: OpaquePointer) -> HotplugEvent? {
+    private func event(for device: OpaquePointer, context: UdevContext) -> HotplugEvent? {
         let action = nonEmpty(udev_device_get_action(device)) ?? ""
         switch action {
         case "add", "change":
             // Read the device again from sysfs and the udev database: the event's copy
             // is sealed and cannot walk to the USB parent for its attributes.
             if let syspath = udev_device_get_syspath(device),
-                let fresh = udev_device_new_from_syspath(resources.context.udev, syspath)
+                let fresh = udev_device_new_from_syspath(context.udev, syspath)
             {
                 defer { udev_device_unref(fresh) }
                 let info = TTYDeviceInfo(fresh, readSysfs: true)
