@@ -420,8 +420,10 @@ private final class MonitorLoop: @unchecked Sendable {
         let action = nonEmpty(udev_device_get_action(device)) ?? ""
         switch action {
         case "add", "change":
-            // Read the device again from sysfs and the udev database: the event's copy
-            // is sealed and cannot walk to the USB parent for its attributes.
+            // Read the device again from sysfs and the udev database, so that `added`
+            // carries the same identity as enumeration: a received device holds only
+            // the properties its sender put in the message (all of them from udevd,
+            // hardly any from umockdev), and libudev does not complete it.
             if let syspath = udev_device_get_syspath(device),
                 let fresh = udev_device_new_from_syspath(context.udev, syspath)
             {
