@@ -21,6 +21,7 @@ struct NMBridgeCLI: AsyncParsableCommand {
     /// `nmbridge --socket S tail -f` and `nmbridge tail -f --socket S` both work: connection
     /// options given before the subcommand are moved after it.
     static func main() async {
+        unblockTerminationSignals()
         var arguments = Array(CommandLine.arguments.dropFirst())
         var leading: [String] = []
         while let first = arguments.first, ["--socket", "--url", "--token-file"].contains(where: { first == $0 || first.hasPrefix($0 + "=") }) {

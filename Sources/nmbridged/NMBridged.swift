@@ -41,6 +41,7 @@ struct NMBridged: AsyncParsableCommand {
     }
 
     func run() async throws {
+        unblockTerminationSignals()
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in JournaldLogHandler(label: label, level: level) }
         let logger = Logger(label: "nmbridged")

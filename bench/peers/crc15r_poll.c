@@ -41,6 +41,12 @@ int main(int argc, char **argv) {
         cfsetospeed(&t, B4800);
         tcsetattr(fds[i], TCSANOW, &t);
     }
+    /* A blocked mask is inherited from the spawning thread: unblock what stops us. */
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, SIGTERM);
+    sigaddset(&unblock, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &unblock, NULL);
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
     static const char request[] = "@ABCDEFGHIJK\r\n";
