@@ -5,7 +5,8 @@ import NMTransport
 
 /// Settings shared by every dose calibrator driver, plus the family's dialect.
 public struct DoseCalibratorSettings: Sendable {
-    public var path: String
+    /// Which serial port: a fixed path, or a USB adapter found through udev hotplug.
+    public var selector: DeviceSelector
     public var serial: SerialSettings
     public var pollInterval: Duration
     public var replyTimeout: Duration
@@ -13,6 +14,10 @@ public struct DoseCalibratorSettings: Sendable {
     public var emitReadings: Bool
     public var errorInterval: Duration
     public var dialect: Dialect
+    /// Where attach/detach decisions come from for USB selectors (udev; tests inject).
+    var hotplug: @Sendable (DeviceSelector, Logger) throws -> HotplugDecisions = { selector, logger in
+        try hotplugDecisions(selector: selector, monitor: UdevMonitor(logger: logger))
+    }
 }
 
 /// A dose calibrator on a serial line (RS-232, USB-serial adapter, or a simulator's pty).
@@ -33,7 +38,12 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
 
     static var commonKeys: [DriverConfigKey] {
         var keys = [
-            DriverConfigKey("path", "string", "The serial device, e.g. `/dev/nmbridge/dosecal-hotlab` (a udev symlink) or `/dev/ttyS0`."),
+            DriverConfigKey("path", "string", "A fixed serial device, e.g. `/dev/nmbridge/dosecal-hotlab` (a udev symlink) or `/dev/ttyS0`; reopened after errors."),
+            DriverConfigKey("usb_serial", "string", "Instead of path: the USB-serial adapter's serial number (`udevadm info`), followed through hotplug."),
+            DriverConfigKey("usb_vendor", "string", "With usb_serial: the adapter's USB vendor id (4 hex digits), to narrow the match."),
+            DriverConfigKey("usb_product", "string", "With usb_serial: the adapter's USB product id."),
+            DriverConfigKey("by_id", "string", "Instead of path: the adapter's name under /dev/serial/by-id/, followed through hotplug."),
+            DriverConfigKey("bus_path", "string", "Instead of path: the USB port (udev ID_PATH, e.g. `pci-0000:00:14.0-usb-0:2:1.0`), followed through hotplug."),
             DriverConfigKey(
                 "serial", "table",
                 "Line settings `{ baud, data_bits, parity, stop_bits, flow_control }`; default \(Family.defaultSerial)."),
@@ -56,9 +66,9 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
     }
 
     public static func settings(from reader: ConfigTableReader) -> Settings? {
-        let path = reader.string("path", required: true)
+        let selector = DeviceSelector.read(from: reader)
         let serial = SerialSettings.read(from: reader, defaults: Family.defaultSerial)
-        var ok = path != nil && serial != nil
+        var ok = selector != nil && serial != nil
         var pollMs: Int64 = 1000
         var replyMs: Int64 = 1000
         if Family.isPolled {
@@ -97,9 +107,9 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
             if let v = reader.double("protocol_error_interval_s", in: 0...86_400) { errorInterval = v } else { ok = false }
         }
         let dialect = Family.dialect(from: reader)
-        guard ok, let path, let serial, let dialect else { return nil }
+        guard ok, let selector, let serial, let dialect else { return nil }
         return Settings(
-            path: reader.resolvePath(path), serial: serial, pollInterval: .milliseconds(pollMs), replyTimeout: .milliseconds(replyMs),
+            selector: selector, serial: serial, pollInterval: .milliseconds(pollMs), replyTimeout: .milliseconds(replyMs),
             settle: SettleRule(mode: mode, minActivityBq: minActivity), emitReadings: emitReadings,
             errorInterval: .milliseconds(Int64(errorInterval * 1000)), dialect: dialect)
     }
@@ -120,29 +130,67 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
     }
 
     public func run() async throws {
+        if case .path(let path) = settings.selector.criterion {
+            try await serve(path: path, identity: [:], reason: "opened")
+        } else {
+            try await followHotplug()
+        }
+    }
+
+    /// A USB adapter chosen by serial number, by-id name or port: attach when it is
+    /// present or plugged in, detach when it is unplugged, ignore every other device.
+    private func followHotplug() async throws {
+        let decisions = try settings.hotplug(settings.selector, context.logger)
+        try await context.reportLink(.down(reason: "waiting for \(settings.selector) to be plugged in"))
+        var session: Task<Void, any Error>?
+        defer { session?.cancel() }
+        for try await decision in decisions {
+            switch decision {
+            case .attach(let info, let reason):
+                session?.cancel()
+                _ = await session?.result
+                guard let devnode = info.devnode else { continue }
+                context.logger.info("dose calibrator attached", metadata: ["path": "\(devnode)", "reason": "\(reason)"])
+                session = Task { try await serve(path: devnode, identity: info.identity, reason: reason.rawValue) }
+            case .detach(let info, let reason):
+                session?.cancel()
+                _ = await session?.result
+                session = nil
+                context.logger.info("dose calibrator detached", metadata: ["path": "\(info.devnode ?? info.syspath)"])
+                try await context.reportLink(.down(reason: reason.rawValue))
+            }
+        }
+        throw NMBridgeError(.transportFailed, "the udev monitor for \(settings.selector) stopped")
+    }
+
+    /// Opens `path` and talks to the calibrator until cancelled; reopens the port after an
+    /// error with capped back-off (1 s doubling to 30 s).
+    private func serve(path: String, identity: [String: JSONValue], reason: String) async throws {
         var retryDelay = 1.0
         var everOpened = false
         var lastFailure: String?
+        var identity = identity
+        identity["path"] = .string(path)
+        identity["serial"] = .string(settings.serial.description)
         while true {
             try Task.checkCancellation()
             let port: SerialPort
             do {
-                port = try SerialPort.open(path: settings.path, settings: settings.serial)
+                port = try SerialPort.open(path: path, settings: settings.serial)
             } catch {
-                let reason = "\(error)"
-                if reason != lastFailure {
-                    context.logger.warning("cannot open the dose calibrator's port", metadata: ["error": "\(reason)"])
-                    lastFailure = reason
+                let failure = "\(error)"
+                if failure != lastFailure {
+                    context.logger.warning("cannot open the dose calibrator's port", metadata: ["error": "\(failure)"])
+                    lastFailure = failure
                 }
-                try await context.reportLink(.down(reason: reason))
+                try await context.reportLink(.down(reason: failure))
                 try await context.clock.sleep(for: .milliseconds(Int64(retryDelay * 1000)))
                 retryDelay = min(retryDelay * 2, 30)
                 continue
             }
             retryDelay = 1
             lastFailure = nil
-            let identity: [String: JSONValue] = ["path": .string(settings.path), "serial": .string(settings.serial.description)]
-            try await context.reportLink(.up(reason: everOpened ? "reopened" : "opened", identity: identity))
+            try await context.reportLink(.up(reason: everOpened ? "reopened" : reason, identity: identity))
             everOpened = true
             do {
                 var session = CalibratorSession(settings: settings, context: context)

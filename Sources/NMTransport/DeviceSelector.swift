@@ -102,7 +102,8 @@ public struct DeviceSelector: Sendable, Equatable, CustomStringConvertible {
     /// usb_product = "6001"    # optional
     /// ```
     public static func read(from reader: ConfigTableReader) -> DeviceSelector? {
-        let path = nonEmptyString(reader, "path")
+        // A relative path is taken from the configuration file's folder (simulator links).
+        let path = nonEmptyString(reader, "path").map(reader.resolvePath)
         let serial = nonEmptyString(reader, "usb_serial")
         let byID = nonEmptyString(reader, "by_id")
         let busPath = nonEmptyString(reader, "bus_path")
@@ -140,7 +141,7 @@ public struct DeviceSelector: Sendable, Equatable, CustomStringConvertible {
             valid = false
         }
         if let path, !path.hasPrefix("/") {
-            reader.problem("path", "\"\(path)\" must be an absolute path such as /dev/nmbridge/dosecal-hotlab or /dev/ttyS0")
+            reader.problem("path", "\"\(path)\" must be an absolute path such as /dev/nmbridge/dosecal-hotlab or /dev/ttyS0 (or relative to the configuration file)")
             valid = false
         }
         if let byID {

@@ -6,6 +6,7 @@ import Synchronization
 import Testing
 
 @testable import DoseCalibrator
+@testable import NMTransport
 
 /// Collects what a driver reports, as the daemon's sink would journal it.
 final class RecordingSink: DriverEventSink {
@@ -46,7 +47,10 @@ struct DriverRig {
     let task: Task<Void, any Error>
     let directory: String
 
-    init(model: SimulatedModel, driver: String, script: String, extra: String = "") throws {
+    init(
+        model: SimulatedModel, driver: String, script: String, extra: String = "", selector: String? = nil,
+        hotplug: (@Sendable (DeviceSelector, Logger) throws -> HotplugDecisions)? = nil
+    ) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-dosecal-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         simulator = try DoseCalibratorSimulator(
@@ -55,7 +59,7 @@ struct DriverRig {
             [[device]]
             id = "dosecal-test"
             driver = "\(driver)"
-            path = "\(directory)/tty"
+            \(selector ?? "path = \"\(directory)/tty\"")
             \(extra)
             """
         let configuration = try DaemonConfiguration.load(
@@ -64,7 +68,9 @@ struct DriverRig {
         let entry = DriverCatalog(doseCalibratorDrivers).entries[driver]!
         let context = DriverContext(
             deviceID: device.id, driverName: driver, logger: Logger(label: "test"), clock: ContinuousClock(), sink: sink)
-        let service = entry.make(device.settings, context)
+        var settings = device.settings as! DoseCalibratorSettings
+        if let hotplug { settings.hotplug = hotplug }
+        let service = entry.make(settings, context)
         simulator.start()
         task = Task { try await service.run() }
     }
@@ -201,6 +207,47 @@ struct DriverRig {
     }
 }
 
+@Suite struct DoseCalibratorHotplugTests {
+    /// The driver follows attach/detach decisions for a USB selector: the adapter is
+    /// plugged in (here: udev events fed by the test, naming the simulator's pty as the
+    /// device node), unplugged, and plugged in again; an unlisted adapter is ignored.
+    @Test func attachesOnPlugDetachesOnUnplugIgnoresOthers() async throws {
+        let (events, feed) = AsyncThrowingStream<HotplugEvent, any Error>.makeStream()
+        let rig = try DriverRig(
+            model: .crc15r, driver: "capintec-crc15r", script: "show Tc-99m 740 MBq for 600s", extra: "poll_ms = 100",
+            selector: "usb_serial = \"A50285BI\"",
+            hotplug: { selector, _ in HotplugDecisions(selector: selector, present: [], events: events) })
+        let adapter = TTYDeviceInfo(
+            devnode: rig.simulator.path, syspath: "/sys/devices/pci0000:00/usb1/1-2/1-2:1.0/ttyUSB0/tty/ttyUSB0",
+            vendorID: "0403", productID: "6001", manufacturer: "FTDI", product: "FT232R USB UART", serialNumber: "A50285BI",
+            busPath: "pci-0000:00:14.0-usb-0:2:1.0")
+        let stranger = TTYDeviceInfo(
+            devnode: "/dev/nmbridge-test-none", syspath: "/sys/devices/other/ttyUSB1", vendorID: "0403", productID: "6001",
+            serialNumber: "FT999999")
+        func reasons() -> [String] {
+            rig.sink.links.withLock { links in
+                links.map { if case .up(let reason, _) = $0 { "up:\(reason)" } else if case .down(let reason) = $0 { "down:\(reason)" } else { "" } }
+            }
+        }
+        #expect(await rig.sink.wait { reasons().first?.hasPrefix("down:waiting for usb_serial") == true })
+        feed.yield(.added(stranger))
+        feed.yield(.added(adapter))
+        #expect(await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty })
+        feed.yield(.removed(stranger))
+        feed.yield(.removed(adapter))
+        #expect(await rig.sink.wait { reasons().last == "down:unplugged" })
+        feed.yield(.added(adapter))
+        #expect(await rig.sink.wait { reasons().filter { $0 == "up:plugged in" }.count == 2 })
+        feed.finish()
+        await rig.stop()
+        #expect(Array(reasons().prefix(4)) == ["down:waiting for usb_serial \"A50285BI\" to be plugged in", "up:plugged in", "down:unplugged", "up:plugged in"], "\(reasons())")
+        guard case .up(_, let identity)? = rig.sink.links.withLock({ $0.dropFirst().first }) else { return }
+        #expect(identity["serial_number"] == .string("A50285BI"))
+        #expect(identity["vendor_id"] == .string("0403"))
+        #expect(identity["path"] == .string(rig.simulator.path))
+    }
+}
+
 @Suite struct DoseCalibratorConfigurationTests {
     func problems(_ body: String) -> [String] {
         do {
@@ -230,7 +277,8 @@ struct DriverRig {
         #expect(text.contains("c.toml:7: device[d].settle"))
         #expect(text.contains("device[d].unit_codes.2"))
         #expect(text.contains("c.toml:9: device[d].emit_readings"))
-        #expect(problems("driver = \"capintec-crc15r\"").joined().contains("device[d].path: is required"))
+        #expect(problems("driver = \"capintec-crc15r\"").joined().contains("no serial port selected"))
+        #expect(problems("driver = \"capintec-crc15r\"\nusb_vendor = \"0403\"\nusb_product = \"6001\"").joined().contains("shared by countless devices"))
         #expect(problems("driver = \"dosecal-line\"\npath = \"/dev/x\"\npattern = \"(?<x>\"").joined().contains("device[d].pattern"))
         #expect(problems("driver = \"capintec-crc35r\"\npath = \"/dev/x\"\nchambers = [0, 9]").joined().contains("device[d].chambers"))
         #expect(problems("driver = \"capintec-crc15r\"\npath = \"/dev/x\"\npoll_ms = 500\nreply_timeout_ms = 900").joined().contains("must not exceed poll_ms"))
