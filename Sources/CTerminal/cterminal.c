@@ -14,5 +14,10 @@ int nmb_open_pty(char *path, size_t path_size) {
         errno = saved;
         return -1;
     }
+    /* Open and close the other side once: from then on the controlling side reports
+       POLLHUP whenever nobody has it open (before the first open it reports nothing),
+       which is how a simulator knows that a driver is listening. */
+    int other = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (other >= 0) close(other);
     return fd;
 }

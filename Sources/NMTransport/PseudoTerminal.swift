@@ -90,6 +90,14 @@ public final class PseudoTerminal: @unchecked Sendable {
         return Array(buffer[0..<n])
     }
 
+    /// Whether a program has the other side open (the controlling side reports a hang-up
+    /// while nobody does).
+    public var peerIsOpen: Bool {
+        var pfd = pollfd(fd: fd, events: 0, revents: 0)
+        guard poll(&pfd, 1, 0) >= 0 else { return false }
+        return pfd.revents & Int16(POLLHUP) == 0
+    }
+
     public func close() {
         guard !closed else { return }
         closed = true

@@ -60,7 +60,6 @@ struct Simulate: AsyncParsableCommand {
                 let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
                 source.setEventHandler {
                     simulator.stop()
-                    if let link { unlink(link) }
                     Foundation.exit(0)
                 }
                 source.resume()

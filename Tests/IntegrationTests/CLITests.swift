@@ -27,7 +27,13 @@ import Testing
         #expect(try await daemon.stop() == 0)
         try await Task.sleep(for: .milliseconds(500))
         daemon = try await DaemonProcess.start(directory: dir, config: config)
-        try await Task.sleep(for: .milliseconds(1200))
+        // Until tail has reconnected and printed the new daemon's first events.
+        for _ in 0..<400 {
+            let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+            if text.contains("\"kind\":\"daemon.started\"") { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .milliseconds(300))
         #expect(tail.isRunning, "tail -f keeps running across the restart")
         tail.terminate()
         tail.waitUntilExit()
@@ -46,7 +52,7 @@ import Testing
         // The cursor file holds the last printed seq; a new tail resumes right after it.
         let cursor = try String(contentsOfFile: dir + "/cursor", encoding: .utf8)
         #expect(cursor == "\(printed.last!.journal.uuidString.lowercased()) \(seqs.last!)\n")
-        let resumed = try runProgram(cli, ["--socket", daemon.socketPath, "tail", "--cursor-file", dir + "/cursor", "--kind", "experimental.*"])
+        let resumed = try await runProgram(cli, ["--socket", daemon.socketPath, "tail", "--cursor-file", dir + "/cursor", "--kind", "experimental.*"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let next = try resumed.stdout.split(separator: "\n").map { try Event(json: String($0)) }
         #expect(next.first.map { $0.seq > seqs.last! } ?? false)
@@ -62,25 +68,25 @@ import Testing
         _ = try await daemon.waitForEvents { $0.count > 30 }
         let socket = ["--socket", daemon.socketPath]
 
-        let csv = try runProgram(cli, socket + ["query", "--format", "csv", "--limit", "12", "--device", "fast-1"])
+        let csv = try await runProgram(cli, socket + ["query", "--format", "csv", "--limit", "12", "--device", "fast-1"])
         #expect(csv.status == 0)
         let rows = csv.stdout.split(separator: "\n")
         #expect(rows.first == "seq,time,node,device,driver,kind,severity,data,raw")
         #expect(rows.count == 13)
         #expect(rows.dropFirst().allSatisfy { $0.contains(",fast-1,script,") })
 
-        let jsonl = try runProgram(cli, socket + ["query", "--after", "5", "--limit", "3"])
+        let jsonl = try await runProgram(cli, socket + ["query", "--after", "5", "--limit", "3"])
         #expect(try jsonl.stdout.split(separator: "\n").map { try Event(json: String($0)).seq } == [6, 7, 8])
 
-        let devices = try runProgram(cli, socket + ["devices"])
+        let devices = try await runProgram(cli, socket + ["devices"])
         #expect(devices.stdout.contains("fast-1") && devices.stdout.contains("up"))
-        let status = try runProgram(cli, ["status"] + socket)
+        let status = try await runProgram(cli, ["status"] + socket)
         #expect(status.stdout.contains("status:   ok"), "\(status.stdout)")
 
-        let missing = try runProgram(cli, ["--socket", dir + "/nope.sock", "status"])
+        let missing = try await runProgram(cli, ["--socket", dir + "/nope.sock", "status"])
         #expect(missing.status == 1)
         #expect(missing.stderr.contains(dir + "/nope.sock"), "\(missing.stderr)")
-        let bad = try runProgram(cli, socket + ["tail", "--since", "whenever"])
+        let bad = try await runProgram(cli, socket + ["tail", "--since", "whenever"])
         #expect(bad.status != 0 && bad.stderr.contains("--since whenever"))
         #expect(try await daemon.stop() == 0)
     }

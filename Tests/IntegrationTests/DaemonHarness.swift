@@ -20,9 +20,21 @@ func temporaryDirectory(_ name: String = #function) throws -> String {
     return path
 }
 
-/// Runs a program to completion and returns its exit status and output.
+/// Runs a program to completion and returns its exit status and output. The waiting
+/// happens on a thread of its own: tests run in parallel on a cooperative pool as wide as
+/// the machine (2 threads here), and a test that blocks one stalls everyone else's timing.
 @discardableResult
-func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+func runProgram(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> (status: Int32, stdout: String, stderr: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result { try runProgramBlocking(executable, arguments, environment: environment) })
+        }.start()
+    }
+}
+
+/// `runProgram` for places that cannot await (a `defer`); use only for instant commands.
+@discardableResult
+func runProgramBlocking(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments

@@ -4,7 +4,7 @@ import NMClient
 import Testing
 
 @Suite(.serialized) struct DaemonTests {
-    @Test func brokenConfigurationListsEveryProblemWithKeyAndLineAndStartsNothing() throws {
+    @Test func brokenConfigurationListsEveryProblemWithKeyAndLineAndStartsNothing() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = """
@@ -27,7 +27,7 @@ import Testing
             """
         let path = dir + "/bad.toml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
-        let result = try runProgram(productsDirectory + "/nmbridged", ["--config", path])
+        let result = try await runProgram(productsDirectory + "/nmbridged", ["--config", path])
         #expect(result.status == 2)
         let expected = [
             "\(path):3: daemon.time_zone:", "\(path):6: journal.sync: \"sometimes\" is not one of",
@@ -42,13 +42,13 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir + "/state"), "nothing was started or created")
 
         // `nmbridge config check` reports the same, with the same exit code.
-        let check = try runProgram(productsDirectory + "/nmbridge", ["config", "check", path])
+        let check = try await runProgram(productsDirectory + "/nmbridge", ["config", "check", path])
         #expect(check.status == 2)
         #expect(check.stderr.contains("\(path):6: journal.sync"))
 
         // Syntax errors too: all of them, with lines.
         try "[daemon\nnode = \"a\"\n[journal]\nsync = \"full\nretention_days = 3\n".write(toFile: path, atomically: true, encoding: .utf8)
-        let syntax = try runProgram(productsDirectory + "/nmbridged", ["--config", path])
+        let syntax = try await runProgram(productsDirectory + "/nmbridged", ["--config", path])
         #expect(syntax.status == 2)
         #expect(syntax.stderr.contains("\(path):1:"), "\(syntax.stderr)")
         #expect(syntax.stderr.contains("\(path):4:"), "\(syntax.stderr)")
@@ -194,7 +194,7 @@ import Testing
         #expect(ready != nil && ready! < (messages.firstIndex(of: "STOPPING=1") ?? -1), "\(messages)")
         #expect(messages.filter { $0 == "WATCHDOG=1" }.count >= 2, "pings at half of WATCHDOG_USEC: \(messages)")
         #expect(messages.contains("STOPPING=1"))
-        let db = try runProgram("/usr/bin/sqlite3", ["-readonly", dir + "/journal.db", "SELECT kind FROM events WHERE device IS NULL ORDER BY seq"])
+        let db = try await runProgram("/usr/bin/sqlite3", ["-readonly", dir + "/journal.db", "SELECT kind FROM events WHERE device IS NULL ORDER BY seq"])
         #expect(db.stdout == "daemon.started\ndaemon.stopping\n")
     }
 
@@ -207,9 +207,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let state = dir + "/state"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-        let mount = try runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=32m", "tmpfs", state])
+        let mount = try await runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=32m", "tmpfs", state])
         #expect(mount.status == 0, "mount: \(mount.stderr)")
-        defer { _ = try? runProgram("/bin/umount", ["-l", state]) }
+        defer { _ = try? runProgramBlocking("/bin/umount", ["-l", state]) }
         // 100 events/s: enough to hit the full disk at once, little enough to read back quickly.
         try fastScript.replacingOccurrences(of: "wait 0.002", with: "wait 0.01").write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
         var config = daemonConfig(state, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"\(dir)/fast.script\"\n")
@@ -219,7 +219,7 @@ import Testing
         try await daemon.waitUntilReady()
         _ = try await waitFor { try await daemon.lastSeq() > 20 ? true : nil }
         // Fill the file system.
-        _ = try runProgram("/bin/dd", ["if=/dev/zero", "of=\(state)/filler", "bs=64k", "count=1000"])
+        _ = try await runProgram("/bin/dd", ["if=/dev/zero", "of=\(state)/filler", "bs=64k", "count=1000"])
         let degraded = try await waitFor {
             let r = try await daemon.client.get("/v1/health")
             return r.status == 503 ? r : nil

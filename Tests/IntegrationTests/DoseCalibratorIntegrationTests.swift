@@ -37,7 +37,7 @@ final class SimulatorProcess {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try """
             empty for 500ms
-            show Tc-99m 740 MBq for 2s
+            show Tc-99m 740 MBq for 4s
             silence for 3s
             show F-18 370 MBq for 600s
             """.write(toFile: dir + "/session.sim", atomically: true, encoding: .utf8)

@@ -14,6 +14,9 @@ public enum SimulatedModel: String, Sendable, CaseIterable {
 /// A dose calibrator on a pty that answers like the instrument: the real wire protocol,
 /// the readings of a `SimulatorScript`, and its faults. Runs on a thread of its own.
 ///
+/// The script's clock starts with the host's first request (the line model's, which is
+/// never asked, when the host opens the port).
+///
 /// With `link`, a symlink always points at the current pty, so that a `disconnect` step
 /// (the pty closes and a new one appears) looks like a cable pulled and plugged back in.
 public final class DoseCalibratorSimulator: Sendable {
@@ -54,11 +57,20 @@ public final class DoseCalibratorSimulator: Sendable {
         thread.start()
     }
 
-    /// Stops the thread and closes the pty (the link stays, dangling).
+    /// Stops the thread, removes the link and closes the pty.
     public func stop() {
         stopped.store(true, ordering: .relaxed)
         while !finished.withLock({ $0 }) { usleep(1000) }
+        removeLink()
         state.withLock { $0.pty?.close() }
+    }
+
+    /// Removes the link if it still points at this simulator's pty.
+    private func removeLink() {
+        guard let link, let current = state.withLock({ $0.pty?.path }),
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == current
+        else { return }
+        unlink(link)
     }
 
     // MARK: - Timeline
@@ -84,42 +96,54 @@ public final class DoseCalibratorSimulator: Sendable {
         return value * (1 - pow(1 - x, 3))
     }
 
+    /// The session's clock starts with the host's first request (for the line model, which
+    /// is never asked, when the host opens the port): a driver that starts late, or a
+    /// loaded machine, still sees every step of the script from its beginning.
     private func run() {
-        let began = Date()
+        var began: Date?
         var lastStepKey: (Int, Double)?
         var printedFor: (Int, Double)?
         var requests = RequestParser(model: model)
         while !stopped.load(ordering: .relaxed) {
-            let elapsed = Date().timeIntervalSince(began)
-            let (index, start) = step(at: elapsed)
-            let current = script.steps[index]
-            if lastStepKey == nil || lastStepKey! != (index, start) {
-                lastStepKey = (index, start)
-                switch current {
-                case .noise(let count):
-                    send(Self.randomBytes(count))
-                case .disconnect(let seconds):
-                    disconnect(for: seconds)
-                    requests = RequestParser(model: model)
-                    continue
-                default: break
+            if began == nil, model == .line, state.withLock({ $0.pty?.peerIsOpen ?? false }) { began = Date() }
+            if let began {
+                let elapsed = Date().timeIntervalSince(began)
+                let (index, start) = step(at: elapsed)
+                let current = script.steps[index]
+                if lastStepKey == nil || lastStepKey! != (index, start) {
+                    lastStepKey = (index, start)
+                    switch current {
+                    case .noise(let count):
+                        send(Self.randomBytes(count))
+                    case .disconnect(let seconds):
+                        disconnect(for: seconds)
+                        requests = RequestParser(model: model)
+                        continue
+                    default: break
+                    }
                 }
-            }
-            // The line model prints once per vial, after the reading has settled.
-            if model == .line, case .show = current, elapsed - start >= 1, printedFor == nil || printedFor! != (index, start) {
-                printedFor = (index, start)
-                respond(to: .lineRequest, step: current, since: elapsed - start)
+                // The line model prints once per vial, after the reading has settled.
+                if model == .line, case .show = current, elapsed - start >= 1, printedFor == nil || printedFor! != (index, start) {
+                    printedFor = (index, start)
+                    respond(to: .lineRequest, step: current, since: elapsed - start)
+                }
             }
             let pty = state.withLock { $0.pty }
             guard let pty else { return }
             let bytes = pty.read(timeoutMs: 20)
             for request in requests.push(bytes) {
-                respond(to: request, step: current, since: Date().timeIntervalSince(began) - start)
+                let now = Date()
+                if began == nil { began = now }
+                let (index, start) = step(at: now.timeIntervalSince(began!))
+                respond(to: request, step: script.steps[index], since: now.timeIntervalSince(began!) - start)
             }
         }
     }
 
     private func disconnect(for seconds: Double) {
+        // Like udev removing /dev/nmbridge/… on unplug: the link goes first, so that a
+        // driver reopening it cannot reach a pty that the kernel hands to someone else.
+        removeLink()
         state.withLock {
             $0.pty?.close()
             $0.pty = nil
