@@ -264,6 +264,68 @@ struct DriverRig {
     }
 }
 
+func stopProcess(_ process: Process) {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+}
+
+/// The CRC-35R driver against an independent implementation of the protocol (a Python
+/// script written from the framing rules, no shared code), over a socat pty pair.
+@Suite struct IndependentPeerTests {
+    static let root: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/socat"), "socat is installed by scripts/test"))
+    func crc35rAgainstAPythonDeviceOverSocat() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-socat-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let socat = Process()
+        socat.executableURL = URL(fileURLWithPath: "/usr/bin/socat")
+        socat.arguments = ["pty,raw,echo=0,link=\(dir)/driver", "pty,raw,echo=0,link=\(dir)/device"]
+        socat.standardOutput = FileHandle.nullDevice
+        socat.standardError = FileHandle.nullDevice
+        try socat.run()
+        // SIGKILL: children inherit the test runner's blocked signal mask, so SIGTERM may
+        // never arrive, and a survivor would hold the runner's output open.
+        defer { stopProcess(socat) }
+        for _ in 0..<500 where !FileManager.default.fileExists(atPath: dir + "/device") {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let device = Process()
+        device.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        device.arguments = ["python3", Self.root + "/Tests/Peers/crc35r_device.py", dir + "/device", "Tc99m", "740.0", "4", "3"]
+        device.standardOutput = FileHandle.nullDevice
+        device.standardError = FileHandle.nullDevice
+        try device.run()
+        defer { stopProcess(device) }
+
+        let sink = RecordingSink()
+        let configuration = try DaemonConfiguration.load(
+            text: "[[device]]\nid = \"pet\"\ndriver = \"capintec-crc35r\"\npath = \"\(dir)/driver\"\npoll_ms = 100\nprotocol_error_interval_s = 0",
+            file: nil, drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "n")
+        let entry = DriverCatalog(doseCalibratorDrivers).entries["capintec-crc35r"]!
+        let service = entry.make(
+            configuration.devices[0].settings,
+            DriverContext(deviceID: "pet", driverName: "capintec-crc35r", logger: Logger(label: "t"), clock: ContinuousClock(), sink: sink))
+        let task = Task { try await service.run() }
+        let arrived = await sink.wait { !sink.events("dosecal.measurement").isEmpty }
+        task.cancel()
+        _ = try? await task.value
+        #expect(arrived)
+        let m = try #require(sink.events("dosecal.measurement").first)
+        #expect(m.data["activity_bq"] == .double(740e6))
+        #expect(m.data["nuclide"] == .string("Tc-99m"))
+        #expect(m.data["chamber"] == .int(1))
+        let errors = sink.events("device.protocol_error").compactMap { $0.data["error"]?.stringValue }
+        #expect(errors.contains { $0.hasPrefix("checksum") }, "\(errors)")
+    }
+}
+
 @Suite struct DoseCalibratorConfigurationTests {
     func problems(_ body: String) -> [String] {
         do {
