@@ -132,6 +132,17 @@ extension EventKindRegistry {
             "device.recovered", "A stale device is heard from again.",
             fields: [EventField("stale_s", .number, unit: "s", "How long it was stale.")]),
         EventKind(
+            "device.usb_reset", severity: .warning,
+            "The driver reset a USB-serial adapter that stopped answering while its port stayed open (a wedged adapter).",
+            fields: [
+                EventField("reason", .string, "Why, e.g. \"5 consecutive reply timeouts\"."),
+                EventField(
+                    "usb", .object,
+                    "The adapter, the fields known: `port_path` (bus-port path, e.g. \"1-2.3\"), `vendor_id`, `product_id`, `serial_number`, `bus`, `address`; `syspath` of the tty when it has no USB device."),
+                EventField("result", .string, "\"reset\" or \"failed\"."),
+                EventField("error", .string, required: false, "Why it failed, with libusb's error name (e.g. `LIBUSB_ERROR_ACCESS`)."),
+            ]),
+        EventKind(
             "device.protocol_error", severity: .warning,
             "Bytes from a device that could not be understood (rate-limited per device).",
             fields: [

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Synchronization
 import Testing
 
 // How the udev tests run against umockdev
@@ -188,6 +189,94 @@ final class UmockdevTestbed {
     /// Removes a device and everything below it from the testbed.
     func remove(_ syspath: String) {
         removeDevice(testbed, syspath)
+    }
+
+    /// Emulates the ioctls on device node `devnode` (`/dev/…`, added with an `N:` line)
+    /// for this process with umockdev's own ioctl emulation
+    /// (`umockdev_testbed_attach_ioctl`): `respond` maps each request number to the
+    /// result and errno the caller sees. The handler runs on umockdev's worker thread
+    /// while the calling thread waits in `ioctl(2)`. Keep the emulator alive as long as
+    /// the testbed.
+    func attachIoctl(
+        _ devnode: String, respond: @escaping @Sendable (UInt) -> (result: Int, errno: Int32)
+    ) throws -> UmockdevIoctlEmulator {
+        typealias AttachFunction =
+            @convention(c) (OpaquePointer, UnsafePointer<CChar>, OpaquePointer, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+        guard let address = dlsym(library, "umockdev_testbed_attach_ioctl") else {
+            throw Failure(description: "\(Umockdev.library) has no umockdev_testbed_attach_ioctl")
+        }
+        let attach = unsafeBitCast(address, to: AttachFunction.self)
+        let emulator = try UmockdevIoctlEmulator(library: library, respond: respond)
+        var error: UnsafeMutableRawPointer?
+        guard attach(testbed, devnode, emulator.handler, &error) != 0 else {
+            let message = error.flatMap { $0.load(fromByteOffset: 8, as: UnsafePointer<CChar>?.self) }.map { String(cString: $0) }
+            if let error { errorFree(error) }
+            throw Failure(description: "umockdev_testbed_attach_ioctl \(devnode): \(message ?? "failed")")
+        }
+        return emulator
+    }
+}
+
+/// Answers the ioctls of one emulated device node (see `UmockdevTestbed.attachIoctl`)
+/// and records their request numbers. Only argument-less answers: no data is copied to
+/// the caller.
+///
+/// `@unchecked Sendable`: the GObject handler and the libumockdev function pointers are
+/// set in `init` and never change; the answers and the record are behind mutexes.
+final class UmockdevIoctlEmulator: @unchecked Sendable {
+    private typealias BaseNewFunction = @convention(c) () -> OpaquePointer?
+    private typealias SignalConnectFunction =
+        @convention(c) (OpaquePointer, UnsafePointer<CChar>, UnsafeRawPointer, UnsafeMutableRawPointer?, UnsafeRawPointer?, UInt32) -> UInt
+    private typealias GetRequestFunction = @convention(c) (OpaquePointer) -> UInt
+    private typealias CompleteFunction = @convention(c) (OpaquePointer, Int, Int32) -> Void
+    private typealias HandlerFunction = @convention(c) (OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?) -> Int32
+
+    /// The UMockdevIoctlBase whose "handle-ioctl" signal this emulator answers.
+    fileprivate let handler: OpaquePointer
+    private let getRequest: GetRequestFunction
+    private let complete: CompleteFunction
+    private let respond: Mutex<@Sendable (UInt) -> (result: Int, errno: Int32)>
+    private let seen = Mutex<[UInt]>([])
+
+    fileprivate init(library: UnsafeMutableRawPointer, respond: @escaping @Sendable (UInt) -> (result: Int, errno: Int32)) throws {
+        func symbol<T>(_ name: String, as type: T.Type) throws -> T {
+            guard let address = dlsym(library, name) else {
+                throw UmockdevTestbed.Failure(description: "\(Umockdev.library) has no \(name)")
+            }
+            return unsafeBitCast(address, to: type)
+        }
+        let new = try symbol("umockdev_ioctl_base_new", as: BaseNewFunction.self)
+        let connect = try symbol("g_signal_connect_data", as: SignalConnectFunction.self)
+        getRequest = try symbol("umockdev_ioctl_client_get_request", as: GetRequestFunction.self)
+        complete = try symbol("umockdev_ioctl_client_complete", as: CompleteFunction.self)
+        self.respond = Mutex(respond)
+        guard let base = new() else { throw UmockdevTestbed.Failure(description: "umockdev_ioctl_base_new failed") }
+        handler = base
+        let handle: HandlerFunction = { _, client, userData in
+            guard let client, let userData else { return 0 }
+            Unmanaged<UmockdevIoctlEmulator>.fromOpaque(userData).takeUnretainedValue().handle(client)
+            return 1
+        }
+        // Unretained: the test keeps the emulator alive as long as the testbed (which
+        // holds the handler) can call it.
+        _ = connect(
+            base, "handle-ioctl", unsafeBitCast(handle, to: UnsafeRawPointer.self),
+            Unmanaged.passUnretained(self).toOpaque(), nil, 0)
+    }
+
+    /// Replaces the answers from now on.
+    func respond(_ respond: @escaping @Sendable (UInt) -> (result: Int, errno: Int32)) {
+        self.respond.withLock { $0 = respond }
+    }
+
+    /// The ioctl requests answered so far, in order.
+    var requests: [UInt] { seen.withLock { $0 } }
+
+    private func handle(_ client: OpaquePointer) {
+        let request = getRequest(client)
+        seen.withLock { $0.append(request) }
+        let answer = respond.withLock { $0 }(request)
+        complete(client, answer.result, answer.errno)
     }
 }
 
