@@ -7,14 +7,20 @@ import NMTransport
 struct CalibratorSession {
     let settings: DoseCalibratorSettings
     let context: DriverContext
+    /// The port's udev identity when it is a USB adapter udev knows (for a reset).
+    let tty: TTYDeviceInfo?
+    /// Consecutive reply timeouts; kept by the driver across reopens.
+    var wedge: WedgeDetector
     private var settlers: [Int: Settler] = [:]
     private var errors: ProtocolErrorLimiter
     private var lines = LineSplitter()
     private var frames = CRC35RFramer()
 
-    init(settings: DoseCalibratorSettings, context: DriverContext) {
+    init(settings: DoseCalibratorSettings, context: DriverContext, tty: TTYDeviceInfo?, wedge: WedgeDetector) {
         self.settings = settings
         self.context = context
+        self.tty = tty
+        self.wedge = wedge
         self.errors = ProtocolErrorLimiter(interval: settings.errorInterval)
     }
 
@@ -53,7 +59,7 @@ struct CalibratorSession {
         case .crc15r(let unitCodes):
             try await port.write(CapintecCRC15R.request)
             let reply = try await readBytes(port, count: CapintecCRC15R.replyLength)
-            if reply.isEmpty { return }
+            if reply.isEmpty { return try await noReply() }
             if reply.count < CapintecCRC15R.replyLength {
                 try await handle(.violation(ProtocolViolation("reply cut short after \(reply.count) bytes", bytes: reply)))
                 return
@@ -66,7 +72,10 @@ struct CalibratorSession {
             for chamber in chambers {
                 frames.reset()
                 try await port.write(CapintecCRC35R.readRequest(chamber: chamber))
-                guard let (body, raw) = try await readFrame(port) else { continue }
+                guard let (body, raw) = try await readFrame(port) else {
+                    try await noReply()
+                    continue
+                }
                 let message = CapintecCRC35R.decodeBody(body, frame: raw, unitCodes: unitCodes)
                 if case .reading(let reading) = message, reading.chamber != chamber {
                     try await handle(.violation(ProtocolViolation("asked chamber \(chamber), reply is for chamber \(reading.chamber ?? 0)", bytes: raw)))
@@ -77,7 +86,7 @@ struct CalibratorSession {
         case .atomlab(let pattern):
             lines.reset()
             try await port.write(BiodexAtomlab.request)
-            guard let line = try await readLine(port) else { return }
+            guard let line = try await readLine(port) else { return try await noReply() }
             try await handle(pattern.decode(line, final: false))
         case .line:
             return
@@ -138,6 +147,24 @@ struct CalibratorSession {
         }
     }
 
+    /// A poll went unanswered. After `usb_reset_after_timeouts` in a row on a USB adapter
+    /// whose port is still open (a wedged adapter, not an unplugged one), reset it through
+    /// libusb, journal `device.usb_reset`, and end the session so the port is reopened.
+    private mutating func noReply() async throws {
+        guard case .resetNow(let count) = wedge.replyTimedOut(at: .now) else { return }
+        guard let tty else {
+            context.logger.warning(
+                "the calibrator stopped answering; not a USB adapter udev knows, so no USB reset",
+                metadata: ["timeouts": "\(count)"])
+            return
+        }
+        let attempt = await USBDevice.resetAdapter(of: tty, reason: WedgeDetector.reason(consecutiveTimeouts: count))
+        try await context.emit("device.usb_reset", data: attempt.eventData(tty: tty))
+        throw NMBridgeError(
+            .transportFailed,
+            "USB adapter \(tty) " + (attempt.succeeded ? "was reset" : "reset failed") + " after \(count) unanswered polls; reopening")
+    }
+
     // MARK: - Journaling
 
     /// Valid answers are heartbeats; garbage is not (a device that only sends garbage
@@ -146,6 +173,7 @@ struct CalibratorSession {
         switch message {
         case .reading(let reading):
             context.heartbeat()
+            wedge.replyReceived()
             if settings.emitReadings {
                 try await context.emit(
                     "dosecal.reading", data: Self.fields(of: reading, measurement: false), raw: reading.raw)
@@ -158,6 +186,7 @@ struct CalibratorSession {
             }
         case .noReading:
             context.heartbeat()
+            wedge.replyReceived()
             settlers[chamber]?.reset()
         case .violation(let violation):
             guard let suppressed = errors.admit(now: ContinuousClock.now) else { return }

@@ -13,6 +13,8 @@ public struct DoseCalibratorSettings: Sendable {
     public var settle: SettleRule
     public var emitReadings: Bool
     public var errorInterval: Duration
+    /// Unanswered polls in a row before a USB adapter is reset (0: never).
+    public var usbResetAfterTimeouts: Int
     public var dialect: Dialect
     /// Where attach/detach decisions come from for USB selectors (udev; tests inject).
     var hotplug: @Sendable (DeviceSelector, Logger) throws -> HotplugDecisions = { selector, logger in
@@ -60,6 +62,9 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
             keys += [
                 DriverConfigKey("poll_ms", "integer", "Poll interval in ms, 100–60000 (default 1000)."),
                 DriverConfigKey("reply_timeout_ms", "integer", "How long to wait for a reply, in ms (default 1000, at most poll_ms)."),
+                DriverConfigKey(
+                    "usb_reset_after_timeouts", "integer",
+                    "Unanswered polls in a row after which a USB adapter whose port stays open is reset (libusb), at most once per 5 min; 0 turns it off (default 5)."),
             ]
         }
         return keys
@@ -106,12 +111,16 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
         if reader.has("protocol_error_interval_s") {
             if let v = reader.double("protocol_error_interval_s", in: 0...86_400) { errorInterval = v } else { ok = false }
         }
+        var resetAfter = Family.isPolled ? 5 : 0
+        if Family.isPolled, reader.has("usb_reset_after_timeouts") {
+            if let v = reader.int("usb_reset_after_timeouts", in: 0...1000) { resetAfter = Int(v) } else { ok = false }
+        }
         let dialect = Family.dialect(from: reader)
         guard ok, let selector, let serial, let dialect else { return nil }
         return Settings(
             selector: selector, serial: serial, pollInterval: .milliseconds(pollMs), replyTimeout: .milliseconds(replyMs),
             settle: SettleRule(mode: mode, minActivityBq: minActivity), emitReadings: emitReadings,
-            errorInterval: .milliseconds(Int64(errorInterval * 1000)), dialect: dialect)
+            errorInterval: .milliseconds(Int64(errorInterval * 1000)), usbResetAfterTimeouts: resetAfter, dialect: dialect)
     }
 
     public static func defaultStaleAfter(_ settings: Settings) -> Double? {
@@ -131,7 +140,7 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
 
     public func run() async throws {
         if case .path(let path) = settings.selector.criterion {
-            try await serve(path: path, identity: [:], reason: "opened")
+            try await serve(path: path, tty: nil, reason: "opened")
         } else {
             try await followHotplug()
         }
@@ -151,7 +160,7 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
                 _ = await session?.result
                 guard let devnode = info.devnode else { continue }
                 context.logger.info("dose calibrator attached", metadata: ["path": "\(devnode)", "reason": "\(reason)"])
-                session = Task { try await serve(path: devnode, identity: info.identity, reason: reason.rawValue) }
+                session = Task { try await serve(path: devnode, tty: info, reason: reason.rawValue) }
             case .detach(let info, let reason):
                 session?.cancel()
                 _ = await session?.result
@@ -164,14 +173,14 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
     }
 
     /// Opens `path` and talks to the calibrator until cancelled; reopens the port after an
-    /// error with capped back-off (1 s doubling to 30 s).
-    private func serve(path: String, identity: [String: JSONValue], reason: String) async throws {
+    /// error with capped back-off (1 s doubling to 30 s). `tty` is the adapter's udev
+    /// identity when it came from hotplug; for a fixed path it is looked up in udev at each
+    /// open (a USB adapter behind /dev/nmbridge/… is known there, a pty is not).
+    private func serve(path: String, tty: TTYDeviceInfo?, reason: String) async throws {
         var retryDelay = 1.0
         var everOpened = false
         var lastFailure: String?
-        var identity = identity
-        identity["path"] = .string(path)
-        identity["serial"] = .string(settings.serial.description)
+        var wedge = WedgeDetector(threshold: max(settings.usbResetAfterTimeouts, 1))
         while true {
             try Task.checkCancellation()
             let port: SerialPort
@@ -188,12 +197,21 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
                 retryDelay = min(retryDelay * 2, 30)
                 continue
             }
+            let adapter = tty ?? (try? Udev.enumerateTTYs())?.first(where: DeviceSelector.path(path).matches)
+            var identity = adapter?.identity ?? [:]
+            identity["path"] = .string(path)
+            identity["serial"] = .string(settings.serial.description)
             retryDelay = 1
             lastFailure = nil
             try await context.reportLink(.up(reason: everOpened ? "reopened" : reason, identity: identity))
             everOpened = true
             do {
-                var session = CalibratorSession(settings: settings, context: context)
+                var session = CalibratorSession(
+                    settings: settings, context: context, tty: settings.usbResetAfterTimeouts > 0 ? adapter : nil, wedge: wedge)
+                defer {
+                    wedge = session.wedge
+                    wedge.portClosed()
+                }
                 try await session.run(port)
             } catch is CancellationError {
                 port.close()

@@ -326,6 +326,41 @@ func stopProcess(_ process: Process) {
     }
 }
 
+extension DoseCalibratorHotplugTests {
+    /// An adapter whose port stays open but stops answering is reset through libusb after
+    /// `usb_reset_after_timeouts` unanswered polls, journaled, and the port reopened. Here
+    /// the adapter's sysfs entry does not exist, so the reset fails, with the reason; the
+    /// reset itself is tested against umockdev in NMTransportTests.
+    @Test func wedgedAdapterIsResetAndReopened() async throws {
+        let (events, feed) = AsyncThrowingStream<HotplugEvent, any Error>.makeStream()
+        let rig = try DriverRig(
+            model: .crc15r, driver: "capintec-crc15r", script: "empty for 500ms\nsilence for 600s",
+            extra: "poll_ms = 100\nreply_timeout_ms = 50\nusb_reset_after_timeouts = 3",
+            selector: "usb_serial = \"A50285BI\"",
+            hotplug: { selector, _ in HotplugDecisions(selector: selector, present: [], events: events) })
+        feed.yield(
+            .added(
+                TTYDeviceInfo(
+                    devnode: rig.simulator.path, syspath: "/sys/devices/nmbridge-test/usb9/9-1/9-1:1.0/ttyUSB7/tty/ttyUSB7",
+                    vendorID: "0403", productID: "6001", serialNumber: "A50285BI")))
+        let reopened = await rig.sink.wait {
+            rig.sink.links.withLock { $0.contains { if case .up("reopened", _) = $0 { true } else { false } } }
+        }
+        feed.finish()
+        await rig.stop()
+        #expect(reopened)
+        let reset = try #require(rig.sink.events("device.usb_reset").first)
+        #expect(reset.data["reason"] == .string("3 consecutive reply timeouts"))
+        #expect(reset.data["result"] == .string("failed"))
+        #expect(reset.data["error"]?.stringValue?.contains("ttyUSB7") == true, "\(reset.data)")
+        guard case .object(let usb)? = reset.data["usb"] else {
+            Issue.record("no usb identity in \(reset.data)")
+            return
+        }
+        #expect(usb["serial_number"] == .string("A50285BI"))
+    }
+}
+
 @Suite struct DoseCalibratorConfigurationTests {
     func problems(_ body: String) -> [String] {
         do {
