@@ -13,9 +13,10 @@ struct Simulate: AsyncParsableCommand {
             commandName: "dosecal",
             abstract: "Simulate a dose calibrator on a pseudo-terminal; prints the pty path, runs until Ctrl-C.",
             discussion: """
-                Point a [[device]] table's `path` at the printed pty (or at --link) with the driver of the
-                model: crc15r → capintec-crc15r, crc35r → capintec-crc35r, atomlab500 → biodex-atomlab,
-                line → dosecal-line. The script format is described in docs/simulators.md.
+                Point a [[device]] table's `path` at the printed pty (or at --link) and use the driver \
+                of the model: crc15r → capintec-crc15r, crc35r → capintec-crc35r, \
+                atomlab500 → biodex-atomlab, line → dosecal-line. The script format is in \
+                docs/dose-calibrators.md.
                 """)
 
         @Option(help: "The instrument: \(SimulatedModel.allCases.map(\.rawValue).joined(separator: ", ")).")
