@@ -16,6 +16,9 @@ extension DriverCatalog {
 /// Composes and runs the daemon: journal, driver supervisor, retention, HTTP API and
 /// sd_notify, as one `ServiceGroup` that shuts down gracefully on SIGTERM/SIGINT.
 public enum Daemon {
+    /// How long a graceful shutdown may take before the remaining tasks are cancelled.
+    public static let gracefulShutdownLimit: Duration = .seconds(10)
+
     /// Runs until SIGTERM/SIGINT. `announce` is called once the API is listening.
     public static func run(
         _ configuration: DaemonConfiguration, logger: Logger, catalog: DriverCatalog = .standard,
@@ -85,11 +88,15 @@ public enum Daemon {
                     "version": .string(NMBridgeVersion.current), "pid": .int(Int64(getpid())),
                     "devices": .int(Int64(configuration.devices.count)), "demo": .bool(configuration.demo),
                 ]))
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        // A live-stream client that stops reading leaves its response blocked in a socket
+        // write that graceful shutdown cannot end; after this long the remaining tasks are
+        // cancelled, which ends such writes (well within systemd's TimeoutStopSec=30s).
+        groupConfiguration.maximumGracefulShutdownDuration = Daemon.gracefulShutdownLimit
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
         try? UnixSocketPath.remove(socketPath)
         logger.info("stopped", metadata: ["journal.last_seq": "\(journal.lastSeq)"])

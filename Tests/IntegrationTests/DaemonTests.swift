@@ -243,6 +243,37 @@ import Testing
         #expect(after.contains { $0.kind == "driver.restarted" }, "the driver whose emit failed was restarted")
         #expect(try await daemon.stop() == 0)
     }
+    /// A live-stream client that stops reading (its socket buffers full) must not keep
+    /// the daemon from stopping: graceful shutdown escalates to cancellation after
+    /// `Daemon.gracefulShutdownLimit` (10 s).
+    @Test func aClientThatStopsReadingDoesNotBlockShutdown() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try fastScript.write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
+        let daemon = try await DaemonProcess.start(
+            directory: dir, config: daemonConfig(dir, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"fast.script\"\n"))
+        // socat writes the stream to a pipe nobody reads: the pipe, then socat's socket
+        // buffer, then the daemon's fill up.
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/socat")
+        client.arguments = ["-", "UNIX-CONNECT:\(daemon.socketPath)"]
+        let input = Pipe()
+        let unread = Pipe()
+        client.standardInput = input
+        client.standardOutput = unread
+        client.standardError = FileHandle.nullDevice
+        try client.run()
+        defer {
+            kill(client.processIdentifier, SIGKILL)
+            client.waitUntilExit()
+        }
+        input.fileHandleForWriting.write(Data("GET /v1/events/stream?after=0 HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+        try await Task.sleep(for: .seconds(3))
+        daemon.signal(SIGTERM)
+        // Generous: this checks that it stops at all, not how fast.
+        let status = try await daemon.waitForExit(timeout: .seconds(60))
+        #expect(status == 0)
+    }
 }
 
 /// Polls `body` until it returns a value (20 s at most).
@@ -284,4 +315,5 @@ final class NotifySocket {
     }
 
     deinit { close(fd) }
+
 }
