@@ -147,7 +147,13 @@ public struct DaemonConfiguration: Sendable {
         // [api]
         var api = API(socketPath: "/run/nmbridge/api.sock")
         if let table = reader.table("api") {
-            if let socket = table.string("socket") { api.socketPath = resolve(socket) }
+            if let socket = table.string("socket") {
+                api.socketPath = resolve(socket)
+                // sockaddr_un holds 108 bytes including the terminating NUL.
+                if api.socketPath.utf8.count > 107 {
+                    table.problem("socket", "\"\(api.socketPath)\" is \(api.socketPath.utf8.count) bytes; a unix socket path can have at most 107")
+                }
+            }
             if let mode = table.string("socket_mode") {
                 if let value = Int(mode, radix: 8), (0...0o777).contains(value) {
                     api.socketMode = value

@@ -104,6 +104,14 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         #expect(problems.count == expected.count, "\(problems.joined(separator: "\n"))")
     }
 
+    @Test func overlongSocketPathIsAProblem() {
+        let long = "/run/" + String(repeating: "n", count: 110) + "/api.sock"
+        #expect { try load("[api]\nsocket = \"\(long)\"") } throws: { error in
+            "\(error)".contains("test.toml:2: api.socket") && "\(error)".contains("at most 107")
+        }
+        #expect(throws: Never.self) { try load("[api]\nsocket = \"/run/nmbridge/api.sock\"") }
+    }
+
     @Test func syntaxErrorsAreAllReportedWithLines() {
         let error = #expect(throws: ConfigurationError.self) { try load("[daemon\nnode = spect\n[journal]\nsync = \"full\"\n") }
         let lines = error?.problems.compactMap(\.line) ?? []
