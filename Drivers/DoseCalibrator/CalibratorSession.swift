@@ -172,7 +172,7 @@ struct CalibratorSession {
     private mutating func handle(_ message: DecodedMessage, chamber: Int = 0) async throws {
         switch message {
         case .reading(let reading):
-            context.heartbeat()
+            try await context.heartbeat()
             wedge.replyReceived()
             if settings.emitReadings {
                 try await context.emit(
@@ -185,7 +185,7 @@ struct CalibratorSession {
                 try await context.emit("dosecal.measurement", data: Self.fields(of: settled, measurement: true), raw: settled.raw)
             }
         case .noReading:
-            context.heartbeat()
+            try await context.heartbeat()
             wedge.replyReceived()
             settlers[chamber]?.reset()
         case .violation(let violation):

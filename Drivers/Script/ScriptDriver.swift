@@ -78,7 +78,7 @@ public struct ScriptDriver: Driver {
             case .link(let up, let reason):
                 try await context.reportLink(up ? .up(reason: reason, identity: ["script": .string(settings.source)]) : .down(reason: reason))
             case .heartbeat:
-                context.heartbeat()
+                try await context.heartbeat()
             case .fail(let message):
                 throw NMBridgeError(.driverFailed, "\(message) (\(settings.source) line \(settings.script.lines[index]))")
             case .loop:

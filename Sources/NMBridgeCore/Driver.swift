@@ -89,8 +89,9 @@ public protocol DriverEventSink: Sendable {
     /// Records a link change; journals `device.connected`/`device.disconnected` when it
     /// is a change.
     func link(device: String, driver: String, state: LinkState) async throws
-    /// The device answered: it is alive even if there is nothing to journal.
-    func heartbeat(device: String)
+    /// The device answered: it is alive even if there is nothing to journal. Returns once
+    /// a `device.recovered` it causes is durable, so that it precedes the device's next event.
+    func heartbeat(device: String) async throws
 }
 
 /// A driver's whole world: its identity, logger, clock, and where its events go.
@@ -130,8 +131,9 @@ public struct DriverContext: Sendable {
         try await sink.link(device: deviceID, driver: driverName, state: state)
     }
 
-    /// Tells the staleness watchdog that the device answered.
-    public func heartbeat() {
-        sink.heartbeat(device: deviceID)
+    /// Tells the staleness watchdog that the device answered (journals `device.recovered`
+    /// first if the device was stale).
+    public func heartbeat() async throws {
+        try await sink.heartbeat(device: deviceID)
     }
 }

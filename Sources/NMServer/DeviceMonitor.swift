@@ -108,14 +108,9 @@ public final class DeviceMonitor: DriverEventSink, Sendable {
         }
     }
 
-    public func heartbeat(device: String) {
+    public func heartbeat(device: String) async throws {
         guard let recovered = markHeard(device) else { return }
-        // The caller is synchronous; journal the recovery without making it wait.
-        Task {
-            do { try await journal.append(recovered) } catch {
-                logger.error("cannot journal device.recovered", metadata: ["device.id": "\(device)", "error": "\(error)"])
-            }
-        }
+        try await journal.append(recovered)
     }
 
     /// Records that the device was heard; returns a `device.recovered` draft if it was stale.

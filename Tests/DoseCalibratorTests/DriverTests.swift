@@ -23,7 +23,7 @@ final class RecordingSink: DriverEventSink {
         links.withLock { $0.append(state) }
     }
 
-    func heartbeat(device: String) {
+    func heartbeat(device: String) async throws {
         heartbeats.add(1, ordering: .relaxed)
     }
 

@@ -109,12 +109,14 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
         // Occupy SQLite's writer, as a stuck fsync would, until the test releases it.
         let entered = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
-        let blocker = Task.detached {
-            try journal.pool.writeWithoutTransaction { _ in
+        // On a thread of its own: a blocked cooperative thread would stall other tests.
+        let blocker = Thread {
+            try? journal.pool.writeWithoutTransaction { _ in
                 entered.signal()
                 release.wait()
             }
         }
+        blocker.start()
         await withCheckedContinuation { continuation in
             Thread.detachNewThread {
                 entered.wait()
@@ -129,7 +131,6 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
         }
         #expect(busy.map { $0 >= .milliseconds(300) } == true, "the stuck commit is visible and its age grows")
         release.signal()
-        try await blocker.value
         #expect(try await append.value.seq == 2)
         #expect(journal.writeInProgressFor == nil)
     }
