@@ -156,7 +156,11 @@ public enum ModbusProfileLoader {
         if let unit, !isIdentifier(unit) || unit.count > 16 {
             table.problem("unit", "\"\(unit)\" must be 1–16 characters of a–z, A–Z, 0–9 and '_' (it becomes part of a field name)")
         }
-        let deadband = table.double("deadband", in: 0...Double.greatestFiniteMagnitude)
+        var deadband = table.double("deadband")
+        if let band = deadband, band < 0 {
+            table.problem("deadband", "must not be negative (it is an absolute change in the scaled unit)")
+            deadband = nil
+        }
         let pollMilliseconds = table.int("poll_ms", in: 10...3_600_000).map(Int.init)
 
         // State codes and named bits.
@@ -166,7 +170,7 @@ public enum ModbusProfileLoader {
             for key in ["scale", "offset", "unit", "deadband"] where table.has(key) {
                 if !type.isNumeric {
                     table.problem(key, "\(key) applies to numbers only, not to \(type)")
-                } else if !states.isEmpty, key != "deadband" {
+                } else if !states.isEmpty {
                     table.problem(key, "\(key) has no meaning for a resource with enum states")
                 }
             }

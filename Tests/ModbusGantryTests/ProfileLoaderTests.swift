@@ -156,6 +156,7 @@ func problems(_ text: String) -> [ConfigProblem] {
         #expect(only("table = \"holding\"\naddress = 0\ntype = \"u16\"\nenum = { 0 = \"a\" }\nscale = 2").first?.contains("enum") == true)
         #expect(only("table = \"coil\"\naddress = 0\ntype = \"bool\"\nunit = \"mm\"").first?.contains("numbers only") == true)
         #expect(only("table = \"holding\"\naddress = 0\ntype = \"u16\"\nscale = 0").first?.contains("must not be 0") == true)
+        #expect(only("table = \"holding\"\naddress = 0\ntype = \"u16\"\ndeadband = -1").first?.contains("negative") == true)
         #expect(only("table = \"holding\"\naddress = 0\ntype = \"u16\"\nunit = \"m/s\"").first?.hasPrefix("resource[x].unit") == true)
         #expect(only("table = \"holding\"\naddress = -1\ntype = \"u16\"").first?.contains("out of range") == true)
         #expect(only("table = \"holding\"\naddress = 65535\ntype = \"u16\"").isEmpty)
