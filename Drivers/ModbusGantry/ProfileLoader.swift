@@ -65,13 +65,16 @@ public enum ModbusProfileLoader {
         for table in resourceReaders {
             let resource = readResource(table, addressing: addressing)
             table.reportUnknownKeys(known: resourceKeys)
-            guard let resource else { continue }
-            if let first = firstLineOfName[resource.name] {
-                table.problem("name", "duplicate resource name \"\(resource.name)\" (first defined on line \(first))")
-                continue
+            // Names are compared as written, so a duplicate is found even when the first
+            // resource of that name had other problems.
+            if let name = table.table["name"]?.string {
+                if let first = firstLineOfName[name] {
+                    table.problem("name", "duplicate resource name \"\(name)\" (first defined on line \(first))")
+                    continue
+                }
+                firstLineOfName[name] = table.line(of: "name")
             }
-            firstLineOfName[resource.name] = table.line(of: "name") ?? resource.line
-            loaded.append((resource, table))
+            if let resource { loaded.append((resource, table)) }
         }
         reportOverlaps(loaded)
         reader.reportUnknownKeys(known: profileKeys)

@@ -165,6 +165,8 @@ func problems(_ text: String) -> [ConfigProblem] {
         #expect(only("table = \"register\"\naddress = 0\ntype = \"u16\"").first?.contains("\"register\" is not one of") == true)
         #expect(only("address = 0\ntype = \"u16\"").first == "resource[x].table: is required")
         #expect(problems("name = \"empty\"").first?.message.contains("at least one") == true)
+        let twice = problems("[[resource]]\nname = \"x\"\ntype = \"u17\"\n[[resource]]\nname = \"x\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"")
+        #expect(twice.contains { $0.line == 5 && $0.message.contains("duplicate") }, "found even when the first is broken")
         #expect(problems("[[resource]]\nname = \"x\"\nname = \"y\"").first?.key == "(syntax)")
     }
 

@@ -35,6 +35,9 @@ func register(_ name: String, _ address: Int, _ type: ModbusDataType = .u16, tab
         // A value is never split over two requests: the f64 at 123 starts the next one.
         let straddling = (0..<123).map { register("r\($0)", $0) } + [register("wide", 123, .f64)]
         #expect(readPlan(resources: straddling).map(\.count) == [123, 4])
+        // A value wider than the limit (the loader allows none) is read whole, on its own.
+        let wide = [register("a", 0), register("text", 1, .string(registers: 125)), register("b", 126)]
+        #expect(readPlan(resources: wide, maxRegisters: 100).map(\.count) == [1, 125, 1])
     }
 
     @Test func rawForAResource() throws {
