@@ -70,6 +70,13 @@ let package = Package(
             ],
             path: "Drivers/DoseCalibrator"
         ),
+        // Modbus gantry: register-map profiles and their decoding (pure; libmodbus comes later).
+        .target(
+            name: "ModbusGantry",
+            dependencies: ["NMBridgeCore"],
+            path: "Drivers/ModbusGantry",
+            exclude: ["profiles"]
+        ),
         // Composition: services, supervisor, HTTP API, sd_notify.
         .target(
             name: "NMServer",
@@ -141,6 +148,7 @@ let package = Package(
             name: "DoseCalibratorTests",
             dependencies: ["DoseCalibrator", "NMTransport", "NMBridgeCore", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
         ),
+        .testTarget(name: "ModbusGantryTests", dependencies: ["ModbusGantry", "NMBridgeCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
     ],
     swiftLanguageModes: [.v6]
