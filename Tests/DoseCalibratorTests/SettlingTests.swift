@@ -68,18 +68,21 @@ import Testing
             show Tc99m 740 MBq for 8s chamber 2
             silence for 1m
             garbage for 2s
-            bad-checksum for 2s
+            bad-checksum for 2 requests
             split for 4s
             noise 64
             disconnect for 3s
+            show F-18 370 MBq for 12 requests
             loop
             """, source: "t.sim")
         #expect(script.loops)
-        #expect(script.steps.count == 8)
-        #expect(script.steps[0] == .empty(seconds: 0.5))
-        #expect(script.steps[1] == .show(nuclide: "Tc-99m", value: 740, unit: .mbq, chamber: 2, seconds: 8))
-        #expect(script.steps[2] == .silence(seconds: 60))
-        #expect(script.steps[6] == .noise(bytes: 64))
+        #expect(script.steps.count == 9)
+        #expect(script.steps[0] == .init(.empty, .seconds(0.5)))
+        #expect(script.steps[1] == .init(.show(nuclide: "Tc-99m", value: 740, unit: .mbq, chamber: 2), .seconds(8)))
+        #expect(script.steps[2] == .init(.silence, .seconds(60)))
+        #expect(script.steps[4] == .init(.badChecksum, .requests(2)))
+        #expect(script.steps[6] == .init(.noise(bytes: 64), .instant))
+        #expect(script.steps[8] == .init(.show(nuclide: "F-18", value: 370, unit: .mbq, chamber: 1), .requests(12)))
         #expect(SimulatorScript.demo.loops)
     }
 
@@ -90,6 +93,9 @@ import Testing
             ("empty for 1s\nloop\nempty for 1s", "nothing may follow"),
             ("show Tc99m 1 MBq for 1s chamber 9", "chamber"),
             ("silence 5s", "for DURATION"),
+            ("disconnect for 3 requests", "give `disconnect` a time"),
+            ("empty for 0 requests", "positive number of requests"),
+            ("empty for soon", "not a duration"),
             ("noise 0", "noise BYTES"),
             ("", "no steps"),
         ]

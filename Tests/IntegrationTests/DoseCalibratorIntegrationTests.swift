@@ -36,9 +36,9 @@ final class SimulatorProcess {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try """
-            empty for 500ms
-            show Tc-99m 740 MBq for 4s
-            silence for 3s
+            empty for 5 requests
+            show Tc-99m 740 MBq for 20 requests
+            silence for 30 requests
             show F-18 370 MBq for 600s
             """.write(toFile: dir + "/session.sim", atomically: true, encoding: .utf8)
         var simulator = try SimulatorProcess(model: "crc35r", link: dir + "/dosecal.tty", script: dir + "/session.sim")
@@ -57,7 +57,7 @@ final class SimulatorProcess {
                     stale_after_s = 1
                     """))
         defer { daemon.signal(SIGKILL) }
-        var events = try await daemon.waitForEvents { events in
+        var events = try await daemon.waitForEvents(timeout: .seconds(90)) { events in
             events.contains { $0.kind == "dosecal.measurement" && $0.data["nuclide"] == .string("F-18") }
         }
         var kinds = events.filter { $0.device == "dosecal-hotlab" }.map(\.kind)
@@ -72,9 +72,9 @@ final class SimulatorProcess {
 
         // Unplug: the simulator goes away; then a new one appears at the same link.
         simulator.stop()
-        events = try await daemon.waitForEvents { $0.contains { $0.kind == "device.disconnected" } }
+        events = try await daemon.waitForEvents(timeout: .seconds(90)) { $0.contains { $0.kind == "device.disconnected" } }
         simulator = try SimulatorProcess(model: "crc35r", link: dir + "/dosecal.tty", script: dir + "/session.sim")
-        events = try await daemon.waitForEvents { events in
+        events = try await daemon.waitForEvents(timeout: .seconds(90)) { events in
             events.filter { $0.kind == "device.connected" }.count == 2
                 && events.filter { $0.kind == "dosecal.measurement" }.count >= 3
         }

@@ -75,24 +75,19 @@ public final class DoseCalibratorSimulator: Sendable {
 
     // MARK: - Timeline
 
-    private func step(at elapsed: Double) -> (index: Int, start: Double) {
-        let total = script.steps.reduce(0) { $0 + $1.seconds }
-        var t = elapsed
-        if script.loops, total > 0 { t = elapsed.truncatingRemainder(dividingBy: total) }
-        var start = elapsed - t
-        for (index, step) in script.steps.enumerated() {
-            if t < step.seconds || index == script.steps.count - 1 { return (index, start) }
-            t -= step.seconds
-            start += step.seconds
-        }
-        return (script.steps.count - 1, start)
+    /// Where the session is: the current step, when it began and how many requests it has
+    /// answered.
+    private struct Position {
+        var index = 0
+        var since = Date()
+        var requests = 0
     }
 
-    /// The reading a vial shows `since` seconds after it went in: it rises over the first
-    /// second (the ion chamber's response) and then holds the exact value.
-    static func ramp(_ value: Double, since: Double) -> Double {
-        guard since < 1 else { return value }
-        let x = max(0, since)
+    /// The reading a vial shows: it rises over the first second (the ion chamber's
+    /// response), or over the first three requests of a step counted in requests, then
+    /// holds the exact value.
+    static func ramp(_ value: Double, seconds: Double, requests: Int, countedInRequests: Bool) -> Double {
+        let x = countedInRequests ? Double(min(requests, 3)) / 3 : min(max(seconds, 0), 1)
         return value * (1 - pow(1 - x, 3))
     }
 
@@ -100,42 +95,58 @@ public final class DoseCalibratorSimulator: Sendable {
     /// is never asked, when the host opens the port): a driver that starts late, or a
     /// loaded machine, still sees every step of the script from its beginning.
     private func run() {
-        var began: Date?
-        var lastStepKey: (Int, Double)?
-        var printedFor: (Int, Double)?
+        var position: Position?
+        var printed = false
         var requests = RequestParser(model: model)
-        while !stopped.load(ordering: .relaxed) {
-            if began == nil, model == .line, state.withLock({ $0.pty?.peerIsOpen ?? false }) { began = Date() }
-            if let began {
-                let elapsed = Date().timeIntervalSince(began)
-                let (index, start) = step(at: elapsed)
-                let current = script.steps[index]
-                if lastStepKey == nil || lastStepKey! != (index, start) {
-                    lastStepKey = (index, start)
-                    switch current {
-                    case .noise(let count):
-                        send(Self.randomBytes(count))
-                    case .disconnect(let seconds):
-                        disconnect(for: seconds)
-                        requests = RequestParser(model: model)
-                        continue
-                    default: break
-                    }
-                }
-                // The line model prints once per vial, after the reading has settled.
-                if model == .line, case .show = current, elapsed - start >= 1, printedFor == nil || printedFor! != (index, start) {
-                    printedFor = (index, start)
-                    respond(to: .lineRequest, step: current, since: elapsed - start)
-                }
+
+        /// Enters step `index` now; `noise` and `disconnect` act on entry.
+        func enter(_ index: Int) {
+            position = Position(index: index, since: Date(), requests: 0)
+            printed = false
+            switch script.steps[index].action {
+            case .noise(let count): send(Self.randomBytes(count))
+            case .disconnect:
+                if case .seconds(let seconds) = script.steps[index].length { disconnect(for: seconds) }
+                requests = RequestParser(model: model)
+            default: break
             }
-            let pty = state.withLock { $0.pty }
-            guard let pty else { return }
-            let bytes = pty.read(timeoutMs: 20)
-            for request in requests.push(bytes) {
-                let now = Date()
-                if began == nil { began = now }
-                let (index, start) = step(at: now.timeIntervalSince(began!))
-                respond(to: request, step: script.steps[index], since: now.timeIntervalSince(began!) - start)
+        }
+        /// Moves past finished steps; the last step of a script without `loop` never ends.
+        func advance() {
+            while var current = position {
+                let step = script.steps[current.index]
+                let finished: Bool =
+                    switch step.length {
+                    case .instant: true
+                    case .seconds(let seconds): Date().timeIntervalSince(current.since) >= seconds
+                    case .requests(let n): current.requests >= n
+                    }
+                let last = current.index == script.steps.count - 1
+                guard finished, !(last && !script.loops) else { return }
+                current.index = last ? 0 : current.index + 1
+                position = current
+                enter(current.index)
+            }
+        }
+
+        while !stopped.load(ordering: .relaxed) {
+            if position == nil, model == .line, state.withLock({ $0.pty?.peerIsOpen ?? false }) { enter(0) }
+            advance()
+            // The line model prints once per vial, after the reading has settled.
+            if model == .line, !printed, let current = position, case .show = script.steps[current.index].action,
+                Date().timeIntervalSince(current.since) >= 1
+            {
+                printed = true
+                respond(to: .lineRequest, at: current)
+            }
+            guard let pty = state.withLock({ $0.pty }) else { return }
+            for request in requests.push(pty.read(timeoutMs: 20)) {
+                if position == nil { enter(0) }
+                advance()
+                guard var current = position else { continue }
+                respond(to: request, at: current)
+                current.requests += 1
+                position = current
             }
         }
     }
@@ -162,22 +173,25 @@ public final class DoseCalibratorSimulator: Sendable {
 
     // MARK: - Replies
 
-    private func respond(to request: Request, step: SimulatorScript.Step, since: Double) {
+    private func respond(to request: Request, at position: Position) {
+        let step = script.steps[position.index]
         var reply: [UInt8]
-        switch step {
+        switch step.action {
         case .silence, .disconnect, .noise:
             return
         case .garbage:
             reply = Self.randomBytes(model == .crc15r ? CapintecCRC15R.replyLength : 24)
-        case .show(let nuclide, let value, let unit, let chamber, _):
-            let shown = Self.ramp(value, since: since)
+        case .show(let nuclide, let value, let unit, let chamber):
+            let countedInRequests = if case .requests = step.length { true } else { false }
+            let shown = Self.ramp(
+                value, seconds: Date().timeIntervalSince(position.since), requests: position.requests,
+                countedInRequests: countedInRequests)
             reply = encode(request, nuclide: nuclide, value: shown, unit: unit, chamber: chamber, corrupt: false)
         case .badChecksum:
             reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, chamber: 1, corrupt: true)
         case .empty:
             reply = encodeEmpty(request)
-        case .split(let seconds):
-            _ = seconds
+        case .split:
             reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, chamber: 1, corrupt: false)
             let cut1 = reply.count / 3
             let cut2 = 2 * reply.count / 3

@@ -5,7 +5,7 @@ import NMBridgeCore
 ///
 ///     # comment
 ///     empty for 5s                      chamber empty (the device answers "nothing")
-///     show Tc-99m 740 MBq for 8s        a vial: the reading ramps up over 1 s, then holds
+///     show Tc-99m 740 MBq for 8s        a vial: the reading ramps up, then holds
 ///     show Cs-137 6.93 MBq for 8s chamber 2
 ///     silence for 10s                   no answer at all (stale)
 ///     garbage for 2s                    answers with random bytes
@@ -15,25 +15,34 @@ import NMBridgeCore
 ///     disconnect for 3s                 closes the pty (cable pulled); then a new one
 ///     loop                              start again (last line only)
 ///
-/// Durations: `500ms`, `8s`, `2m`. Without `loop` the last step lasts forever.
+/// Durations: `500ms`, `8s`, `2m`, or `N requests` (the step lasts for the host's next N
+/// requests, whatever the timing: polled models only; deterministic for tests).
+/// `disconnect` takes a time. Without `loop` the last step lasts forever.
 public struct SimulatorScript: Sendable, Equatable {
-    public enum Step: Sendable, Equatable {
-        case show(nuclide: String, value: Double, unit: ActivityUnit, chamber: Int, seconds: Double)
-        case empty(seconds: Double)
-        case silence(seconds: Double)
-        case garbage(seconds: Double)
-        case badChecksum(seconds: Double)
-        case split(seconds: Double)
-        case noise(bytes: Int)
-        case disconnect(seconds: Double)
+    public struct Step: Sendable, Equatable {
+        public enum Action: Sendable, Equatable {
+            case show(nuclide: String, value: Double, unit: ActivityUnit, chamber: Int)
+            case empty
+            case silence
+            case garbage
+            case badChecksum
+            case split
+            case noise(bytes: Int)
+            case disconnect
+        }
 
-        var seconds: Double {
-            switch self {
-            case .show(_, _, _, _, let s), .empty(let s), .silence(let s), .garbage(let s), .badChecksum(let s), .split(let s),
-                .disconnect(let s):
-                s
-            case .noise: 0
-            }
+        public enum Length: Sendable, Equatable {
+            case seconds(Double)
+            case requests(Int)
+            case instant
+        }
+
+        public var action: Action
+        public var length: Length
+
+        public init(_ action: Action, _ length: Length) {
+            self.action = action
+            self.length = length
         }
     }
 
@@ -87,11 +96,19 @@ public struct SimulatorScript: Sendable, Equatable {
                 NMBridgeError(.scriptInvalid, "\(source) line \(lineNumber): \(message)")
             }
             if loops { throw fail("nothing may follow `loop`") }
-            func duration(after index: Int) throws(NMBridgeError) -> Double {
-                guard words.count > index + 1, words[index] == "for", let seconds = Self.seconds(words[index + 1]) else {
-                    throw fail("expected `for DURATION` (e.g. `for 5s`)")
+            /// `for 5s` or `for 20 requests` at `index`; returns the length and the words used.
+            func length(at index: Int) throws(NMBridgeError) -> (Step.Length, Int) {
+                guard words.count > index + 1, words[index] == "for" else {
+                    throw fail("expected `for DURATION` (e.g. `for 5s` or `for 20 requests`)")
                 }
-                return seconds
+                if words.count > index + 2, words[index + 2] == "requests" || words[index + 2] == "request" {
+                    guard let n = Int(words[index + 1]), n > 0 else { throw fail("expected a positive number of requests") }
+                    return (.requests(n), 3)
+                }
+                guard let seconds = Self.seconds(words[index + 1]) else {
+                    throw fail("\"\(words[index + 1])\" is not a duration (500ms, 8s, 2m, or N requests)")
+                }
+                return (.seconds(seconds), 2)
             }
             switch verb {
             case "show":
@@ -99,34 +116,40 @@ public struct SimulatorScript: Sendable, Equatable {
                 guard let nuclide = Radionuclide.canonicalName(words[1]) else { throw fail("\"\(words[1])\" is not a nuclide name") }
                 guard let value = Double(words[2]), value.isFinite, value >= 0 else { throw fail("\"\(words[2])\" is not an activity") }
                 guard let unit = ActivityUnit(text: words[3]) else { throw fail("\"\(words[3])\" is not a unit") }
-                let seconds = try duration(after: 4)
+                let (stepLength, used) = try length(at: 4)
+                let rest = Array(words.dropFirst(4 + used))
                 var chamber = 1
-                if words.count > 6 {
-                    guard words.count == 8, words[6] == "chamber", let n = Int(words[7]), (1...8).contains(n) else {
+                if !rest.isEmpty {
+                    guard rest.count == 2, rest[0] == "chamber", let n = Int(rest[1]), (1...8).contains(n) else {
                         throw fail("expected `chamber N` (1–8) after the duration")
                     }
                     chamber = n
                 }
-                steps.append(.show(nuclide: nuclide, value: value, unit: unit, chamber: chamber, seconds: seconds))
+                steps.append(Step(.show(nuclide: nuclide, value: value, unit: unit, chamber: chamber), stepLength))
             case "empty", "silence", "garbage", "bad-checksum", "split", "disconnect":
-                guard words.count == 3 else { throw fail("expected `\(verb) for DURATION`") }
-                let seconds = try duration(after: 1)
-                switch verb {
-                case "empty": steps.append(.empty(seconds: seconds))
-                case "silence": steps.append(.silence(seconds: seconds))
-                case "garbage": steps.append(.garbage(seconds: seconds))
-                case "bad-checksum": steps.append(.badChecksum(seconds: seconds))
-                case "split": steps.append(.split(seconds: seconds))
-                default: steps.append(.disconnect(seconds: seconds))
+                let (stepLength, used) = try length(at: 1)
+                guard words.count == 1 + used else { throw fail("expected `\(verb) for DURATION`") }
+                let action: Step.Action =
+                    switch verb {
+                    case "empty": .empty
+                    case "silence": .silence
+                    case "garbage": .garbage
+                    case "bad-checksum": .badChecksum
+                    case "split": .split
+                    default: .disconnect
+                    }
+                if action == .disconnect, case .requests = stepLength {
+                    throw fail("a disconnected device gets no requests: give `disconnect` a time")
                 }
+                steps.append(Step(action, stepLength))
             case "noise":
                 guard words.count == 2, let count = Int(words[1]), (1...65536).contains(count) else {
                     throw fail("expected `noise BYTES` (1–65536)")
                 }
-                steps.append(.noise(bytes: count))
+                steps.append(Step(.noise(bytes: count), .instant))
             case "loop":
                 guard words.count == 1 else { throw fail("`loop` takes nothing") }
-                guard steps.contains(where: { $0.seconds > 0 }) else { throw fail("a loop needs a step that lasts") }
+                guard steps.contains(where: { $0.length != .instant }) else { throw fail("a loop needs a step that lasts") }
                 loops = true
             default:
                 throw fail("unknown step \"\(verb)\" (show, empty, silence, garbage, bad-checksum, split, noise, disconnect, loop)")
