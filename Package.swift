@@ -137,18 +137,23 @@ let package = Package(
             ],
             path: "bench/Sources/nmbridge-bench"
         ),
-        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver"]),
+        // Helpers shared by the test targets (a seeded random generator for fuzz tests).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver", "TestSupport"]),
         .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
-            dependencies: ["NMServer", "NMClient", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["NMServer", "NMClient", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         .testTarget(name: "NMTransportTests", dependencies: ["NMTransport"]),
         .testTarget(
             name: "DoseCalibratorTests",
-            dependencies: ["DoseCalibrator", "NMTransport", "NMBridgeCore", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]
+            dependencies: [
+                "DoseCalibrator", "NMTransport", "NMBridgeCore", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
-        .testTarget(name: "ModbusGantryTests", dependencies: ["ModbusGantry", "NMBridgeCore"]),
+        .testTarget(name: "ModbusGantryTests", dependencies: ["ModbusGantry", "NMBridgeCore", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
     ],
     swiftLanguageModes: [.v6]

@@ -36,16 +36,7 @@ public enum ModbusProfileLoader {
     public static func load(text: String, file: String?, defaultName: String = "profile") throws(ConfigurationError)
         -> ModbusProfile
     {
-        let root: TOMLTable
-        do {
-            root = try TOMLParser.parse(text)
-        } catch {
-            throw ConfigurationError(
-                problems: error.errors.map {
-                    ConfigProblem(file: file, key: "(syntax)", line: $0.location.line, message: $0.description)
-                })
-        }
-        let reader = ConfigTableReader(root: root, file: file)
+        let reader = try ConfigTableReader.parse(text: text, file: file)
         let name = reader.string("name") ?? defaultName
         let description = reader.string("description")
         let addressing = reader.choice("addressing", ModbusProfile.Addressing.allCases.map(\.rawValue))

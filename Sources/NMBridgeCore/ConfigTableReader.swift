@@ -64,6 +64,21 @@ public final class ConfigTableReader {
         self.init(path: "", table: root, sink: ProblemSink(file: file, baseDirectory: baseDirectory))
     }
 
+    /// Parses TOML text into a reader for its root table; syntax errors become a
+    /// `ConfigurationError` listing each with its line.
+    public static func parse(text: String, file: String?, baseDirectory: String? = nil) throws(ConfigurationError)
+        -> ConfigTableReader
+    {
+        do {
+            return ConfigTableReader(root: try TOMLParser.parse(text), file: file, baseDirectory: baseDirectory)
+        } catch {
+            throw ConfigurationError(
+                problems: error.errors.map {
+                    ConfigProblem(file: file, key: "(syntax)", line: $0.location.line, message: $0.description)
+                })
+        }
+    }
+
     /// `path` made absolute against the configuration file's folder.
     public func resolvePath(_ path: String) -> String {
         guard !path.hasPrefix("/"), let base = sink.baseDirectory else { return path }

@@ -104,16 +104,7 @@ public struct DaemonConfiguration: Sendable {
         text: String, file: String?, drivers: DriverCatalog, defaultNode: String,
         baseDirectory: String? = nil
     ) throws(ConfigurationError) -> DaemonConfiguration {
-        let root: TOMLTable
-        do {
-            root = try TOMLParser.parse(text)
-        } catch {
-            throw ConfigurationError(
-                problems: error.errors.map {
-                    ConfigProblem(file: file, key: "(syntax)", line: $0.location.line, message: $0.description)
-                })
-        }
-        let reader = ConfigTableReader(root: root, file: file, baseDirectory: baseDirectory)
+        let reader = try ConfigTableReader.parse(text: text, file: file, baseDirectory: baseDirectory)
         let resolve = reader.resolvePath
 
         // [daemon]

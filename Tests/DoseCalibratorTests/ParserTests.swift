@@ -1,6 +1,7 @@
 import Foundation
 import NMBridgeCore
 import Testing
+import TestSupport
 
 @testable import DoseCalibrator
 
@@ -221,17 +222,6 @@ private func violation(_ message: DecodedMessage) -> String? {
 /// Random and mutated input into every decoder: nothing crashes, buffers stay bounded,
 /// and anything that comes out as a reading is a possible one.
 @Suite struct ParserFuzzTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static func check(_ message: DecodedMessage) {
         if case .reading(let r) = message {
             #expect(r.activityBq.isFinite && r.activityBq >= 0 && r.activityBq <= DoseCalibratorLimits.maxActivityBq)
@@ -239,7 +229,7 @@ private func violation(_ message: DecodedMessage) -> String? {
     }
 
     @Test func randomAndMutatedBytes() throws {
-        var rng = Generator(state: 20261129)
+        var rng = SeededGenerator(state: 20261129)
         let pattern = try LinePattern(LinePattern.defaultPattern)
         let seeds: [[UInt8]] = [
             CapintecCRC15R.encode(nuclide: "Tc99m", unitCode: 5, value: 740),

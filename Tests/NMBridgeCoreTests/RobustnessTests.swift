@@ -1,21 +1,9 @@
 import Foundation
 import ScriptDriver
 import Testing
+import TestSupport
 
 @testable import NMBridgeCore
-
-/// SplitMix64: tiny and seedable, so a failing input can be reproduced from the seed
-/// (shared by the robustness tests of this target).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// Parsers of operator and network input are total: every input gives a value or a typed error.
 @Suite struct RobustnessTests {

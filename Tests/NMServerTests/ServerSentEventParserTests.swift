@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 
 @testable import NMClient
 
@@ -293,7 +294,7 @@ struct ServerSentEventParserTests {
 
     @Test("random bytes never crash, and chunking never changes the result")
     func randomBytesRobustness() throws {
-        var random = SplitMix64(seed: 0x5EED_CAFE)
+        var random = SeededGenerator(state: 0x5EED_CAFE)
         let tokens: [[UInt8]] = [
             "data", "data:", "data: ", "id:", "id: ", "event:", "retry:", "retry: ", ":", " ", "\r", "\n", "\r\n",
             "\n\n", "0", "7", "42", "x", "é", "😀", "\u{0}", "\u{FEFF}",
@@ -333,19 +334,3 @@ struct ServerSentEventParserTests {
     }
 }
 
-/// A small, seedable pseudo-random generator so the robustness test is reproducible.
-private struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-
-    init(seed: UInt64) {
-        state = seed
-    }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
