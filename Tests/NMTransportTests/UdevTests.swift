@@ -16,13 +16,7 @@ import Testing
 extension UdevTests {
     /// Each test runs one scenario of `TestbedScenarios` in a child process under the
     /// umockdev preload library; see UmockdevHarness.swift.
-    @Suite(
-        .enabled(
-            if: Umockdev.isInstalled,
-            "umockdev is not installed (libumockdev.so.0 from libumockdev0, libumockdev-preload.so.0 from umockdev): scripts/test installs them"
-        ),
-        .enabled(if: Umockdev.scenario == nil, "this process is a umockdev child")
-    )
+    @Suite(.umockdevInstalled, .notUmockdevChild)
     struct Testbed {
         @Test func enumerationIdentityAndSelectors() async throws {
             try await Umockdev.runScenario("enumerationAndSelectorsUnderTestbed")

@@ -295,3 +295,17 @@ final class TemporaryDirectory {
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
+
+extension Trait where Self == ConditionTrait {
+    /// The umockdev scenarios need libumockdev and its preload library (scripts/test
+    /// installs both).
+    static var umockdevInstalled: Self {
+        .enabled(
+            if: Umockdev.isInstalled,
+            "umockdev is not installed (libumockdev.so.0 from libumockdev0, libumockdev-preload.so.0 from umockdev): scripts/test installs them"
+        )
+    }
+
+    /// A umockdev child runs only its scenario, never the suites that start children.
+    static var notUmockdevChild: Self { .enabled(if: Umockdev.scenario == nil, "this process is a umockdev child") }
+}

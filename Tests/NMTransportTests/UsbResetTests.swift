@@ -159,13 +159,7 @@ extension UsbResetTests {
 extension UsbResetTests {
     /// Runs `TestbedScenarios` in a child under the umockdev preload library; see
     /// UmockdevHarness.swift.
-    @Suite(
-        .enabled(
-            if: Umockdev.isInstalled,
-            "umockdev is not installed (libumockdev.so.0 from libumockdev0, libumockdev-preload.so.0 from umockdev): scripts/test installs them"
-        ),
-        .enabled(if: Umockdev.scenario == nil, "this process is a umockdev child")
-    )
+    @Suite(.umockdevInstalled, .notUmockdevChild)
     struct Testbed {
         @Test func sysfsLookupIdentityAndReset() async throws {
             try await Umockdev.runScenario("usbResetLookupIdentityAndResetUnderTestbed")
