@@ -24,7 +24,7 @@ struct CalibratorSession {
         self.errors = ProtocolErrorLimiter(interval: settings.errorInterval)
     }
 
-    mutating func run(_ port: SerialPort) async throws {
+    mutating func run(_ port: SerialPort) async throws -> Never {
         if case .line(let pattern) = settings.dialect {
             // A printer port speaks when it has something to say.
             while true {

@@ -71,52 +71,34 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
     }
 
     public static func settings(from reader: ConfigTableReader) -> Settings? {
+        // Every bad value is recorded on `reader`; a default stands in meanwhile, and any
+        // new problem makes the settings unusable.
+        let problemsBefore = reader.problems.count
         let selector = DeviceSelector.read(from: reader)
         let serial = SerialSettings.read(from: reader, defaults: Family.defaultSerial)
-        var ok = selector != nil && serial != nil
         var pollMs: Int64 = 1000
         var replyMs: Int64 = 1000
+        var resetAfter = 0
         if Family.isPolled {
-            if reader.has("poll_ms") { if let v = reader.int("poll_ms", in: 100...60_000) { pollMs = v } else { ok = false } }
-            replyMs = min(1000, pollMs)
-            if reader.has("reply_timeout_ms") {
-                if let v = reader.int("reply_timeout_ms", in: 10...60_000) {
-                    if v > pollMs {
-                        reader.problem("reply_timeout_ms", "must not exceed poll_ms (\(pollMs))")
-                        ok = false
-                    }
-                    replyMs = v
-                } else {
-                    ok = false
-                }
-            }
+            pollMs = reader.int("poll_ms", in: 100...60_000) ?? 1000
+            replyMs = reader.int("reply_timeout_ms", in: 10...60_000) ?? min(1000, pollMs)
+            if replyMs > pollMs { reader.problem("reply_timeout_ms", "must not exceed poll_ms (\(pollMs))") }
+            resetAfter = Int(reader.int("usb_reset_after_timeouts", in: 0...1000) ?? 5)
         }
         var mode = Family.defaultSettle
         if let choice = reader.choice("settle", ["polls", "device"]) {
             mode = choice == "device" ? .device : .polls(count: 3, band: 0.01)
-        } else if reader.has("settle") {
-            ok = false
         }
         if case .polls = mode {
-            var count = 3
-            var band = 0.01
-            if reader.has("settle_polls") { if let v = reader.int("settle_polls", in: 2...100) { count = Int(v) } else { ok = false } }
-            if reader.has("settle_band_pct") { if let v = reader.double("settle_band_pct", in: 0.01...50) { band = v / 100 } else { ok = false } }
-            mode = .polls(count: count, band: band)
+            let count = reader.int("settle_polls", in: 2...100) ?? 3
+            let bandPct = reader.double("settle_band_pct", in: 0.01...50) ?? 1
+            mode = .polls(count: Int(count), band: bandPct / 100)
         }
-        var minActivity = 100_000.0
-        if reader.has("min_activity_bq") { if let v = reader.double("min_activity_bq", in: 0...1e12) { minActivity = v } else { ok = false } }
+        let minActivity = reader.double("min_activity_bq", in: 0...1e12) ?? 100_000
         let emitReadings = reader.bool("emit_readings") ?? false
-        var errorInterval = 60.0
-        if reader.has("protocol_error_interval_s") {
-            if let v = reader.double("protocol_error_interval_s", in: 0...86_400) { errorInterval = v } else { ok = false }
-        }
-        var resetAfter = Family.isPolled ? 5 : 0
-        if Family.isPolled, reader.has("usb_reset_after_timeouts") {
-            if let v = reader.int("usb_reset_after_timeouts", in: 0...1000) { resetAfter = Int(v) } else { ok = false }
-        }
+        let errorInterval = reader.double("protocol_error_interval_s", in: 0...86_400) ?? 60
         let dialect = Family.dialect(from: reader)
-        guard ok, let selector, let serial, let dialect else { return nil }
+        guard reader.problems.count == problemsBefore, let selector, let serial, let dialect else { return nil }
         return Settings(
             selector: selector, serial: serial, pollInterval: .milliseconds(pollMs), replyTimeout: .milliseconds(replyMs),
             settle: SettleRule(mode: mode, minActivityBq: minActivity), emitReadings: emitReadings,
@@ -205,25 +187,21 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
             lastFailure = nil
             try await context.reportLink(.up(reason: everOpened ? "reopened" : reason, identity: identity))
             everOpened = true
+            var session = CalibratorSession(
+                settings: settings, context: context, tty: settings.usbResetAfterTimeouts > 0 ? adapter : nil, wedge: wedge)
             do {
-                var session = CalibratorSession(
-                    settings: settings, context: context, tty: settings.usbResetAfterTimeouts > 0 ? adapter : nil, wedge: wedge)
-                defer {
-                    wedge = session.wedge
-                    wedge.portClosed()
-                }
+                defer { port.close() }
+                // A session ends only by throwing: cancellation (shutdown, unplug) or a port error.
                 try await session.run(port)
             } catch is CancellationError {
-                port.close()
                 throw CancellationError()
             } catch {
-                port.close()
                 context.logger.warning("dose calibrator link lost", metadata: ["error": "\(error)"])
                 try await context.reportLink(.down(reason: "\(error)"))
-                try await context.clock.sleep(for: .seconds(1))
-                continue
             }
-            port.close()
+            wedge = session.wedge
+            wedge.portClosed()
+            try await context.clock.sleep(for: .seconds(1))
         }
     }
 }

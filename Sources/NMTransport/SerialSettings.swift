@@ -43,39 +43,21 @@ public struct SerialSettings: Sendable, Equatable, CustomStringConvertible {
     public static func read(_ key: String = "serial", from reader: ConfigTableReader, defaults: SerialSettings) -> SerialSettings? {
         guard reader.has(key) else { return defaults }
         guard let table = reader.table(key) else { return nil }
+        let problemsBefore = table.problems.count
         var settings = defaults
-        var ok = true
         if let baud = table.int("baud") {
             if supportedBauds.contains(Int(baud)) {
                 settings.baud = Int(baud)
             } else {
                 table.problem("baud", "unsupported baud rate \(baud); use one of " + supportedBauds.map(String.init).joined(separator: ", "))
-                ok = false
-            }
-        } else if table.has("baud") {
-            ok = false
-        }
-        if table.has("data_bits") {
-            if let bits = table.int("data_bits", in: 5...8) { settings.dataBits = Int(bits) } else { ok = false }
-        }
-        if table.has("parity") {
-            if let parity = table.choice("parity", Parity.allCases.map(\.rawValue)).flatMap(Parity.init(rawValue:)) {
-                settings.parity = parity
-            } else {
-                ok = false
             }
         }
-        if table.has("stop_bits") {
-            if let stop = table.int("stop_bits", in: 1...2) { settings.stopBits = Int(stop) } else { ok = false }
-        }
-        if table.has("flow_control") {
-            if let flow = table.choice("flow_control", FlowControl.allCases.map(\.rawValue)).flatMap(FlowControl.init(rawValue:)) {
-                settings.flowControl = flow
-            } else {
-                ok = false
-            }
-        }
-        table.reportUnknownKeys(known: ["baud", "data_bits", "parity", "stop_bits", "flow_control"])
-        return ok ? settings : nil
+        settings.dataBits = table.int("data_bits", in: 5...8).map(Int.init) ?? settings.dataBits
+        settings.parity = table.choice("parity", Parity.allCases.map(\.rawValue)).flatMap(Parity.init(rawValue:)) ?? settings.parity
+        settings.stopBits = table.int("stop_bits", in: 1...2).map(Int.init) ?? settings.stopBits
+        settings.flowControl =
+            table.choice("flow_control", FlowControl.allCases.map(\.rawValue)).flatMap(FlowControl.init(rawValue:)) ?? settings.flowControl
+        table.reportUnknownKeys()
+        return table.problems.count == problemsBefore ? settings : nil
     }
 }

@@ -56,22 +56,13 @@ struct Simulate: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             simulator.start()
-            let signals = [SIGINT, SIGTERM].map { (number: Int32) -> any DispatchSourceSignal in
-                signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-                source.setEventHandler {
-                    simulator.stop()
-                    Foundation.exit(0)
-                }
-                source.resume()
-                return source
-            }
+            let stopSignals = StopSignals.install(cleanUp: { simulator.stop() })
             FileHandle.standardOutput.write(Data((simulator.path + "\n").utf8))
             FileHandle.standardError.write(
                 Data("simulated \(model.rawValue) dose calibrator on \(simulator.path); Ctrl-C to stop\n".utf8))
             while true {
                 try await Task.sleep(for: .seconds(3600))
-                withExtendedLifetime(signals) {}
+                withExtendedLifetime(stopSignals) {}
             }
         }
     }

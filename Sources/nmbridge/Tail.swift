@@ -207,16 +207,22 @@ enum CursorFile {
 /// Held while an event is printed and the cursor file updated.
 let outputSection = Mutex(())
 
-/// SIGINT/SIGTERM end `tail` only between two events, so that its cursor file always names
-/// the last event it printed (a restarted tail neither repeats nor misses one).
+/// SIGINT/SIGTERM end the CLI only between two printed events, so that `tail`'s cursor
+/// file always names the last event it printed (a restarted tail neither repeats nor
+/// misses one).
 struct StopSignals {
     let sources: [any DispatchSourceSignal]
 
-    static func install() -> StopSignals {
+    /// On SIGINT or SIGTERM: runs `cleanUp`, then exits 0 once no output line is half
+    /// written.
+    static func install(cleanUp: @escaping @Sendable () -> Void = {}) -> StopSignals {
         StopSignals(sources: [SIGINT, SIGTERM].map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { outputSection.withLock { (_) -> Void in exit(0) } }
+            source.setEventHandler {
+                cleanUp()
+                outputSection.withLock { (_) -> Void in exit(0) }
+            }
             source.resume()
             return source
         })

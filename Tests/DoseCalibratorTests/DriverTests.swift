@@ -218,6 +218,17 @@ struct DriverRig {
         #expect(rig.sink.events("dosecal.measurement").map { $0.data["nuclide"] } == [.string("Tc-99m"), .string("F-18")])
     }
 
+    @Test func aVialShowsOnlyInItsChamber() async throws {
+        let rig = try DriverRig(
+            model: .crc35r, driver: "capintec-crc35r", script: "show F-18 370 MBq for 600s chamber 3",
+            extra: "poll_ms = 100\nchambers = [1, 3]")
+        let arrived = await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty }
+        try await Task.sleep(for: .milliseconds(500))
+        await rig.stop()
+        #expect(arrived)
+        #expect(rig.sink.events("dosecal.measurement").map { $0.data["chamber"] } == [.int(3)])
+    }
+
     @Test func multiChamberCRC35R() async throws {
         let rig = try DriverRig(
             model: .crc35r, driver: "capintec-crc35r", script: "show Ga-68 1.2 GBq for 600s", extra: "poll_ms = 100\nchambers = [1, 3]")

@@ -82,7 +82,7 @@ import Testing
         #expect(script.steps[2] == .init(.silence, .seconds(60)))
         #expect(script.steps[4] == .init(.badChecksum, .requests(2)))
         #expect(script.steps[6] == .init(.noise(bytes: 64), .instant))
-        #expect(script.steps[8] == .init(.show(nuclide: "F-18", value: 370, unit: .mbq, chamber: 1), .requests(12)))
+        #expect(script.steps[8] == .init(.show(nuclide: "F-18", value: 370, unit: .mbq, chamber: nil), .requests(12)))
         #expect(SimulatorScript.demo.loops)
     }
 

@@ -181,18 +181,21 @@ public final class DoseCalibratorSimulator: Sendable {
             return
         case .garbage:
             reply = Self.randomBytes(model == .crc15r ? CapintecCRC15R.replyLength : 24)
-        case .show(let nuclide, let value, let unit, let chamber):
+        case .show(_, _, _, let chamber?) where request.chamber.map({ $0 != chamber }) ?? false:
+            // A multi-chamber model shows the vial in its own chamber only.
+            reply = encodeEmpty(request)
+        case .show(let nuclide, let value, let unit, _):
             let countedInRequests = if case .requests = step.length { true } else { false }
             let shown = Self.ramp(
                 value, seconds: Date().timeIntervalSince(position.since), requests: position.requests,
                 countedInRequests: countedInRequests)
-            reply = encode(request, nuclide: nuclide, value: shown, unit: unit, chamber: chamber, corrupt: false)
+            reply = encode(request, nuclide: nuclide, value: shown, unit: unit, corrupt: false)
         case .badChecksum:
-            reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, chamber: 1, corrupt: true)
+            reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, corrupt: true)
         case .empty:
             reply = encodeEmpty(request)
         case .split:
-            reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, chamber: 1, corrupt: false)
+            reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, corrupt: false)
             let cut1 = reply.count / 3
             let cut2 = 2 * reply.count / 3
             send(Array(reply[..<cut1]))
@@ -205,7 +208,7 @@ public final class DoseCalibratorSimulator: Sendable {
         state.withLock { $0.replies += 1 }
     }
 
-    private func encode(_ request: Request, nuclide: String, value: Double, unit: ActivityUnit, chamber: Int, corrupt: Bool) -> [UInt8] {
+    private func encode(_ request: Request, nuclide: String, value: Double, unit: ActivityUnit, corrupt: Bool) -> [UInt8] {
         switch (model, request) {
         case (.crc15r, .crc15r(let letters)):
             let code = Self.code(for: unit, in: CapintecCRC15R.defaultUnitCodes) ?? 5
@@ -221,7 +224,6 @@ public final class DoseCalibratorSimulator: Sendable {
                 CapintecCRC35R.replyBody(
                     chamber: asked, name: CapintecCRC15R.displayName(nuclide), valueText: Self.text(shown), unitCode: code))
             if corrupt { frame[frame.count - 2] ^= 0x5A }
-            _ = chamber
             return frame
         case (.atomlab500, _), (.line, _):
             let name = CapintecCRC15R.displayName(nuclide).replacingOccurrences(of: " ", with: "")
@@ -271,6 +273,11 @@ enum Request: Equatable {
     case atomlab
     /// The line model prints without being asked.
     case lineRequest
+
+    /// The chamber asked for, on multi-chamber models.
+    var chamber: Int? {
+        if case .crc35r(let n) = self { n } else { nil }
+    }
 }
 
 /// Finds requests in the bytes the host sends.

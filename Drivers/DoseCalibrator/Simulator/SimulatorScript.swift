@@ -6,7 +6,7 @@ import NMBridgeCore
 ///     # comment
 ///     empty for 5s                      chamber empty (the device answers "nothing")
 ///     show Tc-99m 740 MBq for 8s        a vial: the reading ramps up, then holds
-///     show Cs-137 6.93 MBq for 8s chamber 2
+///     show Cs-137 6.93 MBq for 8s chamber 2   only in chamber 2 (CRC-35R; others read empty)
 ///     silence for 10s                   no answer at all (stale)
 ///     garbage for 2s                    answers with random bytes
 ///     bad-checksum for 2s               answers with a corrupted reply (checksum / unit code)
@@ -21,7 +21,8 @@ import NMBridgeCore
 public struct SimulatorScript: Sendable, Equatable {
     public struct Step: Sendable, Equatable {
         public enum Action: Sendable, Equatable {
-            case show(nuclide: String, value: Double, unit: ActivityUnit, chamber: Int)
+            /// `chamber`: the only chamber showing it (multi-chamber models); nil: every one.
+            case show(nuclide: String, value: Double, unit: ActivityUnit, chamber: Int?)
             case empty
             case silence
             case garbage
@@ -118,7 +119,7 @@ public struct SimulatorScript: Sendable, Equatable {
                 guard let unit = ActivityUnit(text: words[3]) else { throw fail("\"\(words[3])\" is not a unit") }
                 let (stepLength, used) = try length(at: 4)
                 let rest = Array(words.dropFirst(4 + used))
-                var chamber = 1
+                var chamber: Int?
                 if !rest.isEmpty {
                     guard rest.count == 2, rest[0] == "chamber", let n = Int(rest[1]), (1...8).contains(n) else {
                         throw fail("expected `chamber N` (1–8) after the duration")
