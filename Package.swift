@@ -70,10 +70,16 @@ let package = Package(
             ],
             path: "Drivers/DoseCalibrator"
         ),
-        // Modbus gantry: register-map profiles and their decoding (pure; libmodbus comes later).
+        // Modbus gantry: register-map profiles, the libmodbus bus owner, the driver, the simulator.
         .target(
             name: "ModbusGantry",
-            dependencies: ["NMBridgeCore"],
+            dependencies: [
+                "NMBridgeCore",
+                "NMTransport",
+                "CModbus",
+                "CTerminal",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Drivers/ModbusGantry",
             exclude: ["profiles"]
         ),

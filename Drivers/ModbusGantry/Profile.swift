@@ -23,13 +23,20 @@ public struct ModbusProfile: Sendable, Equatable {
     public var addressing: Addressing
     /// The resources in file order.
     public var resources: [ModbusResource]
+    /// What the resources mean for a gantry (`[gantry]`).
+    public var gantry: GantryRoles
 
-    /// Creates a profile.
-    public init(name: String, description: String? = nil, addressing: Addressing = .zeroBased, resources: [ModbusResource]) {
+    /// Creates a profile. Without `gantry`, every bitfield is a fault word and nothing else
+    /// has a role.
+    public init(
+        name: String, description: String? = nil, addressing: Addressing = .zeroBased, resources: [ModbusResource],
+        gantry: GantryRoles? = nil
+    ) {
         self.name = name
         self.description = description
         self.addressing = addressing
         self.resources = resources
+        self.gantry = gantry ?? GantryRoles(faults: resources.filter { $0.type == .bitfield }.map(\.name))
     }
 
     /// The resource called `name`, if any.

@@ -8,7 +8,7 @@ import NMBridgeCore
 /// them at once, sorted by line.
 public enum ModbusProfileLoader {
     /// Keys of the profile's top level.
-    static let profileKeys = ["name", "description", "addressing", "resource"]
+    static let profileKeys = ["name", "description", "addressing", "resource", "gantry"]
     /// Keys of one `[[resource]]`.
     static let resourceKeys = [
         "name", "table", "address", "type", "length", "order", "scale", "offset", "unit", "deadband", "enum", "bits",
@@ -68,12 +68,14 @@ public enum ModbusProfileLoader {
             if let resource { loaded.append((resource, table)) }
         }
         reportOverlaps(loaded)
+        let roles = readGantryRoles(reader, resources: loaded.map(\.resource))
         reader.reportUnknownKeys(known: profileKeys)
 
         if !reader.problems.isEmpty {
             throw ConfigurationError(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
         }
-        return ModbusProfile(name: name, description: description, addressing: addressing, resources: loaded.map(\.resource))
+        return ModbusProfile(
+            name: name, description: description, addressing: addressing, resources: loaded.map(\.resource), gantry: roles)
     }
 
     /// One `[[resource]]`, or nil when a problem leaves it unusable (the problem is recorded).

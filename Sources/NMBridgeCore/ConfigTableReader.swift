@@ -102,6 +102,12 @@ public final class ConfigTableReader {
         sink.problems.append(ConfigProblem(file: sink.file, key: fullKey(key), line: line, message: message))
     }
 
+    /// Records problems found in another file this table refers to (a Modbus profile);
+    /// they keep their own file and line.
+    public func adopt(_ problems: [ConfigProblem]) {
+        sink.problems.append(contentsOf: problems)
+    }
+
     /// Records a problem about this table as a whole.
     public func tableProblem(_ message: String) {
         sink.problems.append(
@@ -137,6 +143,27 @@ public final class ConfigTableReader {
             return nil
         }
         return value
+    }
+
+    /// An array of strings (`["a", "b"]`); a problem names the first element of another type.
+    public func strings(_ key: String, required: Bool = false) -> [String]? {
+        guard let node = node(key) else {
+            if required { problem(key, "is required") }
+            return nil
+        }
+        guard let items = node.array else {
+            typeProblem(key, expected: "an array of strings", got: node)
+            return nil
+        }
+        var values: [String] = []
+        for (index, item) in items.enumerated() {
+            guard let text = item.string else {
+                problem(key, "element \(index + 1) is \(item.typeName), expected a string")
+                return nil
+            }
+            values.append(text)
+        }
+        return values
     }
 
     /// One of `choices`; the message lists the valid values.
