@@ -92,6 +92,7 @@ let package = Package(
                 "NMTransport",
                 "ScriptDriver",
                 "DoseCalibrator",
+                "ModbusGantry",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -125,6 +126,7 @@ let package = Package(
                 "NMClient",
                 "NMServer",
                 "DoseCalibrator",
+                "ModbusGantry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -143,8 +145,9 @@ let package = Package(
             ],
             path: "bench/Sources/nmbridge-bench"
         ),
-        // Helpers shared by the test targets (a seeded random generator for fuzz tests).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Helpers shared by the test targets: a seeded random generator for fuzz tests, a
+        // recording driver sink, stopping test peers.
+        .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
         .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver", "TestSupport"]),
         .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
@@ -159,7 +162,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "ModbusGantryTests", dependencies: ["ModbusGantry", "NMBridgeCore", "TestSupport"]),
+        .testTarget(
+            name: "ModbusGantryTests",
+            dependencies: ["ModbusGantry", "NMBridgeCore", "NMTransport", "TestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
     ],
     swiftLanguageModes: [.v6]

@@ -117,7 +117,11 @@ public struct GantryTracker: Sendable {
     }
 
     static func differs(_ old: ModbusValue, _ new: ModbusValue, deadband: Double) -> Bool {
-        if case .number(let a) = old, case .number(let b) = new { return abs(a - b) > deadband || (deadband == 0 && a != b) }
+        if case .number(let a) = old, case .number(let b) = new {
+            // 10.05 − 10 is 0.0500000000000007 in binary: a change equal to the deadband up to
+            // rounding noise is inside it.
+            return a != b && abs(a - b) - deadband > 1e-9 * max(1, abs(a), abs(b))
+        }
         return old != new
     }
 

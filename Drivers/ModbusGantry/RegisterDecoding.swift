@@ -1,3 +1,5 @@
+import Foundation
+
 /// A resource's value after decoding.
 public enum ModbusValue: Sendable, Hashable {
     /// A numeric resource, scale and offset applied.
@@ -126,7 +128,10 @@ extension ModbusResource {
             raw = Double(code!)
         case .f32:
             code = nil
-            raw = Double(Float(bitPattern: UInt32(truncatingIfNeeded: word)))
+            // Through the float's shortest decimal form, so 310.4 stays 310.4 rather than
+            // 310.4024353027344 (a binary32 carries about 7 significant digits, no more).
+            let single = Float(bitPattern: UInt32(truncatingIfNeeded: word))
+            raw = single.isFinite ? Double("\(single)") ?? Double(single) : Double(single)
         default:  // .f64; bool, string and bitfield never get here
             code = nil
             raw = Double(bitPattern: word)
@@ -140,7 +145,28 @@ extension ModbusResource {
         guard raw.isFinite else { throw error(.notFinite, "\(type) holds \(raw)") }
         let value = raw * scale + offset
         guard value.isFinite else { throw error(.notFinite, "\(raw) × \(scale) + \(offset) is not finite") }
-        return .number(value)
+        return .number(roundedToResolution(value))
+    }
+
+    /// An integer scaled by 0.1 reads 187.7, not 187.70000000000002: the value is rounded to
+    /// the decimals of `scale` and `offset` (the resolution the device reports), which
+    /// removes only binary floating-point noise. Floats are left as they are.
+    private func roundedToResolution(_ value: Double) -> Double {
+        guard type != .f32, type != .f64 else { return value }
+        func decimals(_ x: Double) -> Int {
+            var digits = 0
+            var scaled = abs(x)
+            while digits < 12, (scaled - scaled.rounded()).magnitude > 1e-9 * max(1, scaled) {
+                scaled *= 10
+                digits += 1
+            }
+            return digits
+        }
+        let places = max(decimals(scale), decimals(offset))
+        guard places > 0 else { return value }
+        let factor = pow(10, Double(places))
+        let rounded = (value * factor).rounded() / factor
+        return rounded.isFinite ? rounded : value
     }
 
     /// Puts registers into ABCD order and joins them, most significant first, into one word.

@@ -2,6 +2,7 @@ import DoseCalibrator
 import Foundation
 import Hummingbird
 import Logging
+import ModbusGantry
 import NIOCore
 import NMBridgeCore
 import NMJournal
@@ -10,7 +11,7 @@ import ServiceLifecycle
 
 extension DriverCatalog {
     /// Every driver this build of nmbridge knows. A new driver family is one line here.
-    public static let standard = DriverCatalog([ScriptDriver.self] + doseCalibratorDrivers)
+    public static let standard = DriverCatalog([ScriptDriver.self] + doseCalibratorDrivers + [ModbusGantryDriver.self])
 }
 
 /// Composes and runs the daemon: journal, driver supervisor, retention, HTTP API and

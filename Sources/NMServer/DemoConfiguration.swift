@@ -1,17 +1,19 @@
 import DoseCalibrator
 import Foundation
+import ModbusGantry
 import NMBridgeCore
 import ScriptDriver
 
 /// The configuration of `nmbridged --demo`: no hardware, no root, everything under one
-/// state directory. The dose calibrators are real drivers talking to instrument
-/// simulators on ptys (the wire protocol, settling and all); the gantry and a flaky
-/// device replay built-in scripts.
+/// state directory. The dose calibrators and the gantry are real drivers talking to
+/// instrument simulators (serial protocols on ptys, Modbus TCP on loopback); a flaky
+/// device replays a built-in script.
 public enum DemoConfiguration {
     /// What the demo runs: the daemon's configuration and the simulators it talks to.
     public struct Demo: Sendable {
         public let configuration: DaemonConfiguration
-        public let simulators: [DoseCalibratorSimulator]
+        /// Stops the simulators (when the daemon has stopped).
+        public let stopSimulators: @Sendable () -> Void
     }
 
     /// `${TMPDIR:-/tmp}/nmbridge-demo-<uid>`: writable without root, separate per user.
@@ -25,8 +27,12 @@ public enum DemoConfiguration {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         let hotlab = try DoseCalibratorSimulator(model: .crc15r, script: .demo, link: stateDirectory + "/dosecal-hotlab.tty")
         let pet = try DoseCalibratorSimulator(model: .crc35r, script: .demoPET, link: stateDirectory + "/dosecal-pet.tty")
-        // The dose calibrators are configured as an administrator would write them.
-        let calibrators = try DaemonConfiguration.load(
+        let profile = try ModbusProfileLoader.load(path: ModbusProfileLoader.path(forReference: "spect-gantry-example") ?? "spect-gantry-example.toml")
+        let gantry = try GantrySimulator(
+            profile: profile, transport: .tcp(host: "127.0.0.1", port: 0),
+            script: try GantryScript.parse(GantryScript.demoText, source: "builtin:gantry", profile: profile))
+        // The instruments are configured as an administrator would write them.
+        let instruments = try DaemonConfiguration.load(
             text: """
                 [[device]]
                 id = "dosecal-hotlab"
@@ -39,10 +45,18 @@ public enum DemoConfiguration {
                 driver = "capintec-crc35r"
                 path = "\(pet.path)"
                 poll_ms = 500
+
+                [[device]]
+                id = "gantry-1"
+                driver = "modbus"
+                profile = "spect-gantry-example"
+                modbus = { tcp = "\(gantry.address)", unit = 1 }
+                poll_ms = 250
                 """, file: "demo", drivers: .standard, defaultNode: node
         ).devices
         hotlab.start()
         pet.start()
+        gantry.start()
         func script(_ name: String) throws -> ScriptDriver.Settings {
             ScriptDriver.Settings(script: try ScriptParser.parse(BuiltinScripts.text(named: name)!, source: "builtin:\(name)"), source: "builtin:\(name)")
         }
@@ -58,10 +72,13 @@ public enum DemoConfiguration {
             api: DaemonConfiguration.API(socketPath: stateDirectory + "/api.sock"),
             supervisor: supervisor,
             devices: [
-                .init(id: "gantry-1", driver: "script", staleAfter: 15, settings: try script("gantry-demo")),
                 .init(id: "flaky-1", driver: "script", staleAfter: 5, settings: try script("flaky-demo")),
-            ] + calibrators,
+            ] + instruments,
             demo: true)
-        return Demo(configuration: configuration, simulators: [hotlab, pet])
+        return Demo(configuration: configuration) {
+            hotlab.stop()
+            pet.stop()
+            gantry.stop()
+        }
     }
 }

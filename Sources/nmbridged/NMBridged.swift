@@ -48,7 +48,7 @@ struct NMBridged: AsyncParsableCommand {
         let node = Daemon.defaultNode
 
         let configuration: DaemonConfiguration
-        var simulators: [DoseCalibratorSimulator] = []
+        var stopSimulators: @Sendable () -> Void = {}
         if demo {
             let directory = stateDir ?? DemoConfiguration.defaultStateDirectory
             let demo: DemoConfiguration.Demo
@@ -59,7 +59,7 @@ struct NMBridged: AsyncParsableCommand {
                 throw ExitCode(1)
             }
             configuration = demo.configuration
-            simulators = demo.simulators
+            stopSimulators = demo.stopSimulators
         } else {
             let path = config!
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -77,7 +77,7 @@ struct NMBridged: AsyncParsableCommand {
         }
 
         let demo = demo
-        defer { simulators.forEach { $0.stop() } }
+        defer { stopSimulators() }
         do {
             try await Daemon.run(configuration, logger: logger) {
                 guard demo else { return }

@@ -4,42 +4,10 @@ import NMBridgeCore
 import ServiceLifecycle
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import DoseCalibrator
 @testable import NMTransport
-
-/// Collects what a driver reports, as the daemon's sink would journal it.
-final class RecordingSink: DriverEventSink {
-    let drafts = Mutex<[EventDraft]>([])
-    let links = Mutex<[LinkState]>([])
-    let heartbeats = Atomic<Int>(0)
-
-    func emit(_ draft: EventDraft) async throws {
-        #expect(EventKindRegistry.standard.accepts(draft.kind), "unregistered kind \(draft.kind)")
-        drafts.withLock { $0.append(draft) }
-    }
-
-    func link(device: String, driver: String, state: LinkState) async throws {
-        links.withLock { $0.append(state) }
-    }
-
-    func heartbeat(device: String) async throws {
-        heartbeats.add(1, ordering: .relaxed)
-    }
-
-    func events(_ kind: String) -> [EventDraft] { drafts.withLock { $0.filter { $0.kind == kind } } }
-
-    /// Waits (generously; never a performance limit: a loaded CI machine can stall the
-    /// cooperative pool for many seconds) until `condition` holds.
-    func wait(seconds: Double = 90, _ condition: () -> Bool) async -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(20))
-        }
-        return condition()
-    }
-}
 
 /// A driver of the given family on a simulator's pty, configured from TOML like the daemon.
 struct DriverRig {
@@ -278,12 +246,6 @@ struct DriverRig {
         #expect(identity["vendor_id"] == .string("0403"))
         #expect(identity["path"] == .string(rig.simulator.path))
     }
-}
-
-func stopProcess(_ process: Process) {
-    guard process.isRunning else { return }
-    kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
 }
 
 /// The CRC-35R driver against an independent implementation of the protocol (a Python

@@ -52,8 +52,9 @@ func resource(_ type: ModbusDataType, _ order: ModbusWordOrder = .abcd, scale: D
         ]
         let registers = wireRegisters(UInt64(value.bitPattern), width: 2, order: order)
         #expect(registers == expected[order])
-        #expect(try resource(.f32, order).decode(registers: registers) == .number(Double(value)))
-        #expect(try resource(.f32, order).encode(.number(Double(value))) == .registers(registers))
+        // Decoded through the float's shortest decimal form: 123.456, not 123.45600128173828.
+        #expect(try resource(.f32, order).decode(registers: registers) == .number(123.456))
+        #expect(try resource(.f32, order).encode(.number(123.456)) == .registers(registers))
     }
 
     @Test(arguments: ModbusWordOrder.allCases)
@@ -249,5 +250,18 @@ extension ModbusRawValue {
     var registersOrNil: [UInt16]? {
         if case .registers(let registers) = self { return registers }
         return nil
+    }
+}
+
+@Suite struct ResolutionTests {
+    @Test func scaledIntegersCarryNoBinaryNoise() throws {
+        let longitudinal = ModbusResource(name: "x", table: .input, address: 0, type: .i32, scale: 0.1)
+        #expect(try longitudinal.decode(registers: [0, 1877]) == .number(187.7), "not 187.70000000000002")
+        let height = ModbusResource(name: "h", table: .input, address: 0, type: .u16, scale: 0.1, offset: 300)
+        #expect(try height.decode(registers: [5503]) == .number(850.3))
+        let angle = ModbusResource(name: "a", table: .input, address: 0, type: .i16, scale: 0.01)
+        #expect(try angle.decode(registers: [UInt16(bitPattern: -1234)]) == .number(-12.34))
+        let coarse = ModbusResource(name: "c", table: .input, address: 0, type: .u16, scale: 2.5)
+        #expect(try coarse.decode(registers: [3]) == .number(7.5))
     }
 }

@@ -18,8 +18,9 @@ public enum ModbusEndpoint: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Parses `host:port` or `[v6]:port`; nil when malformed.
-    public static func tcp(_ text: String) -> ModbusEndpoint? {
+    /// Parses `host:port` or `[v6]:port`; nil when malformed. Port 0 ("any free port") only
+    /// for a server.
+    public static func tcp(_ text: String, server: Bool = false) -> ModbusEndpoint? {
         let host: Substring
         let port: Substring
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
@@ -31,7 +32,7 @@ public enum ModbusEndpoint: Sendable, Hashable, CustomStringConvertible {
             host = text[..<colon]
             port = text[text.index(after: colon)...]
         }
-        guard !host.isEmpty, !host.contains(" "), let number = Int(port), (1...65535).contains(number) else { return nil }
+        guard !host.isEmpty, !host.contains(" "), let number = Int(port), ((server ? 0 : 1)...65535).contains(number) else { return nil }
         return .tcp(host: String(host), port: number)
     }
 }
