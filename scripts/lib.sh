@@ -25,3 +25,17 @@ ensure_swift() {
         exit 1
     }
 }
+
+# ensure_test_venv: Python test peers from PyPI, pinned, in .venv-test (not the system's
+# Python); exports NMBRIDGE_TEST_PYTHON for the tests.
+ensure_test_venv() {
+    local venv=.venv-test requirements=Tests/Peers/requirements.txt
+    if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$venv/requirements.installed"; then
+        echo "==> installing Python test peers into $venv"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+        cp "$requirements" "$venv/requirements.installed"
+    fi
+    NMBRIDGE_TEST_PYTHON="$PWD/$venv/bin/python"
+    export NMBRIDGE_TEST_PYTHON
+}
