@@ -138,6 +138,7 @@ let package = Package(
                 "NMJournal",
                 "NMClient",
                 "NMServer",
+                "ModbusGantry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -7,8 +7,8 @@ import ArgumentParser
 struct NMBridgeBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nmbridge-bench",
-        abstract: "Measures nmbridge's journal and live API (see docs/performance.md).",
-        subcommands: [JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self])
+        abstract: "Measures nmbridge's journal, live API and drivers (see docs/performance.md).",
+        subcommands: [JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self, ModbusPoll.self, ModbusCPU.self])
 }
 
 /// A subcommand that measures something. `measure()` is what `run()` does; it has its own
