@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <modbus/modbus.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s HOST PORT REGISTERS COUNT [INTERVAL_MS]\n", argv[0]);
         return 2;
     }
+    /* Started from a Swift task, it inherits a blocked signal mask: unblock, so SIGTERM ends it. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     int registers = atoi(argv[3]);
     long count = atol(argv[4]);
     long interval_ms = argc > 5 ? atol(argv[5]) : 0;

@@ -37,8 +37,6 @@ public final class GantrySimulator: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let finished = NSCondition()
     private var running = false
-    /// Requests answered (or deliberately not), for tests and the benchmark.
-    public let requestsSeen = Atomic<Int>(0)
 
     public init(profile: ModbusProfile, transport: Transport, unit: Int = 1, script: GantryScript?) throws {
         self.profile = profile
@@ -113,14 +111,11 @@ public final class GantrySimulator: @unchecked Sendable {
         while running { finished.wait() }
         finished.unlock()
         dropClients()
+        if listener >= 0 {
+            Glibc.close(listener)
+            listener = -1
+        }
         terminal?.close()
-    }
-
-    /// Sets a resource's value now (tests; the script does it through the same path).
-    public func set(_ name: String, _ value: ModbusValue) throws {
-        guard let resource = profile[name] else { throw NMBridgeError(.scriptInvalid, "no resource \(name)") }
-        _ = try resource.encode(value)
-        write(resource, value)
     }
 
     // MARK: - Serving
@@ -166,7 +161,6 @@ public final class GantrySimulator: @unchecked Sendable {
 
     private func answer(_ query: [UInt8], length: Int, socket: Int32) {
         guard length >= headerLength, Int(query[headerLength - 1]) == unit else { return }
-        requestsSeen.add(1, ordering: .relaxed)
         // The session starts with the first request, so that it is answered from the script.
         player?.started()
         advanceScript()

@@ -9,14 +9,17 @@ func benchRegisters(_ count: Int) -> [ModbusResource] {
 
 /// Back-to-back polls through the driver's own path — a request queued to the bus thread,
 /// libmodbus on that thread, the answer back to the task, every register decoded — with
-/// the latency of each. The peer is bench/peers/modbus_poll.c on the same server.
+/// the latency of each. With `--devices N`, N tasks poll the same bus at once (devices
+/// sharing a gateway): the bus thread then serves requests back to back. The peer is
+/// bench/peers/modbus_poll.c on the same server.
 struct ModbusPoll: BenchCommand {
     static let configuration = CommandConfiguration(
         commandName: "modbus-poll", abstract: "Polls/s and per-poll latency of the Modbus bus path, back to back.")
 
     @Option(help: "The server, HOST:PORT.") var tcp: String
     @Option(help: "Input registers read per poll (from address 0).") var registers: Int = 50
-    @Option(help: "Polls measured (after 200 of warm-up).") var count: Int = 5000
+    @Option(help: "Polls measured per device (after 200 of warm-up).") var count: Int = 5000
+    @Option(help: "Devices polling the bus at once.") var devices: Int = 1
     @Option(help: "A label for the server in the output.") var server: String = "server"
 
     func measure() async throws {
@@ -26,31 +29,49 @@ struct ModbusPoll: BenchCommand {
         let request = plan[0]
         let bus = try ModbusBuses.acquire(endpoint, line: nil, device: "bench")
         defer { ModbusBuses.release(bus) }
-        var samples: [UInt64] = []
-        samples.reserveCapacity(count)
-        var decoded = 0
+        let count = count
+        /// One device's loop: total and decode-only latency of each measured poll.
+        @Sendable func device() async throws -> (total: [UInt64], decode: [UInt64]) {
+            var total: [UInt64] = []
+            var decode: [UInt64] = []
+            total.reserveCapacity(count)
+            decode.reserveCapacity(count)
+            for i in -200..<count {
+                let t0 = monotonicNanos()
+                let raw = try await bus.perform(timeout: .seconds(2)) { session throws(ModbusError) in
+                    try session.read(unit: 1, table: request.table, address: request.address, count: request.count)
+                }
+                let t1 = monotonicNanos()
+                var decoded = 0
+                for resource in request.resources {
+                    if let part = request.raw(for: resource, in: raw), (try? resource.decode(part)) != nil { decoded += 1 }
+                }
+                guard decoded == request.resources.count else { throw ValidationError("decoded \(decoded) values") }
+                let t2 = monotonicNanos()
+                if i >= 0 {
+                    total.append(t2 - t0)
+                    decode.append(t2 - t1)
+                }
+            }
+            return (total, decode)
+        }
         let start = monotonicNanos()
-        for i in -200..<count {
-            let t0 = monotonicNanos()
-            let raw = try await bus.perform(timeout: .seconds(2)) { session throws(ModbusError) in
-                try session.read(unit: 1, table: request.table, address: request.address, count: request.count)
-            }
-            for resource in request.resources {
-                if let part = request.raw(for: resource, in: raw), (try? resource.decode(part)) != nil { decoded += 1 }
-            }
-            if i >= 0 { samples.append(monotonicNanos() - t0) }
+        let results = try await withThrowingTaskGroup(of: (total: [UInt64], decode: [UInt64]).self) { group in
+            for _ in 0..<devices { group.addTask { try await device() } }
+            return try await group.reduce(into: []) { $0.append($1) }
         }
         let seconds = Double(monotonicNanos() - start) / 1e9 * Double(count) / Double(count + 200)
-        let distribution = Distribution(samples)
+        let distribution = Distribution(results.flatMap(\.total))
         var out = JSONLine()
         out.add("bench", "modbus-poll")
         out.add("server", server)
+        out.add("devices", devices)
         out.add("registers", registers)
-        out.add("polls", count)
-        out.add("decoded_per_poll", decoded / (count + 200))
-        out.add("polls_per_s", Double(count) / seconds, decimals: 1)
+        out.add("polls", count * devices)
+        out.add("polls_per_s", Double(count * devices) / seconds, decimals: 1)
         out.add("p50_us", Double(distribution.percentile(50)) / 1000, decimals: 1)
         out.add("p99_us", Double(distribution.percentile(99)) / 1000, decimals: 1)
+        out.add("decode_p50_us", Double(Distribution(results.flatMap(\.decode)).percentile(50)) / 1000, decimals: 1)
         out.print()
     }
 }
