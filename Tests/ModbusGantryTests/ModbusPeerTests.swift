@@ -402,6 +402,38 @@ struct GantryRig {
         #expect(silent.sink.heartbeats.load(ordering: .relaxed) == 0)
     }
 
+    @Test func aDroppedConnectionIsReportedAndReopened() async throws {
+        let script = try GantryScript.parse("set collimator LEAP\nwait 500ms\ndrop\nwait 1m", source: "test", profile: exampleProfile)
+        let simulator = try GantrySimulator(profile: exampleProfile, transport: .tcp(host: "127.0.0.1", port: 0), script: script)
+        simulator.start()
+        defer { simulator.stop() }
+        let rig = try GantryRig("profile = \"spect-gantry-example\"\nmodbus = { tcp = \"\(simulator.address)\" }\npoll_ms = 100")
+        defer { Task { await rig.stop() } }
+        #expect(await rig.sink.wait { rig.linkKinds == ["up", "down", "up"] })
+        await rig.stop()
+        #expect(rig.linkKinds == ["up", "down", "up"])
+    }
+
+    @Test func lateAnswersNeverDesynchroniseTheValues() async throws {
+        // The first two answers after 300 ms come 800 ms late, after the driver gave up on
+        // them: their bytes must not be taken for the answers to later requests.
+        let script = try GantryScript.parse(
+            "set collimator LEHR\nwait 300ms\ndelay 800ms for 2 requests\nset collimator HEGP\nwait 1m", source: "test",
+            profile: exampleProfile)
+        let simulator = try GantrySimulator(profile: exampleProfile, transport: .tcp(host: "127.0.0.1", port: 0), script: script)
+        simulator.start()
+        defer { simulator.stop() }
+        let rig = try GantryRig(
+            "profile = \"spect-gantry-example\"\nmodbus = { tcp = \"\(simulator.address)\" }\npoll_ms = 100\ntimeout_ms = 300\nretries = 0")
+        defer { Task { await rig.stop() } }
+        #expect(await rig.sink.wait { rig.lastValue("collimator") == .string("HEGP") })
+        try await Task.sleep(for: .seconds(1))
+        await rig.stop()
+        let collimators = rig.sink.events("gantry.state").compactMap { $0.data["values"]?.objectValue?["collimator"] }
+        #expect(collimators == [.string("LEHR"), .string("HEGP")], "\(collimators)")
+        #expect(rig.sink.events("device.protocol_error").allSatisfy { $0.data["error"]?.stringValue?.contains("unknown state") != true })
+    }
+
     @Test func garbageOnTheRTULineIsReportedAndSurvived() async throws {
         let script = try GantryScript.parse(
             "set collimator MEGP\nwait 300ms\ngarbage for 3 requests\nset collimator HEGP\nwait 1m", source: "test", profile: exampleProfile)
