@@ -23,6 +23,7 @@ SYSUSERSDIR   ?= $(PREFIX)/lib/sysusers.d
 TMPFILESDIR   ?= $(PREFIX)/lib/tmpfiles.d
 UDEVRULESDIR  ?= $(PREFIX)/lib/udev/rules.d
 CONFDIR       ?= $(SYSCONFDIR)/nmbridge
+PROFILEDIR    ?= $(PREFIX)/share/nmbridge/profiles
 
 SWIFT         ?= swift
 INSTALL       ?= install
@@ -56,6 +57,8 @@ install-files:
 	$(INSTALL) -D -m 0644 systemd/nmbridge.sysusers "$(DESTDIR)$(SYSUSERSDIR)/nmbridge.conf"
 	$(INSTALL) -D -m 0644 systemd/nmbridge.tmpfiles "$(DESTDIR)$(TMPFILESDIR)/nmbridge.conf"
 	$(INSTALL) -D -m 0644 udev-rules/70-nmbridge.rules "$(DESTDIR)$(UDEVRULESDIR)/70-nmbridge.rules"
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(PROFILEDIR)"
+	$(INSTALL) -m 0644 Drivers/ModbusGantry/profiles/*.toml "$(DESTDIR)$(PROFILEDIR)/"
 	@# The example config is installed once and never overwritten: an
 	@# existing /etc/nmbridge/nmbridge.toml is the admin's. Group and mode
 	@# are finished by tmpfiles.d/nmbridge.conf (root:nmbridge 0640), since
@@ -94,5 +97,6 @@ uninstall:
 	rm -f "$(DESTDIR)$(SYSUSERSDIR)/nmbridge.conf"
 	rm -f "$(DESTDIR)$(TMPFILESDIR)/nmbridge.conf"
 	rm -f "$(DESTDIR)$(UDEVRULESDIR)/70-nmbridge.rules"
+	for p in Drivers/ModbusGantry/profiles/*.toml; do rm -f "$(DESTDIR)$(PROFILEDIR)/$${p##*/}"; done
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "note: $(CONFDIR), /var/lib/nmbridge (journal, received DICOM files) and the nmbridge user are kept; remove them by hand if intended"

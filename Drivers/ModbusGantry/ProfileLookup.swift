@@ -8,6 +8,7 @@ extension ModbusProfileLoader {
     public static let searchDirectories: [String] = [
         "/etc/nmbridge/profiles",
         "/usr/share/nmbridge/profiles",
+        "/usr/local/share/nmbridge/profiles",
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("profiles").path,
     ]
 
