@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C libraries, each imported by exactly one Swift module: libudev and libusb by
@@ -83,6 +84,19 @@ let package = Package(
             path: "Drivers/ModbusGantry",
             exclude: ["profiles"]
         ),
+        // DICOM C-STORE receiver: upper layer, DIMSE, dataset reader, Part-10 storage (NIO).
+        .target(
+            name: "DicomStore",
+            dependencies: [
+                "NMBridgeCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Drivers/DicomStore"
+        ),
         // Composition: services, supervisor, HTTP API, sd_notify.
         .target(
             name: "NMServer",
@@ -93,6 +107,7 @@ let package = Package(
                 "ScriptDriver",
                 "DoseCalibrator",
                 "ModbusGantry",
+                "DicomStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -86,6 +86,8 @@ public struct DaemonConfiguration: Sendable {
     public var api: API
     public var supervisor: Supervisor
     public var devices: [Device]
+    /// The DICOM receiver, when `[dicom]` is present.
+    public var dicom: Dicom?
     /// Whether this configuration was made by `--demo`.
     public var demo: Bool = false
 
@@ -220,13 +222,16 @@ public struct DaemonConfiguration: Sendable {
             }
         }
 
+        let dicom = readDicom(reader, stateDirectory: stateDirectory)
         reader.reportUnknownKeys()
         if !reader.problems.isEmpty {
             throw ConfigurationError(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
         }
-        return DaemonConfiguration(
+        var configuration = DaemonConfiguration(
             daemon: Daemon(node: node, stateDirectory: stateDirectory, timeZone: timeZone),
             journal: journal, api: api, supervisor: supervisor, devices: devices)
+        configuration.dicom = dicom
+        return configuration
     }
 
     /// Device ids end up in file names, metrics labels and URLs: keep them plain.

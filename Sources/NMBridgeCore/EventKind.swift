@@ -194,6 +194,93 @@ extension EventKindRegistry {
                 EventField("activity_bq", .number, unit: "Bq", "Activity in becquerel."),
                 EventField("reading", .string, "The device's own text."),
             ]),
+        // dicom.*
+        EventKind(
+            "dicom.association.accepted", "A DICOM sender opened an association.",
+            fields: [
+                EventField("calling_ae", .string, "The sender's AE title."),
+                EventField("called_ae", .string, "Our AE title as the sender called it."),
+                EventField("peer", .string, "The sender's IP address."),
+                EventField("contexts_accepted", .integer, "Presentation contexts accepted."),
+                EventField("contexts_proposed", .integer, "Presentation contexts proposed."),
+                EventField("max_pdu", .integer, "The largest PDU the sender receives (0: unlimited)."),
+            ]),
+        EventKind(
+            "dicom.association.rejected", severity: .warning, "An association was refused (A-ASSOCIATE-RJ).",
+            fields: [
+                EventField("calling_ae", .string, "The sender's AE title."),
+                EventField("called_ae", .string, "The AE title it called."),
+                EventField("peer", .string, "The sender's IP address."),
+                EventField("result", .integer, "1 permanent, 2 transient."),
+                EventField("source", .integer, "1 service user, 3 service provider (presentation)."),
+                EventField("reason", .integer, "3 calling AE not recognized, 7 called AE not recognized, 2 (source 3) local limit exceeded."),
+                EventField("why", .string, "The reason in words."),
+            ]),
+        EventKind(
+            "dicom.association.released", "An association ended with a release.",
+            fields: [
+                EventField("calling_ae", .string, "The sender's AE title."),
+                EventField("peer", .string, "The sender's IP address."),
+                EventField("instances", .integer, "Instances stored."),
+                EventField("failed", .integer, "C-STORE requests answered with a failure."),
+                EventField("bytes", .integer, "Dataset bytes received."),
+                EventField("duration_s", .number, unit: "s", "From accept to release."),
+            ]),
+        EventKind(
+            "dicom.association.aborted", severity: .warning, "An association ended without release (A-ABORT, timeout, closed connection, protocol error); a partial instance is removed.",
+            fields: [
+                EventField("calling_ae", .string, "The sender's AE title."),
+                EventField("peer", .string, "The sender's IP address."),
+                EventField("reason", .string, "Why."),
+                EventField("instances", .integer, "Instances stored before."),
+                EventField("failed", .integer, "C-STORE failures before."),
+                EventField("bytes", .integer, "Dataset bytes received."),
+                EventField("duration_s", .number, unit: "s", "From accept to the end."),
+            ]),
+        EventKind(
+            "dicom.instance.stored", "An instance was stored durably (file and directory fsynced) before the C-STORE success was sent.",
+            fields: [
+                EventField("sop_instance_uid", .string, "SOP Instance UID."),
+                EventField("sop_class_uid", .string, required: false, "SOP Class UID."),
+                EventField("study_uid", .string, required: false, "Study Instance UID."),
+                EventField("series_uid", .string, required: false, "Series Instance UID."),
+                EventField("patient_id", .string, required: false, "Patient ID."),
+                EventField("patient_name", .string, required: false, "Patient's name as sent (PN)."),
+                EventField("accession_number", .string, required: false, "Accession number."),
+                EventField("modality", .string, required: false, "Modality (NM, PT, CT…)."),
+                EventField("study_date", .string, required: false, "Study date (DA), `study_time` (TM); also series_, acquisition_ date/time when sent."),
+                EventField("series_description", .string, required: false, "Series description; also study_description, station_name, manufacturer, model."),
+                EventField("number_of_frames", .integer, required: false, "Number of frames."),
+                EventField("transfer_syntax", .string, "The transfer syntax of the stored dataset."),
+                EventField("bytes", .integer, unit: "bytes", "Size of the stored Part-10 file."),
+                EventField("sha256", .string, "SHA-256 of the stored file."),
+                EventField("path", .string, "Where it was stored."),
+                EventField("calling_ae", .string, "The sender's AE title."),
+                EventField("peer", .string, "The sender's IP address."),
+                EventField(
+                    "radiopharmaceutical", .object, required: false,
+                    "NM/PT: agent, radionuclide, nuclide (canonical), total_dose_header, total_dose_bq, total_dose_unit_rule, total_dose_suspect (a value of the wrong unit, flagged, never rescaled), half_life_s, start_time, start_datetime."),
+                EventField("energy_windows", .array, required: false, "NM: [{name, lower_kev, upper_kev}]."),
+                EventField("duplicate", .string, required: false, "Set when identical bytes were already stored (nothing changed)."),
+            ]),
+        EventKind(
+            "dicom.instance.replaced", severity: .notice, "A stored instance was replaced by different bytes with the same UIDs.",
+            fields: [
+                EventField("sop_instance_uid", .string, "SOP Instance UID."),
+                EventField("path", .string, "The file."),
+                EventField("old_sha256", .string, "SHA-256 of the replaced file."),
+                EventField("new_sha256", .string, "SHA-256 of the new file."),
+            ]),
+        EventKind(
+            "dicom.instance.failed", severity: .error, "A C-STORE was answered with a failure status; nothing was stored.",
+            fields: [
+                EventField("sop_instance_uid", .string, "SOP Instance UID from the command."),
+                EventField("status", .string, "The DIMSE status sent (0xA700 out of resources, 0xA900 dataset does not match, 0xC000 cannot understand)."),
+                EventField("error", .string, "What went wrong, naming the file or the values."),
+                EventField("calling_ae", .string, "The sender's AE title."),
+                EventField("peer", .string, "The sender's IP address."),
+                EventField("transfer_syntax", .string, "The presentation context's transfer syntax."),
+            ]),
         // gantry.*
         EventKind(
             "gantry.state", "Gantry values that changed beyond their deadband; the first read after start reports all.",

@@ -1,3 +1,4 @@
+import DicomStore
 import DoseCalibrator
 import Foundation
 import Hummingbird
@@ -74,6 +75,9 @@ public enum Daemon {
                         await readiness.arrived()
                     },
                     logger: logger))
+        }
+        if let dicom = configuration.dicom {
+            services.append(DicomReceiver(settings: dicom, sink: monitor, logger: logger))
         }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))

@@ -66,7 +66,7 @@ public enum DemoConfiguration {
         var supervisor = DaemonConfiguration.Supervisor()
         supervisor.initialBackoff = 2
         supervisor.maxBackoff = 30
-        let configuration = DaemonConfiguration(
+        var configuration = DaemonConfiguration(
             daemon: DaemonConfiguration.Daemon(node: node, stateDirectory: stateDirectory),
             journal: journal,
             api: DaemonConfiguration.API(socketPath: stateDirectory + "/api.sock"),
@@ -75,6 +75,10 @@ public enum DemoConfiguration {
                 .init(id: "flaky-1", driver: "script", staleAfter: 5, settings: try script("flaky-demo")),
             ] + instruments,
             demo: true)
+        // The DICOM receiver: AE NMBRIDGE on port 11112, any calling AE (DESIGN.md).
+        var dicom = DaemonConfiguration.Dicom(storage: stateDirectory + "/dicom")
+        dicom.acceptAnyCallingAE = true
+        configuration.dicom = dicom
         return Demo(configuration: configuration) {
             hotlab.stop()
             pet.stop()

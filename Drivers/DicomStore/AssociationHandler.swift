@@ -1,0 +1,469 @@
+import Foundation
+import Logging
+import NIOCore
+import NMBridgeCore
+import Synchronization
+
+/// What the receiver's associations share: settings, where events go, the count of open
+/// associations.
+final class ReceiverContext: Sendable {
+    let settings: DaemonConfiguration.Dicom
+    let sink: any DriverEventSink
+    let logger: Logger
+    let acceptedSyntaxes: Set<String>
+    let openAssociations = Atomic<Int>(0)
+
+    init(settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger) {
+        self.settings = settings
+        self.sink = sink
+        self.logger = logger
+        acceptedSyntaxes = Set(settings.transferSyntaxes ?? DICOM.TransferSyntax.defaultAccepted)
+    }
+
+    /// Journals an event of the receiver; failures are logged (the journal reports its own).
+    func emit(_ kind: String, device: String, severity: Severity? = nil, data: [String: JSONValue]) async {
+        do {
+            try await sink.emit(EventDraft(device: device, driver: "dicom", kind: kind, severity: severity, data: data))
+        } catch {
+            logger.error("cannot journal \(kind)", metadata: ["error": "\(error)", "device.id": "\(device)"])
+        }
+    }
+}
+
+/// One association, from A-ASSOCIATE-RQ to release or abort (PS3.8 state machine, the
+/// acceptor's side). Runs on its channel's event loop; file I/O runs on a serial queue of
+/// its own, and the C-STORE response is sent once the file is durable and journaled.
+final class AssociationHandler: ChannelInboundHandler {
+    typealias InboundIn = RawPDU
+    typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case awaitingRequest
+        case established
+        case released
+    }
+
+    /// The instance being received on this association.
+    private final class Transfer: @unchecked Sendable {
+        let contextID: UInt8
+        let command: Command
+        let transferSyntax: String
+        let file: InstanceFile?
+        /// The first error; later bytes are dropped (touched on the storage queue only).
+        var failure: StoreError?
+
+        init(contextID: UInt8, command: Command, transferSyntax: String, file: InstanceFile?, failure: StoreError?) {
+            self.contextID = contextID
+            self.command = command
+            self.transferSyntax = transferSyntax
+            self.file = file
+            self.failure = failure
+        }
+    }
+
+    private let shared: ReceiverContext
+    private var state = State.awaitingRequest
+    private var context: ChannelHandlerContext?
+    private var timer: Scheduled<Void>?
+    private let storage = DispatchQueue(label: "nmbridge.dicom.storage")
+    private var queuedBytes = 0
+    private var counted = false
+
+    // The association, once established.
+    private var callingAE = ""
+    private var calledAE = ""
+    private var device = ""
+    private var peerAddress = ""
+    private var contexts: [UInt8: (abstractSyntax: String, transferSyntax: String)] = [:]
+    private var peerMaxPDU = 0
+    private var started = Date()
+    private var stored = 0
+    private var failed = 0
+    private var receivedBytes = 0
+
+    private var commandBytes: [UInt8] = []
+    private var transfer: Transfer?
+    /// Responses in flight (store results not yet journaled and sent).
+    private var pendingResponses = 0
+    private var releaseRequested = false
+
+    static let maximumCommandBytes = 65_536
+    static let pauseReadingAbove = 16 << 20
+
+    init(shared: ReceiverContext) {
+        self.shared = shared
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        peerAddress = context.remoteAddress?.ipAddress ?? "unknown"
+        arm(seconds: shared.settings.artimTimeout, reason: "no A-ASSOCIATE-RQ within \(Int(shared.settings.artimTimeout)) s")
+        context.fireChannelActive()
+    }
+
+    private func arm(seconds: Double, reason: String) {
+        timer?.cancel()
+        guard let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
+            bound.value.abort(reason: reason, source: 2, code: 0)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let raw = unwrapInboundIn(data)
+        let pdu: PDU
+        do {
+            pdu = try PDU.decode(type: raw.type, body: raw.body[...])
+        } catch {
+            return abort(reason: "malformed PDU: \(error)", source: 2, code: 2)
+        }
+        switch (state, pdu) {
+        case (.awaitingRequest, .associateRequest(let request)):
+            negotiate(request)
+        case (.established, .data(let pdvs)):
+            arm(seconds: shared.settings.idleTimeout, reason: "idle for \(Int(shared.settings.idleTimeout)) s")
+            for pdv in pdvs where state == .established { receive(pdv) }
+        case (.established, .releaseRequest):
+            releaseRequested = true
+            if pendingResponses == 0, transfer == nil { release() }
+        case (_, .abort(let source, let reason)):
+            finish(kind: "dicom.association.aborted", reason: "the peer aborted (source \(source), reason \(reason))")
+            context.close(promise: nil)
+        default:
+            abort(reason: "unexpected \(Self.name(pdu)) in state \(state)", source: 2, code: 2)
+        }
+    }
+
+    static func name(_ pdu: PDU) -> String {
+        switch pdu {
+        case .associateRequest: "A-ASSOCIATE-RQ"
+        case .associateAccept: "A-ASSOCIATE-AC"
+        case .associateReject: "A-ASSOCIATE-RJ"
+        case .data: "P-DATA-TF"
+        case .releaseRequest: "A-RELEASE-RQ"
+        case .releaseResponse: "A-RELEASE-RP"
+        case .abort: "A-ABORT"
+        }
+    }
+
+    // MARK: - Association
+
+    private func negotiate(_ request: AssociateRequest) {
+        callingAE = request.callingAE
+        calledAE = request.calledAE
+        let settings = shared.settings
+        // Reject reasons (PS3.8 §9.3.4): 7 called AE not recognized, 3 calling AE not recognized;
+        // 2 (source 3, transient) local limit exceeded.
+        guard request.calledAE == settings.aeTitle else {
+            return reject(result: 1, source: 1, reason: 7, why: "called AE \"\(request.calledAE)\" is not \"\(settings.aeTitle)\"")
+        }
+        if let peer = settings.peers.first(where: { $0.aeTitle == request.callingAE }) {
+            if let host = peer.host, host != peerAddress {
+                return reject(
+                    result: 1, source: 1, reason: 3, why: "calling AE \"\(request.callingAE)\" is allowed from \(host), not from \(peerAddress)")
+            }
+            device = peer.device
+        } else if settings.acceptAnyCallingAE {
+            device = "dicom-" + String(request.callingAE.map { DaemonConfiguration.isValidDeviceID(String($0)) ? $0 : "_" })
+        } else {
+            return reject(result: 1, source: 1, reason: 3, why: "calling AE \"\(request.callingAE)\" is not a configured peer")
+        }
+        let open = shared.openAssociations.add(1, ordering: .relaxed).newValue
+        counted = true
+        guard open <= settings.maxAssociations else {
+            return reject(result: 2, source: 3, reason: 2, why: "\(open - 1) associations are open, the limit is \(settings.maxAssociations)")
+        }
+
+        var answers: [AcceptedContext] = []
+        for proposed in request.contexts {
+            let known = proposed.abstractSyntax == DICOM.verification || DICOM.storageSOPClasses[proposed.abstractSyntax] != nil
+            guard known || settings.acceptUnknownSOPClasses else {
+                answers.append(AcceptedContext(id: proposed.id, result: .abstractSyntaxNotSupported, transferSyntax: DICOM.TransferSyntax.implicitLittle))
+                continue
+            }
+            guard let syntax = proposed.transferSyntaxes.first(where: shared.acceptedSyntaxes.contains) else {
+                answers.append(AcceptedContext(id: proposed.id, result: .transferSyntaxesNotSupported, transferSyntax: DICOM.TransferSyntax.implicitLittle))
+                continue
+            }
+            answers.append(AcceptedContext(id: proposed.id, result: .acceptance, transferSyntax: syntax))
+            contexts[proposed.id] = (proposed.abstractSyntax, syntax)
+        }
+        peerMaxPDU = request.maxPDULength == 0 ? Int(UInt32.max) : Int(request.maxPDULength)
+        let accept = AssociateAccept(
+            calledAE: request.calledAE, callingAE: request.callingAE, contexts: answers, maxPDULength: UInt32(settings.maxPDULength),
+            implementationClassUID: DICOM.implementationClassUID, implementationVersionName: DICOM.implementationVersionName,
+            // One operation at a time each way: we answer each C-STORE before reading on.
+            asyncOperations: request.asyncOperations.map { _ in (1, 1) },
+            roles: request.roles.map { RoleSelection(sopClass: $0.sopClass, scu: $0.scu, scp: false) })
+        state = .established
+        started = Date()
+        send(.associateAccept(accept))
+        arm(seconds: settings.idleTimeout, reason: "idle for \(Int(settings.idleTimeout)) s")
+        let data: [String: JSONValue] = [
+            "calling_ae": .string(callingAE), "called_ae": .string(calledAE), "peer": .string(peerAddress),
+            "contexts_accepted": .int(Int64(contexts.count)), "contexts_proposed": .int(Int64(request.contexts.count)),
+            "max_pdu": .int(Int64(request.maxPDULength)),
+        ]
+        let shared = shared
+        let device = device
+        Task { await shared.emit("dicom.association.accepted", device: device, data: data) }
+    }
+
+    private func reject(result: UInt8, source: UInt8, reason: UInt8, why: String) {
+        shared.logger.notice("association rejected", metadata: ["peer": "\(peerAddress)", "calling_ae": "\(callingAE)", "reason": "\(why)"])
+        send(.associateReject(result: result, source: source, reason: reason))
+        let data: [String: JSONValue] = [
+            "calling_ae": .string(callingAE), "called_ae": .string(calledAE), "peer": .string(peerAddress),
+            "result": .int(Int64(result)), "source": .int(Int64(source)), "reason": .int(Int64(reason)), "why": .string(why),
+        ]
+        let shared = shared
+        let device = device.isEmpty ? "dicom" : device
+        Task { await shared.emit("dicom.association.rejected", device: device, severity: .warning, data: data) }
+        state = .released
+        context?.close(promise: nil)
+    }
+
+    private func release() {
+        send(.releaseResponse)
+        finish(kind: "dicom.association.released", reason: nil)
+        context?.close(promise: nil)
+    }
+
+    /// Aborts (A-ABORT with source/reason), discards a partial instance, journals it.
+    private func abort(reason: String, source: UInt8, code: UInt8) {
+        guard state != .released else { return }
+        send(.abort(source: source, reason: code))
+        if state == .established {
+            finish(kind: "dicom.association.aborted", reason: reason)
+        } else {
+            state = .released
+        }
+        context?.close(promise: nil)
+    }
+
+    /// Ends the association once: partial files removed, the closing event journaled.
+    private func finish(kind: String, reason: String?) {
+        guard state == .established else { return }
+        state = .released
+        timer?.cancel()
+        if let transfer { storage.async { transfer.file?.discard() } }
+        transfer = nil
+        var data: [String: JSONValue] = [
+            "calling_ae": .string(callingAE), "peer": .string(peerAddress), "instances": .int(Int64(stored)),
+            "failed": .int(Int64(failed)), "bytes": .int(Int64(receivedBytes)),
+            "duration_s": .double((Date().timeIntervalSince(started) * 1000).rounded() / 1000),
+        ]
+        if let reason { data["reason"] = .string(reason) }
+        let shared = shared
+        let device = device
+        Task { await shared.emit(kind, device: device, severity: reason == nil ? nil : .warning, data: data) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if state == .established { finish(kind: "dicom.association.aborted", reason: "the connection closed without release") }
+        if counted {
+            shared.openAssociations.subtract(1, ordering: .relaxed)
+            counted = false
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        abort(reason: "\(error)", source: 2, code: 0)
+    }
+
+    private func send(_ pdu: PDU) {
+        guard let context else { return }
+        let bytes = pdu.encoded()
+        var buffer = context.channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    // MARK: - DIMSE
+
+    private func receive(_ pdv: PDV) {
+        guard let presentation = contexts[pdv.contextID] else {
+            return abort(reason: "a PDV on presentation context \(pdv.contextID), which was not accepted", source: 2, code: 6)
+        }
+        if pdv.isCommand {
+            guard commandBytes.count + pdv.bytes.count <= Self.maximumCommandBytes else {
+                return abort(reason: "a command set longer than \(Self.maximumCommandBytes) bytes", source: 2, code: 6)
+            }
+            commandBytes += pdv.bytes
+            guard pdv.isLast else { return }
+            let bytes = commandBytes
+            commandBytes = []
+            do {
+                try handle(try Command.decode(bytes), contextID: pdv.contextID, presentation: presentation)
+            } catch {
+                abort(reason: "unreadable command set: \(error)", source: 2, code: 6)
+            }
+            return
+        }
+        guard let transfer, transfer.contextID == pdv.contextID else {
+            return abort(reason: "dataset bytes without a C-STORE request", source: 2, code: 6)
+        }
+        receivedBytes += pdv.bytes.count
+        queuedBytes += pdv.bytes.count
+        let bytes = pdv.bytes
+        let bound = NIOLoopBound(self, eventLoop: context!.eventLoop)
+        let eventLoop = context!.eventLoop
+        storage.async {
+            if transfer.failure == nil, let file = transfer.file {
+                do throws(StoreError) { try file.append(bytes) } catch { transfer.failure = error }
+            }
+            eventLoop.execute { bound.value.drained(bytes.count) }
+        }
+        if queuedBytes > Self.pauseReadingAbove { context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        if pdv.isLast {
+            self.transfer = nil
+            complete(transfer)
+        }
+    }
+
+    private func drained(_ count: Int) {
+        let wasPaused = queuedBytes > Self.pauseReadingAbove
+        queuedBytes -= count
+        if wasPaused, queuedBytes <= Self.pauseReadingAbove / 4, let context {
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            context.read()
+        }
+    }
+
+    private func handle(_ command: Command, contextID: UInt8, presentation: (abstractSyntax: String, transferSyntax: String)) throws {
+        switch command.field {
+        case Command.cEchoRequest:
+            respond(
+                Command(field: Command.cEchoResponse, respondingTo: command.messageID, affectedSOPClass: DICOM.verification, status: 0),
+                contextID: contextID)
+        case Command.cStoreRequest:
+            guard command.hasDataSet, let sopClass = command.affectedSOPClass, let instance = command.affectedSOPInstance else {
+                return abort(reason: "a C-STORE request without SOP class, instance or dataset", source: 2, code: 6)
+            }
+            var file: InstanceFile?
+            var failure: StoreError?
+            if sopClass != presentation.abstractSyntax {
+                failure = StoreError(
+                    status: DICOM.Status.dataSetDoesNotMatchSOPClass,
+                    message: "the command's SOP class \(sopClass) is not the context's \(presentation.abstractSyntax)")
+            } else {
+                do {
+                    file = try InstanceFile(
+                        root: shared.settings.storage, sopClass: sopClass, sopInstance: instance,
+                        transferSyntax: presentation.transferSyntax, callingAE: callingAE)
+                } catch {
+                    failure = error
+                }
+            }
+            transfer = Transfer(contextID: contextID, command: command, transferSyntax: presentation.transferSyntax, file: file, failure: failure)
+        default:
+            // Not a service we provide: answer "unrecognized operation" (0x0211) without a dataset.
+            respond(
+                Command(field: command.field | 0x8000, respondingTo: command.messageID, affectedSOPClass: command.affectedSOPClass, status: 0x0211),
+                contextID: contextID)
+        }
+    }
+
+    /// The dataset is complete: make it durable, read it, check it, move it into place,
+    /// journal it, then answer.
+    private func complete(_ transfer: Transfer) {
+        guard let context else { return }
+        pendingResponses += 1
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let shared = shared
+        let device = device
+        let facts: [String: JSONValue] = [
+            "calling_ae": .string(callingAE), "peer": .string(peerAddress), "transfer_syntax": .string(transfer.transferSyntax),
+        ]
+        storage.async {
+            let outcome = Self.store(transfer)
+            Task {
+                var data = facts.merging(outcome.data) { a, _ in a }
+                data["sop_instance_uid"] = data["sop_instance_uid"] ?? .string(transfer.command.affectedSOPInstance ?? "")
+                if let error = outcome.error {
+                    data["status"] = .string(String(format: "0x%04X", error.status))
+                    data["error"] = .string(error.message)
+                    await shared.emit("dicom.instance.failed", device: device, severity: .error, data: data)
+                } else {
+                    if let old = outcome.replaced {
+                        await shared.emit(
+                            "dicom.instance.replaced", device: device, severity: .notice,
+                            data: ["path": data["path"] ?? .null, "old_sha256": .string(old), "new_sha256": data["sha256"] ?? .null,
+                                   "sop_instance_uid": data["sop_instance_uid"] ?? .null])
+                    }
+                    await shared.emit("dicom.instance.stored", device: device, data: data)
+                }
+                eventLoop.execute { bound.value.stored(transfer, status: outcome.error?.status ?? DICOM.Status.success) }
+            }
+        }
+    }
+
+    private func stored(_ transfer: Transfer, status: UInt16) {
+        pendingResponses -= 1
+        if status == DICOM.Status.success { stored += 1 } else { failed += 1 }
+        guard state == .established else { return }
+        respond(
+            Command(
+                field: Command.cStoreResponse, respondingTo: transfer.command.messageID, affectedSOPClass: transfer.command.affectedSOPClass,
+                affectedSOPInstance: transfer.command.affectedSOPInstance, status: status),
+            contextID: transfer.contextID)
+        if releaseRequested, pendingResponses == 0, self.transfer == nil { release() }
+    }
+
+    private func respond(_ command: Command, contextID: UInt8) {
+        send(.data([PDV(contextID: contextID, isCommand: true, isLast: true, bytes: command.encoded())]))
+    }
+
+    /// On the storage queue: finish, read, check, commit. Never throws: the outcome says.
+    private static func store(_ transfer: Transfer) -> (error: StoreError?, data: [String: JSONValue], replaced: String?) {
+        guard let file = transfer.file, transfer.failure == nil else {
+            transfer.file?.discard()
+            return (transfer.failure ?? .resources("no file"), [:], nil)
+        }
+        do throws(StoreError) {
+            let sha256 = try file.finish()
+            guard let encoding = file.encoding else { throw .unreadable("cannot read datasets in \(transfer.transferSyntax)") }
+            var dataset = Dataset()
+            var limit = 65_536
+            while true {
+                var reader = DatasetReader(bytes: file.datasetPrefix(limit: limit), encoding: encoding)
+                do {
+                    dataset = try reader.read()
+                } catch {
+                    throw .unreadable("the dataset cannot be parsed: \(error)")
+                }
+                // Headers are small; read more of a long one, up to 8 MiB.
+                guard reader.truncated, limit < 8 << 20, limit < file.size - file.datasetOffset else { break }
+                limit *= 4
+            }
+            var data = InstanceSummary.fields(of: dataset)
+            let sopClass = dataset.string(Tag(0x0008, 0x0016))
+            let instance = dataset.string(Tag(0x0008, 0x0018))
+            guard sopClass == transfer.command.affectedSOPClass, instance == transfer.command.affectedSOPInstance else {
+                throw StoreError(
+                    status: DICOM.Status.dataSetDoesNotMatchSOPClass,
+                    message: "the dataset's SOP class/instance (\(sopClass ?? "none") / \(instance ?? "none")) differ from the command's (\(transfer.command.affectedSOPClass ?? "") / \(transfer.command.affectedSOPInstance ?? ""))")
+            }
+            guard let study = dataset.string(Tag(0x0020, 0x000D)), let series = dataset.string(Tag(0x0020, 0x000E)) else {
+                throw .unreadable("the dataset has no Study or Series Instance UID")
+            }
+            let relative = StoragePath.relative(study: study, series: series, instance: instance ?? "")
+            let committed = try StoragePath.commit(file, sha256: sha256, relativePath: relative)
+            data["path"] = .string(committed.path)
+            data["bytes"] = .int(Int64(file.size))
+            data["sha256"] = .string(sha256)
+            if committed.identical { data["duplicate"] = .string("identical bytes were already stored") }
+            return (nil, data, committed.replacedSHA256)
+        } catch {
+            file.discard()
+            return (error, [:], nil)
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NMBridgeCore
+import ServiceLifecycle
+
+/// The DICOM C-STORE receiver (`[dicom]`): accepts associations from the configured
+/// senders, stores what they send under the storage root, and journals associations and
+/// instances. A `Service` of the daemon; its events go through the same sink as drivers'.
+public struct DicomReceiver: Service {
+    let shared: ReceiverContext
+    let onListening: @Sendable (Int) -> Void
+
+    public init(
+        settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger,
+        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+    ) {
+        shared = ReceiverContext(settings: settings, sink: sink, logger: logger)
+        self.onListening = onListening
+    }
+
+    public func run() async throws {
+        let shared = shared
+        let settings = shared.settings
+        // A PDU may carry the largest P-DATA-TF we announced; association requests are small.
+        let maximumPDU = max(settings.maxPDULength, 65_536)
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(ChannelOptions.backlog, value: 64)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PDUFramer(maximumLength: maximumPDU)))
+                    try channel.pipeline.syncOperations.addHandler(AssociationHandler(shared: shared))
+                }
+            }
+            .bind(host: settings.listen, port: settings.port)
+            .get()
+        let port = channel.localAddress?.port ?? settings.port
+        shared.logger.info(
+            "DICOM receiver listening", metadata: ["dicom.ae_title": "\(settings.aeTitle)", "dicom.port": "\(port)", "dicom.storage": "\(settings.storage)"])
+        onListening(port)
+        try await withGracefulShutdownHandler {
+            try await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,257 @@
+import Crypto
+import Foundation
+
+/// Why an instance could not be stored; the C-STORE status it maps to.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public var status: UInt16
+    public var message: String
+    public var description: String { message }
+
+    static func resources(_ message: String) -> StoreError { StoreError(status: DICOM.Status.outOfResources, message: message) }
+    static func unreadable(_ message: String) -> StoreError { StoreError(status: DICOM.Status.cannotUnderstand, message: message) }
+}
+
+/// One instance being received: a temporary file under `<root>/.incoming`, a Part-10
+/// preamble and file meta built from the presentation context, then the dataset bytes as
+/// they arrive (any group 0002 elements at their start dropped), hashed on the way.
+/// Memory stays bounded whatever the instance size. Used by one association's serial
+/// storage queue only, hence unchecked Sendable.
+final class InstanceFile: @unchecked Sendable {
+    let root: String
+    let temporaryPath: String
+    let transferSyntax: String
+    let encoding: DatasetReader.Encoding?
+    private var fd: Int32
+    private var hasher = SHA256()
+    /// Bytes written so far (file meta included).
+    private(set) var size = 0
+    /// Where the dataset starts in the file.
+    let datasetOffset: Int
+    /// Dataset bytes held back while group 0002 elements at its start are dropped.
+    private var pending: [UInt8] = []
+    private var stripping = true
+
+    static let maximumStrippedElement = 65_536
+
+    init(root: String, sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String) throws(StoreError) {
+        self.root = root
+        self.transferSyntax = transferSyntax
+        encoding = DatasetReader.Encoding(transferSyntax: transferSyntax)
+        let incoming = root + "/.incoming"
+        if mkdir(root, 0o750) != 0, errno != EEXIST { throw .resources("cannot create \(root): \(Self.errorText())") }
+        if mkdir(incoming, 0o750) != 0, errno != EEXIST { throw .resources("cannot create \(incoming): \(Self.errorText())") }
+        temporaryPath = incoming + "/" + UUID().uuidString.lowercased() + ".part"
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw .resources("cannot create \(temporaryPath): \(Self.errorText())") }
+        let meta = Self.fileMeta(sopClass: sopClass, sopInstance: sopInstance, transferSyntax: transferSyntax, callingAE: callingAE)
+        datasetOffset = meta.count
+        try write(meta)
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// The preamble, "DICM" and group 0002 in explicit VR little endian (PS3.10 §7.1).
+    static func fileMeta(sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String) -> [UInt8] {
+        var elements: [UInt8] = []
+        func element(_ element: UInt16, _ vr: String, _ value: [UInt8]) {
+            elements += [0x02, 0x00, UInt8(element & 0xFF), UInt8(element >> 8)] + Array(vr.utf8)
+            if vr == "OB" {
+                elements += [0, 0] + le32(UInt32(value.count))
+            } else {
+                elements += [UInt8(value.count & 0xFF), UInt8(value.count >> 8)]
+            }
+            elements += value
+        }
+        func padded(_ text: String, with pad: UInt8) -> [UInt8] {
+            var bytes = Array(text.utf8)
+            if bytes.count % 2 == 1 { bytes.append(pad) }
+            return bytes
+        }
+        element(0x0001, "OB", [0x00, 0x01])
+        element(0x0002, "UI", padded(sopClass, with: 0))
+        element(0x0003, "UI", padded(sopInstance, with: 0))
+        element(0x0010, "UI", padded(transferSyntax, with: 0))
+        element(0x0012, "UI", padded(DICOM.implementationClassUID, with: 0))
+        element(0x0013, "SH", padded(DICOM.implementationVersionName, with: 0x20))
+        element(0x0016, "AE", padded(callingAE, with: 0x20))
+        let groupLength: [UInt8] = [0x02, 0x00, 0x00, 0x00, 0x55, 0x4C, 0x04, 0x00] + le32(UInt32(elements.count))
+        return [UInt8](repeating: 0, count: 128) + Array("DICM".utf8) + groupLength + elements
+    }
+
+    static func le32(_ v: UInt32) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v >> 16 & 0xFF), UInt8(v >> 24)] }
+
+    /// Appends dataset bytes.
+    func append(_ bytes: [UInt8]) throws(StoreError) {
+        guard stripping else { return try write(bytes) }
+        pending += bytes
+        try stripGroup0002(final: false)
+    }
+
+    /// Drops whole group 0002 elements at the start of `pending`; writes the rest once the
+    /// first element of another group is seen.
+    private func stripGroup0002(final: Bool) throws(StoreError) {
+        while stripping {
+            guard pending.count >= 8 else {
+                if final { try flushPending() }
+                return
+            }
+            let big = encoding == .explicitBig
+            let group = big ? UInt16(pending[0]) << 8 | UInt16(pending[1]) : UInt16(pending[0]) | UInt16(pending[1]) << 8
+            guard group == 0x0002 else { return try flushPending() }
+            var header = 8
+            var length: Int
+            if encoding == .implicitLittle {
+                length = Int(InstanceFile.u32(pending, 4, big: false))
+            } else {
+                let vr = String(decoding: pending[4..<6], as: UTF8.self)
+                if DatasetReader.longVRs.contains(vr) {
+                    guard pending.count >= 12 else {
+                        if final { throw .unreadable("the dataset ends inside a group 0002 element") }
+                        return
+                    }
+                    header = 12
+                    length = Int(InstanceFile.u32(pending, 8, big: big))
+                } else {
+                    length = Int(big ? UInt16(pending[6]) << 8 | UInt16(pending[7]) : UInt16(pending[6]) | UInt16(pending[7]) << 8)
+                }
+            }
+            guard length <= Self.maximumStrippedElement else {
+                throw .unreadable("a group 0002 element in the dataset claims \(length) bytes")
+            }
+            guard pending.count >= header + length else {
+                if final { throw .unreadable("the dataset ends inside a group 0002 element") }
+                return
+            }
+            pending.removeFirst(header + length)
+        }
+    }
+
+    private func flushPending() throws(StoreError) {
+        stripping = false
+        let bytes = pending
+        pending = []
+        try write(bytes)
+    }
+
+    static func u32(_ b: [UInt8], _ at: Int, big: Bool) -> UInt32 {
+        let v = (UInt32(b[at]), UInt32(b[at + 1]), UInt32(b[at + 2]), UInt32(b[at + 3]))
+        return big ? v.0 << 24 | v.1 << 16 | v.2 << 8 | v.3 : v.0 | v.1 << 8 | v.2 << 16 | v.3 << 24
+    }
+
+    private func write(_ bytes: [UInt8]) throws(StoreError) {
+        guard !bytes.isEmpty else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .resources("cannot write \(temporaryPath): \(Self.errorText())")
+            }
+            offset += n
+        }
+        hasher.update(data: bytes)
+        size += bytes.count
+    }
+
+    /// Writes what is held back and makes the file durable. Returns its SHA-256 (hex).
+    func finish() throws(StoreError) -> String {
+        if stripping { try stripGroup0002(final: true) }
+        if stripping { try flushPending() }
+        guard fsync(fd) == 0 else { throw .resources("cannot fsync \(temporaryPath): \(Self.errorText())") }
+        close(fd)
+        fd = -1
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The first `limit` bytes of the dataset, read back from the file.
+    func datasetPrefix(limit: Int) -> [UInt8] {
+        let reader = open(temporaryPath, O_RDONLY | O_CLOEXEC)
+        guard reader >= 0 else { return [] }
+        defer { close(reader) }
+        let count = max(0, min(limit, size - datasetOffset))
+        var buffer = [UInt8](repeating: 0, count: count)
+        let n = buffer.withUnsafeMutableBytes { pread(reader, $0.baseAddress, count, off_t(datasetOffset)) }
+        return n > 0 ? Array(buffer.prefix(n)) : []
+    }
+
+    /// Removes the temporary file (a failed or aborted transfer leaves nothing behind).
+    func discard() {
+        if fd >= 0 {
+            close(fd)
+            fd = -1
+        }
+        unlink(temporaryPath)
+    }
+
+    static func errorText() -> String { String(cString: strerror(errno)) }
+}
+
+/// Where instances go: `<root>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`.
+enum StoragePath {
+    /// A valid UID as is; anything else (a path trick, a long or malformed value) as
+    /// `x` and the first 40 hex digits of its SHA-256, which cannot leave the directory.
+    static func component(_ uid: String) -> String {
+        if DICOM.isValidUID(uid) { return uid }
+        return "x" + SHA256.hash(data: Array(uid.utf8)).map { String(format: "%02x", $0) }.joined().prefix(40)
+    }
+
+    static func relative(study: String, series: String, instance: String) -> String {
+        "\(component(study))/\(component(series))/\(component(instance)).dcm"
+    }
+
+    /// Moves a finished temporary file into place durably: directories created (and synced),
+    /// rename, directory fsync. Returns the SHA-256 of a different file that was replaced;
+    /// `identical` when the same bytes were already there (the new copy is dropped).
+    static func commit(_ file: InstanceFile, sha256: String, relativePath: String) throws(StoreError) -> (
+        path: String, replacedSHA256: String?, identical: Bool
+    ) {
+        let target = file.root + "/" + relativePath
+        let components = relativePath.split(separator: "/").dropLast()
+        var directory = file.root
+        for component in components {
+            let parent = directory
+            directory += "/" + component
+            if mkdir(directory, 0o750) == 0 {
+                syncDirectory(parent)
+            } else if errno != EEXIST {
+                throw .resources("cannot create \(directory): \(InstanceFile.errorText())")
+            }
+        }
+        var replaced: String?
+        if access(target, F_OK) == 0 {
+            let existing = sha256OfFile(target)
+            if existing == sha256 {
+                file.discard()
+                return (target, nil, true)
+            }
+            replaced = existing ?? "unreadable"
+        }
+        guard rename(file.temporaryPath, target) == 0 else {
+            throw .resources("cannot move the instance to \(target): \(InstanceFile.errorText())")
+        }
+        syncDirectory(directory)
+        return (target, replaced, false)
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        fsync(fd)
+        close(fd)
+    }
+
+    static func sha256OfFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var hasher = SHA256()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { return nil }
+            if n == 0 { break }
+            hasher.update(data: buffer[0..<n])
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,108 @@
+extension DaemonConfiguration {
+    /// `[dicom]`: the DICOM C-STORE receiver (docs/configuration.md). Absent: no receiver.
+    public struct Dicom: Sendable {
+        /// A sender allowed to associate, and the device id its events carry.
+        public struct Peer: Sendable, Equatable {
+            public var aeTitle: String
+            /// When set, the association must also come from this address.
+            public var host: String?
+            public var device: String
+
+            public init(aeTitle: String, host: String? = nil, device: String) {
+                self.aeTitle = aeTitle
+                self.host = host
+                self.device = device
+            }
+        }
+
+        public var aeTitle = "NMBRIDGE"
+        public var listen = "0.0.0.0"
+        public var port = 11112
+        /// Where instances are stored (absolute).
+        public var storage: String
+        public var peers: [Peer] = []
+        /// Accept any calling AE (the demo); its events carry device `dicom-<AE title>`.
+        public var acceptAnyCallingAE = false
+        /// Accept SOP classes that are not in the standard storage list.
+        public var acceptUnknownSOPClasses = false
+        /// Transfer syntaxes accepted (nil: the receiver's default list).
+        public var transferSyntaxes: [String]?
+        /// Largest P-DATA-TF we receive (announced in the A-ASSOCIATE-AC).
+        public var maxPDULength = 262_144
+        public var maxAssociations = 16
+        /// Seconds to wait for the A-ASSOCIATE-RQ after a connection is accepted (ARTIM).
+        public var artimTimeout: Double = 30
+        /// Seconds without a PDU after which an association is aborted.
+        public var idleTimeout: Double = 300
+
+        public init(storage: String) {
+            self.storage = storage
+        }
+    }
+
+    static let dicomKeys = [
+        "ae_title", "listen", "port", "storage", "peer", "accept_any_calling_ae", "accept_unknown", "transfer_syntaxes",
+        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s",
+    ]
+
+    /// Reads `[dicom]`; problems go to `reader` with key and line.
+    static func readDicom(_ reader: ConfigTableReader, stateDirectory: String) -> Dicom? {
+        guard reader.has("dicom"), let table = reader.table("dicom") else { return nil }
+        var dicom = Dicom(storage: stateDirectory + "/dicom")
+        if let title = table.string("ae_title") {
+            if isValidAETitle(title) {
+                dicom.aeTitle = title
+            } else {
+                table.problem("ae_title", "\"\(title)\" must be 1–16 printable ASCII characters, not all spaces, without backslash")
+            }
+        }
+        dicom.listen = table.string("listen") ?? dicom.listen
+        dicom.port = Int(table.int("port", in: 1...65535) ?? Int64(dicom.port))
+        if let storage = table.string("storage") {
+            dicom.storage = storage.hasPrefix("/") ? storage : stateDirectory + "/" + storage
+        }
+        dicom.acceptAnyCallingAE = table.bool("accept_any_calling_ae") ?? false
+        dicom.acceptUnknownSOPClasses = table.bool("accept_unknown") ?? false
+        if let syntaxes = table.strings("transfer_syntaxes") {
+            for syntax in syntaxes where !syntax.allSatisfy({ $0.isNumber || $0 == "." }) || syntax.isEmpty {
+                table.problem("transfer_syntaxes", "\"\(syntax)\" is not a transfer syntax UID")
+            }
+            dicom.transferSyntaxes = syntaxes
+        }
+        dicom.maxPDULength = Int(table.int("max_pdu", in: 4096...4_194_304) ?? Int64(dicom.maxPDULength))
+        dicom.maxAssociations = Int(table.int("max_associations", in: 1...256) ?? Int64(dicom.maxAssociations))
+        dicom.artimTimeout = table.double("artim_timeout_s", in: 1...3600) ?? dicom.artimTimeout
+        dicom.idleTimeout = table.double("idle_timeout_s", in: 1...86_400) ?? dicom.idleTimeout
+        var seen: [String: Int] = [:]
+        for peer in table.tables("peer", name: { index, t in "peer[\(t["ae_title"]?.string ?? "#\(index + 1)")]" }) {
+            let title = peer.string("ae_title", required: true)
+            let device = peer.string("device", required: true)
+            let host = peer.string("host")
+            if let title, !isValidAETitle(title) {
+                peer.problem("ae_title", "\"\(title)\" must be 1–16 printable ASCII characters without backslash")
+            } else if let title, let first = seen[title] {
+                peer.problem("ae_title", "duplicate peer \"\(title)\" (first on line \(first))")
+            }
+            if let device, !isValidDeviceID(device) {
+                peer.problem("device", "\"\(device)\" must be 1–64 characters of a–z, A–Z, 0–9, '-', '_' or '.'")
+            }
+            peer.reportUnknownKeys()
+            if let title, let device {
+                seen[title] = peer.line(of: "ae_title") ?? 0
+                dicom.peers.append(Dicom.Peer(aeTitle: title, host: host, device: device))
+            }
+        }
+        if dicom.peers.isEmpty, !dicom.acceptAnyCallingAE {
+            table.tableProblem("no [[dicom.peer]] is allowed to send: add one, or set accept_any_calling_ae = true")
+        }
+        table.reportUnknownKeys(known: dicomKeys)
+        return dicom
+    }
+
+    /// AE titles: 1–16 characters of printable ASCII without backslash, not only spaces (PS3.5 §6.2).
+    public static func isValidAETitle(_ title: String) -> Bool {
+        let bytes = Array(title.utf8)
+        return (1...16).contains(bytes.count) && bytes.allSatisfy { (0x20...0x7E).contains($0) && $0 != 0x5C }
+            && bytes.contains { $0 != 0x20 }
+    }
+}

@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""DICOM test peer for nmbridge, built on pydicom and pynetdicom (not nmbridge's code).
+
+    dicom_peer.py make-nm PATH [--dose 740] [--study-uid UID] [--instance-uid UID] [--frames N]
+        writes an NM image (Part 10, explicit VR LE) with a Radiopharmaceutical Information
+        Sequence (Tc-99m oxidronate, total dose in MBq as the NM IOD says) and an energy window
+    dicom_peer.py make-ct PATH [--rows 64] [--instance N]
+        writes a small CT slice
+    dicom_peer.py send HOST PORT CALLED CALLING FILE... [--syntax implicit|explicit|big]
+        C-STORE each file on one association; prints {"statuses": [...]} (or the reject)
+    dicom_peer.py send-mismatch HOST PORT CALLED CALLING FILE
+        sends FILE with a command whose Affected SOP Instance UID differs from the dataset's
+    dicom_peer.py same PATH_A PATH_B
+        exits 0 when both files hold the same dataset (file meta ignored)
+"""
+import argparse
+import datetime
+import io
+import json
+import sys
+
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.filewriter import write_dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid)
+import pydicom
+
+NM = "1.2.840.10008.5.1.4.1.1.20"
+CT = "1.2.840.10008.5.1.4.1.1.2"
+SYNTAXES = {"implicit": ImplicitVRLittleEndian, "explicit": ExplicitVRLittleEndian, "big": ExplicitVRBigEndian}
+
+
+def base(sop_class, instance_uid, study_uid, series_uid):
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = instance_uid
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.PatientID = "NMB-0001"
+    ds.PatientName = "Test^Patient"
+    ds.AccessionNumber = "ACC42"
+    ds.StudyDate = "20261129"
+    ds.StudyTime = "101500"
+    ds.StationName = "SPECTCT1"
+    ds.Manufacturer = "nmbridge tests"
+    ds.ManufacturerModelName = "pydicom"
+    return ds
+
+
+def make_nm(args):
+    ds = base(NM, args.instance_uid or generate_uid(), args.study_uid or generate_uid(), generate_uid())
+    ds.Modality = "NM"
+    ds.SeriesDescription = "WB Bone ANT/POST"
+    ds.AcquisitionDate = "20261129"
+    ds.AcquisitionTime = "131500"
+    rp = Dataset()
+    rp.Radiopharmaceutical = "Tc99m Oxidronate"
+    code = Dataset()
+    code.CodeValue = "C-163A8"
+    code.CodingSchemeDesignator = "SRT"
+    code.CodeMeaning = "^99m^Technetium"
+    rp.RadionuclideCodeSequence = Sequence([code])
+    rp.RadionuclideTotalDose = str(args.dose)
+    rp.RadionuclideHalfLife = "21624.12"
+    rp.RadiopharmaceuticalStartTime = "101500"
+    ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
+    window = Dataset()
+    window.EnergyWindowName = "Tc99m"
+    window_range = Dataset()
+    window_range.EnergyWindowLowerLimit = "126"
+    window_range.EnergyWindowUpperLimit = "154"
+    window.EnergyWindowRangeSequence = Sequence([window_range])
+    ds.EnergyWindowInformationSequence = Sequence([window])
+    ds.NumberOfFrames = args.frames
+    ds.Rows = 16
+    ds.Columns = 16
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(range(256)) * 2 * args.frames
+    ds.save_as(args.path, write_like_original=False)
+
+
+def make_ct(args):
+    ds = base(CT, generate_uid(), args.study_uid or generate_uid(), args.series_uid or generate_uid())
+    ds.Modality = "CT"
+    ds.InstanceNumber = args.instance
+    ds.Rows = args.rows
+    ds.Columns = args.rows
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = (bytes(range(256)) * (args.rows * args.rows * 2 // 256 + 1))[: args.rows * args.rows * 2]
+    ds.save_as(args.path, write_like_original=False)
+
+
+def associate(args, contexts):
+    from pynetdicom import AE
+    ae = AE(ae_title=args.calling)
+    for sop_class, syntax in contexts:
+        ae.add_requested_context(sop_class, syntax)
+    assoc = ae.associate(args.host, int(args.port), ae_title=args.called)
+    if not assoc.is_established:
+        rejected = assoc.is_rejected
+        print(json.dumps({"established": False, "rejected": rejected}))
+        sys.exit(3)
+    return assoc
+
+
+def send(args):
+    syntax = SYNTAXES[args.syntax]
+    datasets = [pydicom.dcmread(path) for path in args.files]
+    assoc = associate(args, sorted({(str(ds.SOPClassUID), syntax) for ds in datasets}))
+    statuses = []
+    for ds in datasets:
+        status = assoc.send_c_store(ds)
+        statuses.append(int(status.Status) if status and "Status" in status else None)
+    assoc.release()
+    print(json.dumps({"established": True, "statuses": statuses}))
+
+
+def send_mismatch(args):
+    from pynetdicom.dimse_primitives import C_STORE
+    ds = pydicom.dcmread(args.files[0])
+    assoc = associate(args, [(str(ds.SOPClassUID), ExplicitVRLittleEndian)])
+    context = assoc.accepted_contexts[0]
+    buffer = io.BytesIO()
+    write_dataset(buffer, ds, ExplicitVRLittleEndian)
+    request = C_STORE()
+    request.MessageID = 7
+    request.AffectedSOPClassUID = ds.SOPClassUID
+    request.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.999"
+    request.Priority = 2
+    request.DataSet = io.BytesIO(buffer.getvalue())
+    assoc.dimse.send_msg(request, context.context_id)
+    _, response = assoc.dimse.get_msg(block=True)
+    assoc.release()
+    print(json.dumps({"established": True, "statuses": [int(response.Status)]}))
+
+
+def same(args):
+    a, b = pydicom.dcmread(args.files[0]), pydicom.dcmread(args.files[1])
+    a.file_meta = b.file_meta = None
+    sys.exit(0 if a == b else 1)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("rest", nargs="*")
+    parser.add_argument("--dose", type=float, default=740)
+    parser.add_argument("--study-uid")
+    parser.add_argument("--series-uid")
+    parser.add_argument("--instance-uid")
+    parser.add_argument("--frames", type=int, default=1)
+    parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--instance", type=int, default=1)
+    parser.add_argument("--syntax", default="explicit")
+    args = parser.parse_args()
+    if args.command in ("make-nm", "make-ct"):
+        args.path = args.rest[0]
+        (make_nm if args.command == "make-nm" else make_ct)(args)
+    elif args.command in ("send", "send-mismatch"):
+        args.host, args.port, args.called, args.calling = args.rest[:4]
+        args.files = args.rest[4:]
+        (send if args.command == "send" else send_mismatch)(args)
+    elif args.command == "same":
+        args.files = args.rest
+        same(args)
+    else:
+        parser.error(f"unknown command {args.command}")
+
+
+if __name__ == "__main__":
+    main()
