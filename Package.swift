@@ -182,6 +182,7 @@ let package = Package(
             name: "ModbusGantryTests",
             dependencies: ["ModbusGantry", "NMBridgeCore", "NMTransport", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "DicomStoreTests", dependencies: ["DicomStore", "NMBridgeCore", "TestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
     ],
     swiftLanguageModes: [.v6]

@@ -40,9 +40,15 @@ public struct DicomReceiver: Service {
         shared.logger.info(
             "DICOM receiver listening", metadata: ["dicom.ae_title": "\(settings.aeTitle)", "dicom.port": "\(port)", "dicom.storage": "\(settings.storage)"])
         onListening(port)
-        try await withGracefulShutdownHandler {
-            try await channel.closeFuture.get()
-        } onGracefulShutdown: {
+        // Ends on graceful shutdown (the daemon) or cancellation (tests): open associations
+        // are closed with the listener, their partial files removed.
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } onCancel: {
             channel.close(promise: nil)
         }
     }

@@ -202,6 +202,12 @@ extension PDU {
         String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: [" ", "\0"])
     }
 
+    private static func roleSelection(_ sub: inout ByteReader) throws(PDUError) -> RoleSelection {
+        let length = Int(try sub.u16("role UID length"))
+        let sopClass = uid(try sub.take(length, "role SOP class UID"))
+        return RoleSelection(sopClass: sopClass, scu: try sub.u8("SCU role") == 1, scp: try sub.u8("SCP role") == 1)
+    }
+
     private static func decodeAssociateRequest(_ reader: inout ByteReader) throws(PDUError) -> AssociateRequest {
         _ = try reader.u16("protocol version")
         try reader.skip(2, "A-ASSOCIATE-RQ reserved")
@@ -238,10 +244,7 @@ extension PDU {
                     case 0x51: request.maxPDULength = try sub.u32("maximum length")
                     case 0x52: request.implementationClassUID = uid(sub.bytes)
                     case 0x53: request.asyncOperations = (try sub.u16("invoked operations"), try sub.u16("performed operations"))
-                    case 0x54:
-                        let length = Int(try sub.u16("role UID length"))
-                        let sopClass = uid(try sub.take(length, "role SOP class UID"))
-                        request.roles.append(RoleSelection(sopClass: sopClass, scu: try sub.u8("SCU role") == 1, scp: try sub.u8("SCP role") == 1))
+                    case 0x54: request.roles.append(try roleSelection(&sub))
                     case 0x55: request.implementationVersionName = aeTitle(sub.bytes)
                     default: break  // 56 (extended negotiation), 58 (user identity), unknown: skipped
                     }
@@ -290,6 +293,7 @@ extension PDU {
                     case 0x52: accept.implementationClassUID = uid(sub.bytes)
                     case 0x55: accept.implementationVersionName = aeTitle(sub.bytes)
                     case 0x53: accept.asyncOperations = (try sub.u16("invoked"), try sub.u16("performed"))
+                    case 0x54: accept.roles.append(try roleSelection(&sub))
                     default: break
                     }
                 }
