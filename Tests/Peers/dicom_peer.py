@@ -15,12 +15,10 @@
 """
 import argparse
 import datetime
-import io
 import json
 import sys
 
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
-from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid)
 import pydicom
@@ -130,22 +128,20 @@ def send(args):
 
 
 def send_mismatch(args):
-    from pynetdicom.dimse_primitives import C_STORE
+    # pynetdicom sends a file given by path as it is, with the command's UIDs taken from its
+    # file meta: a dataset instance UID unlike the meta's makes the command disagree.
+    from pynetdicom import _config
+    _config.STORE_SEND_CHUNKED_DATASET = True
     ds = pydicom.dcmread(args.files[0])
+    ds.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.999"
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.is_implicit_VR, ds.is_little_endian = False, True
+    path = args.files[0] + ".mismatch.dcm"
+    ds.save_as(path, write_like_original=True)  # True: pydicom leaves the file meta as it is
     assoc = associate(args, [(str(ds.SOPClassUID), ExplicitVRLittleEndian)])
-    context = assoc.accepted_contexts[0]
-    buffer = io.BytesIO()
-    write_dataset(buffer, ds, ExplicitVRLittleEndian)
-    request = C_STORE()
-    request.MessageID = 7
-    request.AffectedSOPClassUID = ds.SOPClassUID
-    request.AffectedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.999"
-    request.Priority = 2
-    request.DataSet = io.BytesIO(buffer.getvalue())
-    assoc.dimse.send_msg(request, context.context_id)
-    _, response = assoc.dimse.get_msg(block=True)
+    status = assoc.send_c_store(path)
     assoc.release()
-    print(json.dumps({"established": True, "statuses": [int(response.Status)]}))
+    print(json.dumps({"established": True, "statuses": [int(status.Status) if status and "Status" in status else None]}))
 
 
 def same(args):

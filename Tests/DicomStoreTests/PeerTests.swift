@@ -1,0 +1,262 @@
+import Foundation
+import Logging
+import NMBridgeCore
+import TestSupport
+import Testing
+
+@testable import DicomStore
+
+/// Real peers: DCMTK (/usr/bin/echoscu, storescu, dcmdump; called by path because pip's
+/// pynetdicom installs a `storescu` of its own) and pynetdicom/pydicom
+/// (Tests/Peers/dicom_peer.py in .venv-test). scripts/test installs both.
+enum DicomPeers {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
+    static let python = ProcessInfo.processInfo.environment["NMBRIDGE_TEST_PYTHON"] ?? root + "/.venv-test/bin/python"
+    static let peer = root + "/Tests/Peers/dicom_peer.py"
+
+    /// Runs a program to its end off the cooperative pool: exit status and output.
+    static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                do {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: executable)
+                    process.arguments = arguments
+                    var environment = ProcessInfo.processInfo.environment
+                    environment["TCP_NODELAY"] = "1"
+                    process.environment = environment
+                    let pipe = Pipe()
+                    process.standardOutput = pipe
+                    process.standardError = pipe
+                    try process.run()
+                    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                    process.waitUntilExit()
+                    continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
+        }
+    }
+
+    static func python(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await run(python, [peer] + arguments)
+    }
+
+    static func temporaryDirectory() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-dicom-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// Every regular file under `directory`, recursively.
+    static func files(under directory: String) -> [String] {
+        (FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? [])
+            .map { directory + "/" + $0 }
+            .filter { (try? FileManager.default.attributesOfItem(atPath: $0)[.type] as? FileAttributeType) == .typeRegular }
+    }
+}
+
+/// A receiver in this process on a free port, recording its events.
+struct ReceiverRig: Sendable {
+    let sink: RecordingSink
+    let directory: String
+    let storage: String
+    let port: Int
+    let task: Task<Void, any Error>
+
+    static func start(_ configure: (inout DaemonConfiguration.Dicom) -> Void = { _ in }) async throws -> ReceiverRig {
+        let directory = try DicomPeers.temporaryDirectory()
+        var settings = DaemonConfiguration.Dicom(storage: directory + "/dicom")
+        settings.listen = "127.0.0.1"
+        settings.port = 0
+        settings.peers = [DaemonConfiguration.Dicom.Peer(aeTitle: "SPECTCT1", device: "spectct-1")]
+        configure(&settings)
+        let sink = RecordingSink()
+        let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
+        let receiver = DicomReceiver(settings: settings, sink: sink, logger: Logger(label: "test")) { continuation.yield($0) }
+        let task = Task { try await receiver.run() }
+        var iterator = stream.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw DatasetError(message: "the receiver did not start") }
+        return ReceiverRig(sink: sink, directory: directory, storage: settings.storage, port: port, task: task)
+    }
+
+    private init(sink: RecordingSink, directory: String, storage: String, port: Int, task: Task<Void, any Error>) {
+        self.sink = sink
+        self.directory = directory
+        self.storage = storage
+        self.port = port
+        self.task = task
+    }
+
+    /// Stops the receiver and waits for it (its files stay for the test to look at).
+    func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+
+    /// At the end of a test: stops it if needed and removes its files.
+    func cleanUp() {
+        task.cancel()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    var storedFiles: [String] { DicomPeers.files(under: storage).filter { !$0.contains("/.incoming/") } }
+
+    func storescu(_ files: [String], options: [String] = [], calling: String = "SPECTCT1", called: String = "NMBRIDGE") async throws
+        -> (status: Int32, output: String)
+    {
+        try await DicomPeers.run("/usr/bin/storescu", options + ["-aet", calling, "-aec", called, "127.0.0.1", "\(port)"] + files)
+    }
+}
+
+/// The dataset part of a dcmdump listing, for comparing a sent and a stored file whatever
+/// their transfer syntax: tags, VRs and values, without the file meta, the syntax line and
+/// dcmdump's length comments (a sequence is longer in explicit VR than in implicit).
+func datasetDump(_ path: String) async throws -> [String] {
+    let dump = try await DicomPeers.run("/usr/bin/dcmdump", ["+L", path]).output
+    guard let start = dump.range(of: "# Dicom-Data-Set") else { return [] }
+    return dump[start.upperBound...].split(separator: "\n").filter { !$0.hasPrefix("# Used TransferSyntax") }
+        .map { line in String(line.split(separator: "#", maxSplits: 1).first ?? "").trimmingCharacters(in: .whitespaces) }
+        .map { $0.replacingOccurrences(of: "explicit length", with: "length").replacingOccurrences(of: "undefined length", with: "length") }
+}
+
+@Suite(.serialized) struct DicomPeerTests {
+    @Test func echoscuIsAnswered() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let echo = try await DicomPeers.run("/usr/bin/echoscu", ["-aet", "SPECTCT1", "-aec", "NMBRIDGE", "127.0.0.1", "\(rig.port)"])
+        #expect(echo.status == 0, "\(echo.output)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.association.released").isEmpty })
+        await rig.stop()
+        #expect(rig.sink.events("dicom.association.accepted").first?.device == "spectct-1")
+    }
+
+    @Test func wrongCalledAndUnknownCallingAETitlesAreRejectedWithTheirReasons() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let wrongCalled = try await DicomPeers.run("/usr/bin/echoscu", ["-aet", "SPECTCT1", "-aec", "OTHER", "127.0.0.1", "\(rig.port)"])
+        #expect(wrongCalled.status != 0 && wrongCalled.output.contains("Called AE Title Not Recognized"), "\(wrongCalled.output)")
+        let unknownCalling = try await DicomPeers.run("/usr/bin/echoscu", ["-aet", "STRANGER", "-aec", "NMBRIDGE", "127.0.0.1", "\(rig.port)"])
+        #expect(unknownCalling.status != 0 && unknownCalling.output.contains("Calling AE Title Not Recognized"), "\(unknownCalling.output)")
+        #expect(await rig.sink.wait { rig.sink.events("dicom.association.rejected").count == 2 })
+        await rig.stop()
+        #expect(rig.sink.events("dicom.association.rejected").map { $0.data["reason"] } == [.int(7), .int(3)])
+    }
+
+    @Test(arguments: [("-xe", "1.2.840.10008.1.2.1"), ("-xi", "1.2.840.10008.1.2"), ("-xb", "1.2.840.10008.1.2.2")])
+    func storescuInEveryUncompressedSyntaxRoundTrips(option: String, syntax: String) async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source, "--frames", "3"]).status == 0)
+        for pdu in ["4096", "131072"] {
+            let sent = try await rig.storescu([source], options: [option, "-pdu", pdu])
+            #expect(sent.status == 0, "\(sent.output)")
+        }
+        #expect(await rig.sink.wait { rig.sink.events("dicom.association.released").count == 2 })
+        await rig.stop()
+        let stored = try #require(rig.storedFiles.first)
+        #expect(rig.storedFiles.count == 1)
+        #expect(try await datasetDump(stored) == (try await datasetDump(source)), "the stored dataset equals the sent one")
+        let meta = try await DicomPeers.run("/usr/bin/dcmdump", ["-M", "-Un", "+P", "0002,0010", stored]).output
+        #expect(meta.contains(syntax), "meta transfer syntax: \(meta)")
+        let event = try #require(rig.sink.events("dicom.instance.stored").first)
+        #expect(event.data["transfer_syntax"] == .string(syntax))
+        #expect(event.data["path"] == .string(stored))
+        #expect(event.data["number_of_frames"] == .int(3))
+        // The second copy was the same bytes: nothing replaced.
+        #expect(rig.sink.events("dicom.instance.replaced").isEmpty)
+        #expect(rig.sink.events("dicom.instance.stored").last?.data["duplicate"] != nil)
+    }
+
+    @Test func manyFilesOnOneAssociationAndTenAssociationsAtOnce() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let study = "1.2.826.0.1.3680043.8.498.1"
+        var files: [String] = []
+        for i in 1...20 {
+            let path = rig.directory + "/ct\(i).dcm"
+            #expect(try await DicomPeers.python(["make-ct", path, "--study-uid", study, "--instance", "\(i)"]).status == 0)
+            files.append(path)
+        }
+        #expect(try await rig.storescu(files).status == 0)
+        let pairs = (0..<10).map { [files[$0], files[$0 + 10]] }
+        let results = try await withThrowingTaskGroup(of: Int32.self) { group in
+            for pair in pairs { group.addTask { try await rig.storescu(pair).status } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(results == Array(repeating: 0, count: 10))
+        #expect(await rig.sink.wait { rig.sink.events("dicom.association.released").count == 11 })
+        await rig.stop()
+        let released = rig.sink.events("dicom.association.released").map { $0.data["instances"] }
+        #expect(released.contains(.int(20)))
+        #expect(rig.storedFiles.count == 20)
+        #expect(rig.sink.events("dicom.instance.stored").count == 40)
+    }
+
+    @Test func pynetdicomStoresAnNMImageWithItsRadiopharmaceutical() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source, "--dose", "555"]).status == 0)
+        let sent = try await DicomPeers.python(["send", "127.0.0.1", "\(rig.port)", "NMBRIDGE", "SPECTCT1", source, "--syntax", "implicit"])
+        #expect(sent.output.contains("\"statuses\": [0]"), "\(sent.output)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.instance.stored").isEmpty })
+        await rig.stop()
+        let data = try #require(rig.sink.events("dicom.instance.stored").first?.data)
+        #expect(data["modality"] == .string("NM") && data["patient_id"] == .string("NMB-0001"))
+        let rp = data["radiopharmaceutical"]?.objectValue
+        #expect(rp?["nuclide"] == .string("Tc-99m"))
+        #expect(rp?["total_dose_bq"] == .double(555e6))
+        #expect(rp?["start_time"] == .string("101500"))
+        #expect(data["energy_windows"] == .array([.object(["name": .string("Tc99m"), "lower_kev": .double(126), "upper_kev": .double(154)])]))
+        #expect(data["sha256"]?.stringValue?.count == 64)
+    }
+
+    @Test func aDatasetThatContradictsItsCommandIsRefusedWithA900() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source]).status == 0)
+        let sent = try await DicomPeers.python(["send-mismatch", "127.0.0.1", "\(rig.port)", "NMBRIDGE", "SPECTCT1", source])
+        #expect(sent.output.contains("\"statuses\": [43264]"), "0xA900: \(sent.output)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.instance.failed").isEmpty })
+        await rig.stop()
+        #expect(rig.sink.events("dicom.instance.failed").first?.data["status"] == .string("0xA900"))
+        #expect(rig.storedFiles.isEmpty, "nothing stored, no partial file left")
+    }
+
+    @Test func hostileUIDsNeverLeaveTheStorageRoot() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        var statuses: [String] = []
+        for (i, uid) in ["../../x", "/etc/x", ".."].enumerated() {
+            let source = rig.directory + "/hostile\(i).dcm"
+            #expect(try await DicomPeers.python(["make-nm", source, "--study-uid", uid]).status == 0)
+            statuses.append(try await DicomPeers.python(["send", "127.0.0.1", "\(rig.port)", "NMBRIDGE", "SPECTCT1", source]).output)
+        }
+        #expect(statuses.allSatisfy { $0.contains("\"statuses\": [0]") }, "\(statuses)")
+        #expect(await rig.sink.wait { rig.sink.events("dicom.instance.stored").count == 3 })
+        await rig.stop()
+        #expect(rig.storedFiles.count == 3)
+        for file in rig.storedFiles {
+            let relative = file.dropFirst(rig.storage.count + 1)
+            #expect(relative.split(separator: "/").first?.hasPrefix("x") == true, "\(relative)")
+            #expect(!relative.contains(".."))
+        }
+        #expect(!FileManager.default.fileExists(atPath: rig.directory + "/x"))
+    }
+
+    @Test func anAbortedAssociationLeavesNoPartialFile() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source, "--frames", "200"]).status == 0)
+        _ = try await rig.storescu([source], options: ["--abort"])
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.association.aborted").isEmpty })
+        await rig.stop()
+        #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty)
+    }
+}
