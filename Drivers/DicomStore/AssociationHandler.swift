@@ -12,6 +12,8 @@ final class ReceiverContext: Sendable {
     let logger: Logger
     let acceptedSyntaxes: Set<String>
     let openAssociations = Atomic<Int>(0)
+    /// Every open connection, so that stopping the receiver closes them too.
+    let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     init(settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger) {
         self.settings = settings

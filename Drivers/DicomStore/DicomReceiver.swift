@@ -29,7 +29,10 @@ public struct DicomReceiver: Service {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                shared.connections.withLock { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in _ = shared.connections.withLock { $0.removeValue(forKey: id) } }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PDUFramer(maximumLength: maximumPDU)))
                     try channel.pipeline.syncOperations.addHandler(AssociationHandler(shared: shared))
                 }
@@ -42,14 +45,18 @@ public struct DicomReceiver: Service {
         onListening(port)
         // Ends on graceful shutdown (the daemon) or cancellation (tests): open associations
         // are closed with the listener, their partial files removed.
+        @Sendable func closeAll() {
+            channel.close(promise: nil)
+            for connection in shared.connections.withLock({ Array($0.values) }) { connection.close(promise: nil) }
+        }
         try await withTaskCancellationHandler {
             try await withGracefulShutdownHandler {
                 try await channel.closeFuture.get()
             } onGracefulShutdown: {
-                channel.close(promise: nil)
+                closeAll()
             }
         } onCancel: {
-            channel.close(promise: nil)
+            closeAll()
         }
     }
 }

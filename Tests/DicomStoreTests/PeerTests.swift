@@ -260,3 +260,104 @@ func datasetDump(_ path: String) async throws -> [String] {
         #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty)
     }
 }
+
+/// Hostile or broken senders: the receiver answers with an abort or a failure status,
+/// keeps serving the others, and leaves nothing half-written.
+@Suite(.serialized) struct DicomRobustnessTests {
+    /// Connects, sends `bytes`, and returns what the receiver sent back before closing.
+    func exchange(port: Int, _ bytes: [UInt8]) async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                defer { close(fd) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = UInt16(port).bigEndian
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                guard connected == 0 else { return continuation.resume(throwing: DatasetError(message: "connect failed")) }
+                var timeout = timeval(tv_sec: 30, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                var received: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                    if n <= 0 { break }
+                    received += buffer[0..<n]
+                }
+                continuation.resume(returning: received)
+            }.start()
+        }
+    }
+
+    func echoStillWorks(_ rig: ReceiverRig) async throws -> Bool {
+        try await DicomPeers.run("/usr/bin/echoscu", ["-aet", "SPECTCT1", "-aec", "NMBRIDGE", "127.0.0.1", "\(rig.port)"]).status == 0
+    }
+
+    @Test func garbageAndAbsurdLengthsAreAbortedWithoutHarm() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        // A PDU type that does not exist, then an association request claiming 4 GiB.
+        let unknown = try await exchange(port: rig.port, [0x09, 0, 0, 0, 0, 4, 1, 2, 3, 4])
+        #expect(unknown.first == 0x07, "A-ABORT: \(unknown)")
+        let absurd = try await exchange(port: rig.port, [0x01, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 1])
+        #expect(absurd.first == 0x07, "A-ABORT: \(absurd)")
+        // A truncated association request (the header promises more than follows), then EOF.
+        var truncated = PDU.associateRequest(PDUTests.request).encoded()
+        truncated[5] &+= 20
+        _ = try await exchange(port: rig.port, truncated)
+        #expect(try await echoStillWorks(rig))
+    }
+
+    @Test func aSilentConnectionIsClosedAfterTheARTIMTimeout() async throws {
+        let rig = try await ReceiverRig.start { $0.artimTimeout = 1 }
+        defer { rig.cleanUp() }
+        let started = ContinuousClock.now
+        let answer = try await exchange(port: rig.port, [])
+        #expect(answer.first == 0x07, "A-ABORT after ARTIM: \(answer)")
+        #expect(started.duration(to: .now) < .seconds(25), "closed by the receiver, not by the client's 30 s timeout")
+    }
+
+    @Test func associationsBeyondTheLimitAreRejectedNotDropped() async throws {
+        let rig = try await ReceiverRig.start { $0.maxAssociations = 1 }
+        defer { rig.cleanUp() }
+        // Hold one association open (an accepted request and nothing more) while echoscu tries.
+        async let held = exchange(port: rig.port, PDU.associateRequest(PDUTests.request).encoded())
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.association.accepted").isEmpty })
+        let second = try await DicomPeers.run("/usr/bin/echoscu", ["-aet", "SPECTCT1", "-aec", "NMBRIDGE", "127.0.0.1", "\(rig.port)"])
+        #expect(second.status != 0 && second.output.contains("Local Limit Exceeded"), "\(second.output)")
+        rig.cleanUp()
+        _ = try? await held
+        let rejected = rig.sink.events("dicom.association.rejected").first
+        #expect(rejected?.data["result"] == .int(2) && rejected?.data["source"] == .int(3) && rejected?.data["reason"] == .int(2))
+    }
+
+    @Test func aFullDiskFailsTheStoreWithA700AndTheReceiverCarriesOn() async throws {
+        guard getuid() == 0 else {
+            Issue.record("this test mounts a small tmpfs and needs root; run the suite as root (CI does)")
+            return
+        }
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        try FileManager.default.createDirectory(atPath: rig.storage, withIntermediateDirectories: true)
+        let mount = try await DicomPeers.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", rig.storage])
+        #expect(mount.status == 0, "mount: \(mount.output)")
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", rig.storage]).waitUntilExit() }
+        let big = rig.directory + "/big.dcm"
+        let small = rig.directory + "/small.dcm"
+        #expect(try await DicomPeers.python(["make-nm", big, "--frames", "6000"]).status == 0)  // about 3 MB
+        #expect(try await DicomPeers.python(["make-nm", small]).status == 0)
+        let sent = try await rig.storescu([big, small], options: ["--no-halt", "-v"])
+        #expect(sent.output.contains("Refused: OutOfResources"), "storescu saw 0xA700: \(sent.output)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.instance.failed").isEmpty && !rig.sink.events("dicom.association.released").isEmpty })
+        let failure = rig.sink.events("dicom.instance.failed").first?.data
+        #expect(failure?["status"] == .string("0xA700"))
+        #expect(failure?["error"]?.stringValue?.contains(rig.storage) == true, "names the path: \(failure?["error"] ?? .null)")
+        #expect(rig.sink.events("dicom.instance.stored").count == 1, "the small one still fits")
+        #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty, "the partial file is removed")
+        #expect(try await echoStillWorks(rig))
+    }
+}
