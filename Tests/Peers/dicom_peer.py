@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """DICOM test peer for nmbridge, built on pydicom and pynetdicom (not nmbridge's code).
 
-    dicom_peer.py make-nm PATH [--dose 740] [--study-uid UID] [--instance-uid UID] [--frames N]
+    dicom_peer.py make-nm PATH [--dose 740] [--study-uid UID] [--instance-uid UID] [--frames N] [--nm-rows 16]
         writes an NM image (Part 10, explicit VR LE) with a Radiopharmaceutical Information
         Sequence (Tc-99m oxidronate, total dose in MBq as the NM IOD says) and an energy window
     dicom_peer.py make-ct PATH [--rows 64] [--instance N]
         writes a small CT slice
+    dicom_peer.py make-ct-series DIR --count N [--rows 512]
+        writes N slices of one CT series (the benchmark's)
     dicom_peer.py send HOST PORT CALLED CALLING FILE... [--syntax implicit|explicit|big]
         C-STORE each file on one association; prints {"statuses": [...]} (or the reject)
     dicom_peer.py send-mismatch HOST PORT CALLED CALLING FILE
@@ -74,15 +76,15 @@ def make_nm(args):
     window.EnergyWindowRangeSequence = Sequence([window_range])
     ds.EnergyWindowInformationSequence = Sequence([window])
     ds.NumberOfFrames = args.frames
-    ds.Rows = 16
-    ds.Columns = 16
+    ds.Rows = args.nm_rows
+    ds.Columns = args.nm_rows
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = 16
     ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 0
-    ds.PixelData = bytes(range(256)) * 2 * args.frames
+    ds.PixelData = bytes(range(256)) * (2 * args.frames * args.nm_rows * args.nm_rows // 256)
     ds.save_as(args.path, write_like_original=False)
 
 
@@ -160,12 +162,21 @@ def main():
     parser.add_argument("--instance-uid")
     parser.add_argument("--frames", type=int, default=1)
     parser.add_argument("--rows", type=int, default=64)
+    parser.add_argument("--nm-rows", type=int, default=16)
+    parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--instance", type=int, default=1)
     parser.add_argument("--syntax", default="explicit")
     args = parser.parse_args()
     if args.command in ("make-nm", "make-ct"):
         args.path = args.rest[0]
         (make_nm if args.command == "make-nm" else make_ct)(args)
+    elif args.command == "make-ct-series":
+        # DIR: COUNT slices of one series, CT0001.dcm …
+        args.study_uid = args.study_uid or generate_uid()
+        args.series_uid = args.series_uid or generate_uid()
+        for i in range(1, args.count + 1):
+            args.path, args.instance = f"{args.rest[0]}/CT{i:04d}.dcm", i
+            make_ct(args)
     elif args.command in ("send", "send-mismatch"):
         args.host, args.port, args.called, args.calling = args.rest[:4]
         args.files = args.rest[4:]
