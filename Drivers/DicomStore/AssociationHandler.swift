@@ -14,12 +14,14 @@ final class ReceiverContext: Sendable {
     let openAssociations = Atomic<Int>(0)
     /// Every open connection, so that stopping the receiver closes them too.
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let studies: StudyTracker
 
     init(settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger) {
         self.settings = settings
         self.sink = sink
         self.logger = logger
         acceptedSyntaxes = Set(settings.transferSyntaxes ?? DICOM.TransferSyntax.defaultAccepted)
+        studies = StudyTracker(storage: settings.storage, quiet: settings.stableAfter)
     }
 
     /// Journals an event of the receiver; failures are logged (the journal reports its own).
@@ -401,6 +403,10 @@ final class AssociationHandler: ChannelInboundHandler {
                                    "sop_instance_uid": data["sop_instance_uid"] ?? .null])
                     }
                     await shared.emit("dicom.instance.stored", device: device, data: data)
+                    if data["duplicate"] == nil, let study = data["study_uid"]?.stringValue, let series = data["series_uid"]?.stringValue {
+                        shared.studies.add(
+                            study: study, series: series, device: device, fields: data, bytes: Int(data["bytes"]?.intValue ?? 0))
+                    }
                 }
                 eventLoop.execute { bound.value.stored(transfer, status: outcome.error?.status ?? DICOM.Status.success) }
             }

@@ -43,6 +43,18 @@ public struct DicomReceiver: Service {
         shared.logger.info(
             "DICOM receiver listening", metadata: ["dicom.ae_title": "\(settings.aeTitle)", "dicom.port": "\(port)", "dicom.storage": "\(settings.storage)"])
         onListening(port)
+        // Studies quiet for stable_after_s get their dicom.study.stable (also those pending
+        // from before a restart).
+        let watcher = Task {
+            let period = Duration.milliseconds(Int64(max(0.2, min(5, settings.stableAfter / 4)) * 1000))
+            while !Task.isCancelled {
+                for (uid, study) in shared.studies.takeStable() {
+                    await shared.emit("dicom.study.stable", device: study.device, data: StudyTracker.event(uid: uid, study: study))
+                }
+                try? await Task.sleep(for: period)
+            }
+        }
+        defer { watcher.cancel() }
         // Ends on graceful shutdown (the daemon) or cancellation (tests): open associations
         // are closed with the listener, their partial files removed.
         @Sendable func closeAll() {

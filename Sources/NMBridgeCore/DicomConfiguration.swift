@@ -34,6 +34,8 @@ extension DaemonConfiguration {
         public var artimTimeout: Double = 30
         /// Seconds without a PDU after which an association is aborted.
         public var idleTimeout: Double = 300
+        /// Seconds without a new instance after which a study is reported stable.
+        public var stableAfter: Double = 60
 
         public init(storage: String) {
             self.storage = storage
@@ -42,7 +44,7 @@ extension DaemonConfiguration {
 
     static let dicomKeys = [
         "ae_title", "listen", "port", "storage", "peer", "accept_any_calling_ae", "accept_unknown", "transfer_syntaxes",
-        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s",
+        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s", "stable_after_s",
     ]
 
     /// Reads `[dicom]`; problems go to `reader` with key and line.
@@ -73,6 +75,7 @@ extension DaemonConfiguration {
         dicom.maxAssociations = Int(table.int("max_associations", in: 1...256) ?? Int64(dicom.maxAssociations))
         dicom.artimTimeout = table.double("artim_timeout_s", in: 1...3600) ?? dicom.artimTimeout
         dicom.idleTimeout = table.double("idle_timeout_s", in: 1...86_400) ?? dicom.idleTimeout
+        dicom.stableAfter = table.double("stable_after_s", in: 1...86_400) ?? dicom.stableAfter
         var seen: [String: Int] = [:]
         for peer in table.tables("peer", name: { index, t in "peer[\(t["ae_title"]?.string ?? "#\(index + 1)")]" }) {
             let title = peer.string("ae_title", required: true)

@@ -264,6 +264,19 @@ extension EventKindRegistry {
                 EventField("duplicate", .string, required: false, "Set when identical bytes were already stored (nothing changed)."),
             ]),
         EventKind(
+            "dicom.study.stable", "A study has had no new instance for `stable_after_s` (also across a daemon restart).",
+            fields: [
+                EventField("study_uid", .string, "Study Instance UID."),
+                EventField("series", .integer, "Series received."),
+                EventField("instances", .integer, "Instances stored (identical re-sends not counted)."),
+                EventField("bytes", .integer, unit: "bytes", "Their size."),
+                EventField("modalities", .array, "Modalities seen."),
+                EventField("first_instance", .string, "When the first instance was stored."),
+                EventField("last_instance", .string, "When the last one was."),
+                EventField("patient_id", .string, required: false, "Patient ID."),
+                EventField("accession_number", .string, required: false, "Accession number."),
+            ]),
+        EventKind(
             "dicom.instance.replaced", severity: .notice, "A stored instance was replaced by different bytes with the same UIDs.",
             fields: [
                 EventField("sop_instance_uid", .string, "SOP Instance UID."),

@@ -102,7 +102,8 @@ struct ReceiverRig: Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    var storedFiles: [String] { DicomPeers.files(under: storage).filter { !$0.contains("/.incoming/") } }
+    /// The stored instances (not the transfers in progress, not the pending-studies file).
+    var storedFiles: [String] { DicomPeers.files(under: storage).filter { !$0.contains("/.incoming/") && $0.hasSuffix(".dcm") } }
 
     func storescu(_ files: [String], options: [String] = [], calling: String = "SPECTCT1", called: String = "NMBRIDGE") async throws
         -> (status: Int32, output: String)
@@ -247,6 +248,45 @@ func datasetDump(_ path: String) async throws -> [String] {
             #expect(!relative.contains(".."))
         }
         #expect(!FileManager.default.fileExists(atPath: rig.directory + "/x"))
+    }
+
+    @Test func aQuietStudyIsReportedStableAlsoAcrossARestart() async throws {
+        let directory = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = directory + "/shared-storage"
+        let study = "1.2.826.0.1.3680043.8.498.77"
+        var files: [String] = []
+        for i in 1...3 {
+            let path = directory + "/ct\(i).dcm"
+            let arguments = ["make-ct", path, "--study-uid", study, "--series-uid", study + ".1", "--instance", "\(i)"]
+            #expect(try await DicomPeers.python(arguments).status == 0)
+            files.append(path)
+        }
+        // Two instances, then the receiver stops before the study is quiet.
+        let first = try await ReceiverRig.start {
+            $0.storage = storage
+            $0.stableAfter = 3600
+        }
+        #expect(try await first.storescu(Array(files.prefix(2))).status == 0)
+        #expect(await first.sink.wait { first.sink.events("dicom.instance.stored").count == 2 })
+        first.cleanUp()
+        await first.stop()
+        #expect(first.sink.events("dicom.study.stable").isEmpty)
+        // After a restart: one more instance, and one event for the whole study.
+        let second = try await ReceiverRig.start {
+            $0.storage = storage
+            $0.stableAfter = 1
+        }
+        defer { second.cleanUp() }
+        #expect(try await second.storescu([files[2]]).status == 0)
+        #expect(await second.sink.wait { !second.sink.events("dicom.study.stable").isEmpty })
+        await second.stop()
+        let stable = try #require(second.sink.events("dicom.study.stable").first)
+        #expect(second.sink.events("dicom.study.stable").count == 1)
+        #expect(stable.data["study_uid"] == .string(study))
+        #expect(stable.data["instances"] == .int(3) && stable.data["series"] == .int(1))
+        #expect(stable.data["modalities"] == .array([.string("CT")]))
+        #expect(stable.device == "spectct-1")
     }
 
     @Test func anAbortedAssociationLeavesNoPartialFile() async throws {
