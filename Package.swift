@@ -21,10 +21,11 @@ let package = Package(
     ],
     targets: [
         // C libraries, each imported by exactly one Swift module: libudev and libusb by
-        // NMTransport, libmodbus by the Modbus driver.
+        // NMTransport, libmodbus by the Modbus driver, zlib by the DICOM receiver.
         .systemLibrary(name: "CUdev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .systemLibrary(name: "CUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
         .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Event model, units, driver contract, configuration. No I/O, no C, no NIOPosix.
         .target(
             name: "NMBridgeCore",
@@ -89,6 +90,7 @@ let package = Package(
             name: "DicomStore",
             dependencies: [
                 "NMBridgeCore",
+                "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -437,18 +437,18 @@ final class AssociationHandler: ChannelInboundHandler {
         }
         do throws(StoreError) {
             let sha256 = try file.finish()
-            guard let encoding = file.encoding else { throw .unreadable("cannot read datasets in \(transfer.transferSyntax)") }
             var dataset = Dataset()
             var limit = 65_536
             while true {
-                var reader = DatasetReader(bytes: file.datasetPrefix(limit: limit), encoding: encoding)
+                guard let prefix = file.datasetPrefix(limit: limit) else { throw .unreadable("the deflated dataset does not inflate") }
+                var reader = DatasetReader(bytes: prefix, encoding: file.encoding)
                 do {
                     dataset = try reader.read()
                 } catch {
                     throw .unreadable("the dataset cannot be parsed: \(error)")
                 }
                 // Headers are small; read more of a long one, up to 8 MiB.
-                guard reader.truncated, limit < 8 << 20, limit < file.size - file.datasetOffset else { break }
+                guard reader.truncated, limit < 8 << 20, file.deflated || limit < file.size - file.datasetOffset else { break }
                 limit *= 4
             }
             var data = InstanceSummary.fields(of: dataset)

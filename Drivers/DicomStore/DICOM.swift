@@ -21,8 +21,7 @@ public enum DICOM {
             "1.2.840.10008.1.2.5",  // RLE
         ]
         /// What the receiver accepts by default: every syntax it can read the header of.
-        /// Deflated is left out until the reader can inflate.
-        public static let defaultAccepted = [explicitLittle, implicitLittle, explicitBig] + encapsulated
+        public static let defaultAccepted = [explicitLittle, implicitLittle, explicitBig, deflatedExplicitLittle] + encapsulated
     }
 
     /// Storage SOP classes accepted by default (PS3.4 Annex B.5), the ones a nuclear-medicine

@@ -78,14 +78,12 @@ public struct DatasetReader {
     public enum Encoding: Sendable {
         case implicitLittle, explicitLittle, explicitBig
 
-        /// The encoding of a transfer syntax's dataset; nil for one the reader cannot read
-        /// (deflated).
-        public init?(transferSyntax: String) {
+        /// The encoding of a transfer syntax's dataset (for deflated: once inflated).
+        public init(transferSyntax: String) {
             switch transferSyntax {
             case DICOM.TransferSyntax.implicitLittle: self = .implicitLittle
             case DICOM.TransferSyntax.explicitBig: self = .explicitBig
-            case DICOM.TransferSyntax.deflatedExplicitLittle: return nil
-            default: self = .explicitLittle  // explicit LE and every encapsulated syntax
+            default: self = .explicitLittle  // explicit LE, deflated, and every encapsulated syntax
             }
         }
     }

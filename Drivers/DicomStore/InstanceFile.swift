@@ -20,7 +20,9 @@ final class InstanceFile: @unchecked Sendable {
     let root: String
     let temporaryPath: String
     let transferSyntax: String
-    let encoding: DatasetReader.Encoding?
+    let encoding: DatasetReader.Encoding
+    /// Deflated: the bytes on the wire are compressed; stored as received, inflated to read.
+    let deflated: Bool
     private var fd: Int32
     private var hasher = SHA256()
     /// Bytes written so far (file meta included).
@@ -37,6 +39,9 @@ final class InstanceFile: @unchecked Sendable {
         self.root = root
         self.transferSyntax = transferSyntax
         encoding = DatasetReader.Encoding(transferSyntax: transferSyntax)
+        deflated = transferSyntax == DICOM.TransferSyntax.deflatedExplicitLittle
+        // Group 0002 elements cannot be recognised inside compressed bytes.
+        stripping = !deflated
         let incoming = root + "/.incoming"
         if mkdir(root, 0o750) != 0, errno != EEXIST { throw .resources("cannot create \(root): \(Self.errorText())") }
         if mkdir(incoming, 0o750) != 0, errno != EEXIST { throw .resources("cannot create \(incoming): \(Self.errorText())") }
@@ -163,8 +168,14 @@ final class InstanceFile: @unchecked Sendable {
         return hasher.finalize().map { String(format: "%02x", $0) }.joined()
     }
 
-    /// The first `limit` bytes of the dataset, read back from the file.
-    func datasetPrefix(limit: Int) -> [UInt8] {
+    /// The first `limit` bytes of the dataset, read back from the file (inflated when
+    /// deflated); nil when deflated bytes do not inflate.
+    func datasetPrefix(limit: Int) -> [UInt8]? {
+        let stored = storedPrefix(limit: limit)
+        return deflated ? Inflate.prefix(stored, limit: limit) : stored
+    }
+
+    private func storedPrefix(limit: Int) -> [UInt8] {
         let reader = open(temporaryPath, O_RDONLY | O_CLOEXEC)
         guard reader >= 0 else { return [] }
         defer { close(reader) }

@@ -146,7 +146,9 @@ func datasetDump(_ path: String) async throws -> [String] {
         #expect(rig.sink.events("dicom.association.rejected").map { $0.data["reason"] } == [.int(7), .int(3)])
     }
 
-    @Test(arguments: [("-xe", "1.2.840.10008.1.2.1"), ("-xi", "1.2.840.10008.1.2"), ("-xb", "1.2.840.10008.1.2.2")])
+    @Test(arguments: [
+        ("-xe", "1.2.840.10008.1.2.1"), ("-xi", "1.2.840.10008.1.2"), ("-xb", "1.2.840.10008.1.2.2"), ("-xd", "1.2.840.10008.1.2.1.99"),
+    ])
     func storescuInEveryUncompressedSyntaxRoundTrips(option: String, syntax: String) async throws {
         let rig = try await ReceiverRig.start()
         defer { rig.cleanUp() }
