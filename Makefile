@@ -54,6 +54,7 @@ install-files:
 	$(INSTALL) -d -m 0755 "$(DESTDIR)$(UNITDIR)"
 	sed 's|/usr/bin/nmbridged|$(BINDIR)/nmbridged|g' systemd/nmbridged.service > "$(DESTDIR)$(UNITDIR)/nmbridged.service"
 	chmod 0644 "$(DESTDIR)$(UNITDIR)/nmbridged.service"
+	$(INSTALL) -m 0644 systemd/nmbridged-dicom.socket "$(DESTDIR)$(UNITDIR)/nmbridged-dicom.socket"
 	$(INSTALL) -D -m 0644 systemd/nmbridge.sysusers "$(DESTDIR)$(SYSUSERSDIR)/nmbridge.conf"
 	$(INSTALL) -D -m 0644 systemd/nmbridge.tmpfiles "$(DESTDIR)$(TMPFILESDIR)/nmbridge.conf"
 	$(INSTALL) -D -m 0644 udev-rules/70-nmbridge.rules "$(DESTDIR)$(UDEVRULESDIR)/70-nmbridge.rules"
@@ -93,7 +94,7 @@ uninstall:
 		systemctl disable --now nmbridged.service || true; \
 	fi
 	for b in $(BINARIES); do rm -f "$(DESTDIR)$(BINDIR)/$$b"; done
-	rm -f "$(DESTDIR)$(UNITDIR)/nmbridged.service"
+	rm -f "$(DESTDIR)$(UNITDIR)/nmbridged.service" "$(DESTDIR)$(UNITDIR)/nmbridged-dicom.socket"
 	rm -f "$(DESTDIR)$(SYSUSERSDIR)/nmbridge.conf"
 	rm -f "$(DESTDIR)$(TMPFILESDIR)/nmbridge.conf"
 	rm -f "$(DESTDIR)$(UDEVRULESDIR)/70-nmbridge.rules"

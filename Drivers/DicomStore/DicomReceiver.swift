@@ -10,12 +10,15 @@ import ServiceLifecycle
 public struct DicomReceiver: Service {
     let shared: ReceiverContext
     let onListening: @Sendable (Int) -> Void
+    /// A listening socket passed by systemd (socket activation), used instead of binding.
+    let inheritedSocket: Int32?
 
     public init(
-        settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger,
+        settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger, inheritedSocket: Int32? = nil,
         onListening: @escaping @Sendable (Int) -> Void = { _ in }
     ) {
         shared = ReceiverContext(settings: settings, sink: sink, logger: logger)
+        self.inheritedSocket = inheritedSocket
         self.onListening = onListening
     }
 
@@ -24,7 +27,7 @@ public struct DicomReceiver: Service {
         let settings = shared.settings
         // A PDU may carry the largest P-DATA-TF we announced; association requests are small.
         let maximumPDU = max(settings.maxPDULength, 65_536)
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
@@ -37,11 +40,19 @@ public struct DicomReceiver: Service {
                     try channel.pipeline.syncOperations.addHandler(AssociationHandler(shared: shared))
                 }
             }
-            .bind(host: settings.listen, port: settings.port)
-            .get()
+        let channel: any Channel
+        if let inheritedSocket {
+            channel = try await bootstrap.withBoundSocket(inheritedSocket).get()
+        } else {
+            channel = try await bootstrap.bind(host: settings.listen, port: settings.port).get()
+        }
         let port = channel.localAddress?.port ?? settings.port
         shared.logger.info(
-            "DICOM receiver listening", metadata: ["dicom.ae_title": "\(settings.aeTitle)", "dicom.port": "\(port)", "dicom.storage": "\(settings.storage)"])
+            "DICOM receiver listening",
+            metadata: [
+                "dicom.ae_title": "\(settings.aeTitle)", "dicom.port": "\(port)", "dicom.storage": "\(settings.storage)",
+                "dicom.socket": "\(inheritedSocket == nil ? "bound" : "from systemd")",
+            ])
         onListening(port)
         // Studies quiet for stable_after_s get their dicom.study.stable (also those pending
         // from before a restart).

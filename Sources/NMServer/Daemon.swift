@@ -77,7 +77,10 @@ public enum Daemon {
                     logger: logger))
         }
         if let dicom = configuration.dicom {
-            services.append(DicomReceiver(settings: dicom, sink: monitor, logger: logger))
+            // `FileDescriptorName=dicom` in nmbridged-dicom.socket: systemd listens (port 104
+            // needs no privilege of ours); otherwise the receiver binds [dicom] listen/port.
+            let inherited = SocketActivation.descriptors(environment: environment)["dicom"]
+            services.append(DicomReceiver(settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited))
         }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))

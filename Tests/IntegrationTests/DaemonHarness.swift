@@ -83,12 +83,14 @@ final class DaemonProcess {
     var socketPath: String { directory + "/api.sock" }
     var client: APIClient { APIClient(endpoint: .unixSocket(path: socketPath)) }
 
-    init(directory: String, arguments: [String], environment: [String: String] = [:]) throws {
+    /// `launcher`: a program that starts nmbridged (e.g. systemd-socket-activate and its options).
+    init(directory: String, arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws {
         self.directory = directory
         stderrPath = directory + "/daemon-\(UUID().uuidString.prefix(4)).log"
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: productsDirectory + "/nmbridged")
-        process.arguments = arguments
+        let daemon = productsDirectory + "/nmbridged"
+        process.executableURL = URL(fileURLWithPath: launcher.first ?? daemon)
+        process.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [daemon] + arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "NOTIFY_SOCKET")
         env.removeValue(forKey: "JOURNAL_STREAM")
