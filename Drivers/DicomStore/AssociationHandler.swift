@@ -387,7 +387,7 @@ final class AssociationHandler: ChannelInboundHandler {
             "calling_ae": .string(callingAE), "peer": .string(peerAddress), "transfer_syntax": .string(transfer.transferSyntax),
         ]
         storage.async {
-            let outcome = Self.store(transfer)
+            let outcome = Self.store(transfer, settings: shared.settings)
             Task {
                 var data = facts.merging(outcome.data) { a, _ in a }
                 data["sop_instance_uid"] = data["sop_instance_uid"] ?? .string(transfer.command.affectedSOPInstance ?? "")
@@ -430,7 +430,9 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     /// On the storage queue: finish, read, check, commit. Never throws: the outcome says.
-    private static func store(_ transfer: Transfer) -> (error: StoreError?, data: [String: JSONValue], replaced: String?) {
+    private static func store(_ transfer: Transfer, settings: DaemonConfiguration.Dicom) -> (
+        error: StoreError?, data: [String: JSONValue], replaced: String?
+    ) {
         guard let file = transfer.file, transfer.failure == nil else {
             transfer.file?.discard()
             return (transfer.failure ?? .resources("no file"), [:], nil)
@@ -463,12 +465,20 @@ final class AssociationHandler: ChannelInboundHandler {
                 throw .unreadable("the dataset has no Study or Series Instance UID")
             }
             let relative = StoragePath.relative(study: study, series: series, instance: instance ?? "")
-            let committed = try StoragePath.commit(file, sha256: sha256, relativePath: relative)
+            let committed = try StoragePath.commit(file, sha256: sha256, relativePath: relative, policy: settings.duplicates)
             data["path"] = .string(committed.path)
             data["bytes"] = .int(Int64(file.size))
             data["sha256"] = .string(sha256)
-            if committed.identical { data["duplicate"] = .string("identical bytes were already stored") }
-            return (nil, data, committed.replacedSHA256)
+            switch committed.outcome {
+            case .stored(let replaced):
+                return (nil, data, replaced)
+            case .identical:
+                data["duplicate"] = .string("identical bytes were already stored")
+            case .kept(let existing):
+                data["sha256"] = .string(existing)
+                data["duplicate"] = .string("different bytes (SHA-256 \(sha256)) were received and discarded: duplicates = \"keep\"")
+            }
+            return (nil, data, nil)
         } catch {
             file.discard()
             return (error, [:], nil)

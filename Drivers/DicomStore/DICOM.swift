@@ -65,6 +65,8 @@ public enum DICOM {
         public static let outOfResources: UInt16 = 0xA700
         public static let dataSetDoesNotMatchSOPClass: UInt16 = 0xA900
         public static let cannotUnderstand: UInt16 = 0xC000
+        /// Duplicate SOP Instance (PS3.7 Annex C.4.2): sent for `duplicates = "reject"`.
+        public static let duplicateInstance: UInt16 = 0x0111
     }
 
     /// A valid UID: 1–64 characters of digits and dots, components without leading zeros,

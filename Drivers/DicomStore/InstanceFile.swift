@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NMBridgeCore
 
 /// Why an instance could not be stored; the C-STORE status it maps to.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
@@ -210,12 +211,21 @@ enum StoragePath {
         "\(component(study))/\(component(series))/\(component(instance)).dcm"
     }
 
+    /// What became of an instance whose file already existed.
+    enum Outcome: Equatable {
+        /// Stored (a different file of the same UIDs replaced, when `replacedSHA256` is set).
+        case stored(replacedSHA256: String?)
+        /// The same bytes were already there; nothing changed.
+        case identical
+        /// Different bytes were already there and kept (`duplicates = "keep"`).
+        case kept(existingSHA256: String)
+    }
+
     /// Moves a finished temporary file into place durably: directories created (and synced),
-    /// rename, directory fsync. Returns the SHA-256 of a different file that was replaced;
-    /// `identical` when the same bytes were already there (the new copy is dropped).
-    static func commit(_ file: InstanceFile, sha256: String, relativePath: String) throws(StoreError) -> (
-        path: String, replacedSHA256: String?, identical: Bool
-    ) {
+    /// rename, directory fsync. An existing file of the same path is handled by `policy`.
+    static func commit(_ file: InstanceFile, sha256: String, relativePath: String, policy: DaemonConfiguration.Dicom.Duplicates)
+        throws(StoreError) -> (path: String, outcome: Outcome)
+    {
         let target = file.root + "/" + relativePath
         let components = relativePath.split(separator: "/").dropLast()
         var directory = file.root
@@ -230,18 +240,28 @@ enum StoragePath {
         }
         var replaced: String?
         if access(target, F_OK) == 0 {
-            let existing = sha256OfFile(target)
+            let existing = sha256OfFile(target) ?? "unreadable"
             if existing == sha256 {
                 file.discard()
-                return (target, nil, true)
+                return (target, .identical)
             }
-            replaced = existing ?? "unreadable"
+            switch policy {
+            case .replace:
+                replaced = existing
+            case .keep:
+                file.discard()
+                return (target, .kept(existingSHA256: existing))
+            case .reject:
+                throw StoreError(
+                    status: DICOM.Status.duplicateInstance,
+                    message: "\(target) is already stored with other bytes (SHA-256 \(existing)) and duplicates = \"reject\"")
+            }
         }
         guard rename(file.temporaryPath, target) == 0 else {
             throw .resources("cannot move the instance to \(target): \(InstanceFile.errorText())")
         }
         syncDirectory(directory)
-        return (target, replaced, false)
+        return (target, .stored(replacedSHA256: replaced))
     }
 
     static func syncDirectory(_ path: String) {

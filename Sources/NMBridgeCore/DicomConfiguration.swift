@@ -15,6 +15,11 @@ extension DaemonConfiguration {
             }
         }
 
+        /// What to do when an instance arrives whose file exists with other bytes.
+        public enum Duplicates: String, Sendable, CaseIterable {
+            case replace, keep, reject
+        }
+
         public var aeTitle = "NMBRIDGE"
         public var listen = "0.0.0.0"
         public var port = 11112
@@ -36,6 +41,7 @@ extension DaemonConfiguration {
         public var idleTimeout: Double = 300
         /// Seconds without a new instance after which a study is reported stable.
         public var stableAfter: Double = 60
+        public var duplicates = Duplicates.replace
 
         public init(storage: String) {
             self.storage = storage
@@ -44,7 +50,7 @@ extension DaemonConfiguration {
 
     static let dicomKeys = [
         "ae_title", "listen", "port", "storage", "peer", "accept_any_calling_ae", "accept_unknown", "transfer_syntaxes",
-        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s", "stable_after_s",
+        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s", "stable_after_s", "duplicates",
     ]
 
     /// Reads `[dicom]`; problems go to `reader` with key and line.
@@ -76,6 +82,9 @@ extension DaemonConfiguration {
         dicom.artimTimeout = table.double("artim_timeout_s", in: 1...3600) ?? dicom.artimTimeout
         dicom.idleTimeout = table.double("idle_timeout_s", in: 1...86_400) ?? dicom.idleTimeout
         dicom.stableAfter = table.double("stable_after_s", in: 1...86_400) ?? dicom.stableAfter
+        if let policy = table.choice("duplicates", Dicom.Duplicates.allCases.map(\.rawValue)) {
+            dicom.duplicates = Dicom.Duplicates(rawValue: policy)!
+        }
         var seen: [String: Int] = [:]
         for peer in table.tables("peer", name: { index, t in "peer[\(t["ae_title"]?.string ?? "#\(index + 1)")]" }) {
             let title = peer.string("ae_title", required: true)

@@ -252,6 +252,36 @@ func datasetDump(_ path: String) async throws -> [String] {
         #expect(!FileManager.default.fileExists(atPath: rig.directory + "/x"))
     }
 
+    @Test(arguments: DaemonConfiguration.Dicom.Duplicates.allCases)
+    func theSameInstanceWithOtherBytesFollowsTheDuplicatesPolicy(policy: DaemonConfiguration.Dicom.Duplicates) async throws {
+        let rig = try await ReceiverRig.start { $0.duplicates = policy }
+        defer { rig.cleanUp() }
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source]).status == 0)
+        #expect(try await rig.storescu([source], options: ["-xe"]).status == 0)
+        #expect(await rig.sink.wait { rig.sink.events("dicom.instance.stored").count == 1 })
+        let stored = try #require(rig.storedFiles.first)
+        let first = try Data(contentsOf: URL(fileURLWithPath: stored))
+        // The same instance in big endian: other bytes, same UIDs.
+        let second = try await rig.storescu([source], options: ["-xb", "--no-halt", "-v"])
+        #expect(await rig.sink.wait { rig.sink.events("dicom.association.released").count == 2 })
+        await rig.stop()
+        let now = try Data(contentsOf: URL(fileURLWithPath: stored))
+        switch policy {
+        case .replace:
+            #expect(now != first)
+            #expect(rig.sink.events("dicom.instance.replaced").count == 1)
+        case .keep:
+            #expect(now == first)
+            #expect(rig.sink.events("dicom.instance.stored").last?.data["duplicate"]?.stringValue?.contains("discarded") == true)
+        case .reject:
+            #expect(now == first)
+            #expect(rig.sink.events("dicom.instance.failed").first?.data["status"] == .string("0x0111"))
+            #expect(second.output.contains("Status: 0x111"), "storescu saw 0x0111: \(second.output)")
+        }
+        #expect(rig.storedFiles.count == 1)
+    }
+
     @Test func aQuietStudyIsReportedStableAlsoAcrossARestart() async throws {
         let directory = try DicomPeers.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
