@@ -94,8 +94,12 @@ final class AssociationHandler: ChannelInboundHandler {
     static let maximumCommandBytes = 65_536
     static let pauseReadingAbove = 16 << 20
 
-    init(shared: ReceiverContext) {
+    /// Whether the connection is DICOM TLS.
+    private let tls: Bool
+
+    init(shared: ReceiverContext, tls: Bool = false) {
         self.shared = shared
+        self.tls = tls
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -210,7 +214,7 @@ final class AssociationHandler: ChannelInboundHandler {
         let data: [String: JSONValue] = [
             "calling_ae": .string(callingAE), "called_ae": .string(calledAE), "peer": .string(peerAddress),
             "contexts_accepted": .int(Int64(contexts.count)), "contexts_proposed": .int(Int64(request.contexts.count)),
-            "max_pdu": .int(Int64(request.maxPDULength)),
+            "max_pdu": .int(Int64(request.maxPDULength)), "tls": .bool(tls),
         ]
         let shared = shared
         let device = device

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import NMBridgeCore
 import ServiceLifecycle
 
@@ -9,13 +10,13 @@ import ServiceLifecycle
 /// instances. A `Service` of the daemon; its events go through the same sink as drivers'.
 public struct DicomReceiver: Service {
     let shared: ReceiverContext
-    let onListening: @Sendable (Int) -> Void
+    let onListening: @Sendable (_ port: Int, _ tlsPort: Int?) -> Void
     /// A listening socket passed by systemd (socket activation), used instead of binding.
     let inheritedSocket: Int32?
 
     public init(
         settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger, inheritedSocket: Int32? = nil,
-        onListening: @escaping @Sendable (Int) -> Void = { _ in }
+        onListening: @escaping @Sendable (_ port: Int, _ tlsPort: Int?) -> Void = { _, _ in }
     ) {
         shared = ReceiverContext(settings: settings, sink: sink, logger: logger)
         self.inheritedSocket = inheritedSocket
@@ -27,24 +28,34 @@ public struct DicomReceiver: Service {
         let settings = shared.settings
         // A PDU may carry the largest P-DATA-TF we announced; association requests are small.
         let maximumPDU = max(settings.maxPDULength, 65_536)
-        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .serverChannelOption(ChannelOptions.backlog, value: 64)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                let id = ObjectIdentifier(channel)
-                shared.connections.withLock { $0[id] = channel }
-                channel.closeFuture.whenComplete { _ in _ = shared.connections.withLock { $0.removeValue(forKey: id) } }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PDUFramer(maximumLength: maximumPDU)))
-                    try channel.pipeline.syncOperations.addHandler(AssociationHandler(shared: shared))
+        func bootstrap(tls: NIOSSLContext?) -> ServerBootstrap {
+            ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(ChannelOptions.backlog, value: 64)
+                .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                .childChannelInitializer { channel in
+                    let id = ObjectIdentifier(channel)
+                    shared.connections.withLock { $0[id] = channel }
+                    channel.closeFuture.whenComplete { _ in _ = shared.connections.withLock { $0.removeValue(forKey: id) } }
+                    return channel.eventLoop.makeCompletedFuture {
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PDUFramer(maximumLength: maximumPDU)))
+                        try channel.pipeline.syncOperations.addHandler(AssociationHandler(shared: shared, tls: tls != nil))
+                    }
                 }
-            }
+        }
         let channel: any Channel
         if let inheritedSocket {
-            channel = try await bootstrap.withBoundSocket(inheritedSocket).get()
+            channel = try await bootstrap(tls: nil).withBoundSocket(inheritedSocket).get()
         } else {
-            channel = try await bootstrap.bind(host: settings.listen, port: settings.port).get()
+            channel = try await bootstrap(tls: nil).bind(host: settings.listen, port: settings.port).get()
+        }
+        var listeners = [channel]
+        var tlsPort: Int?
+        if let tls = settings.tls {
+            let secure = try await bootstrap(tls: try Self.tlsContext(tls)).bind(host: settings.listen, port: tls.port).get()
+            listeners.append(secure)
+            tlsPort = secure.localAddress?.port
         }
         let port = channel.localAddress?.port ?? settings.port
         shared.logger.info(
@@ -52,8 +63,9 @@ public struct DicomReceiver: Service {
             metadata: [
                 "dicom.ae_title": "\(settings.aeTitle)", "dicom.port": "\(port)", "dicom.storage": "\(settings.storage)",
                 "dicom.socket": "\(inheritedSocket == nil ? "bound" : "from systemd")",
+                "dicom.tls_port": "\(tlsPort.map(String.init) ?? "none")",
             ])
-        onListening(port)
+        onListening(port, tlsPort)
         // Studies quiet for stable_after_s get their dicom.study.stable (also those pending
         // from before a restart).
         let watcher = Task {
@@ -68,8 +80,9 @@ public struct DicomReceiver: Service {
         defer { watcher.cancel() }
         // Ends on graceful shutdown (the daemon) or cancellation (tests): open associations
         // are closed with the listener, their partial files removed.
+        let closing = listeners
         @Sendable func closeAll() {
-            channel.close(promise: nil)
+            for listener in closing { listener.close(promise: nil) }
             for connection in shared.connections.withLock({ Array($0.values) }) { connection.close(promise: nil) }
         }
         try await withTaskCancellationHandler {
@@ -81,5 +94,29 @@ public struct DicomReceiver: Service {
         } onCancel: {
             closeAll()
         }
+    }
+
+    /// The DICOM TLS profile of BCP 195 (RFC 9325): TLS 1.2 or later, ECDHE with AES-GCM for
+    /// TLS 1.2 (TLS 1.3's suites as they are); with a client CA, senders must present a
+    /// certificate it issued. Errors name the file.
+    static func tlsContext(_ tls: DaemonConfiguration.Dicom.TLS) throws -> NIOSSLContext {
+        func load<T>(_ what: String, _ path: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch { throw NMBridgeError(.invalidConfiguration, "[dicom.tls] \(what) \(path): \(error)") }
+        }
+        let chain = try load("certificate", tls.certificate) { try NIOSSLCertificate.fromPEMFile(tls.certificate) }
+        let key = try load("key", tls.key) { try NIOSSLPrivateKey(file: tls.key, format: .pem) }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.cipherSuites =
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"
+        if let clientCA = tls.clientCA {
+            let roots = try load("client_ca", clientCA) { try NIOSSLCertificate.fromPEMFile(clientCA) }
+            configuration.trustRoots = .certificates(roots)
+            configuration.certificateVerification = .noHostnameVerification
+        } else {
+            configuration.certificateVerification = .none
+        }
+        return try load("certificate", tls.certificate) { try NIOSSLContext(configuration: configuration) }
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 extension DaemonConfiguration {
     /// `[dicom]`: the DICOM C-STORE receiver (docs/configuration.md). Absent: no receiver.
     public struct Dicom: Sendable {
@@ -42,6 +44,24 @@ extension DaemonConfiguration {
         /// Seconds without a new instance after which a study is reported stable.
         public var stableAfter: Double = 60
         public var duplicates = Duplicates.replace
+        /// DICOM TLS (BCP 195) on a port of its own, when set.
+        public var tls: TLS?
+
+        public struct TLS: Sendable, Equatable {
+            public var port: Int
+            /// PEM files: our certificate chain and its private key.
+            public var certificate: String
+            public var key: String
+            /// When set, senders must present a certificate issued by one of these CAs (PEM).
+            public var clientCA: String?
+
+            public init(port: Int, certificate: String, key: String, clientCA: String? = nil) {
+                self.port = port
+                self.certificate = certificate
+                self.key = key
+                self.clientCA = clientCA
+            }
+        }
 
         public init(storage: String) {
             self.storage = storage
@@ -50,7 +70,7 @@ extension DaemonConfiguration {
 
     static let dicomKeys = [
         "ae_title", "listen", "port", "storage", "peer", "accept_any_calling_ae", "accept_unknown", "transfer_syntaxes",
-        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s", "stable_after_s", "duplicates",
+        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s", "stable_after_s", "duplicates", "tls",
     ]
 
     /// Reads `[dicom]`; problems go to `reader` with key and line.
@@ -84,6 +104,20 @@ extension DaemonConfiguration {
         dicom.stableAfter = table.double("stable_after_s", in: 1...86_400) ?? dicom.stableAfter
         if let policy = table.choice("duplicates", Dicom.Duplicates.allCases.map(\.rawValue)) {
             dicom.duplicates = Dicom.Duplicates(rawValue: policy)!
+        }
+        if let tls = table.table("tls") {
+            let port = tls.int("port", in: 1...65535, required: true)
+            let certificate = tls.string("certificate", required: true).map(reader.resolvePath)
+            let key = tls.string("key", required: true).map(reader.resolvePath)
+            let clientCA = tls.string("client_ca").map(reader.resolvePath)
+            for (name, path) in [("certificate", certificate), ("key", key), ("client_ca", clientCA)] {
+                if let path, !FileManager.default.isReadableFile(atPath: path) { tls.problem(name, "cannot read \(path)") }
+            }
+            if port.map(Int.init) == dicom.port { tls.problem("port", "must differ from [dicom] port \(dicom.port)") }
+            tls.reportUnknownKeys()
+            if let port, let certificate, let key {
+                dicom.tls = Dicom.TLS(port: Int(port), certificate: certificate, key: key, clientCA: clientCA)
+            }
         }
         var seen: [String: Int] = [:]
         for peer in table.tables("peer", name: { index, t in "peer[\(t["ae_title"]?.string ?? "#\(index + 1)")]" }) {

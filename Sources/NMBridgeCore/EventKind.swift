@@ -204,6 +204,7 @@ extension EventKindRegistry {
                 EventField("contexts_accepted", .integer, "Presentation contexts accepted."),
                 EventField("contexts_proposed", .integer, "Presentation contexts proposed."),
                 EventField("max_pdu", .integer, "The largest PDU the sender receives (0: unlimited)."),
+                EventField("tls", .boolean, required: false, "Whether the association came over DICOM TLS."),
             ]),
         EventKind(
             "dicom.association.rejected", severity: .warning, "An association was refused (A-ASSOCIATE-RJ).",

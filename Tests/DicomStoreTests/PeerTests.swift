@@ -64,6 +64,8 @@ struct ReceiverRig: Sendable {
     let directory: String
     let storage: String
     let port: Int
+    /// The DICOM TLS port, when configured.
+    let tlsPort: Int?
     let task: Task<Void, any Error>
 
     static func start(_ configure: (inout DaemonConfiguration.Dicom) -> Void = { _ in }) async throws -> ReceiverRig {
@@ -74,19 +76,20 @@ struct ReceiverRig: Sendable {
         settings.peers = [DaemonConfiguration.Dicom.Peer(aeTitle: "SPECTCT1", device: "spectct-1")]
         configure(&settings)
         let sink = RecordingSink()
-        let (stream, continuation) = AsyncStream.makeStream(of: Int.self)
-        let receiver = DicomReceiver(settings: settings, sink: sink, logger: Logger(label: "test")) { continuation.yield($0) }
+        let (stream, continuation) = AsyncStream.makeStream(of: (Int, Int?).self)
+        let receiver = DicomReceiver(settings: settings, sink: sink, logger: Logger(label: "test")) { continuation.yield(($0, $1)) }
         let task = Task { try await receiver.run() }
         var iterator = stream.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw DatasetError(message: "the receiver did not start") }
-        return ReceiverRig(sink: sink, directory: directory, storage: settings.storage, port: port, task: task)
+        guard let (port, tlsPort) = await iterator.next() else { throw DatasetError(message: "the receiver did not start") }
+        return ReceiverRig(sink: sink, directory: directory, storage: settings.storage, port: port, tlsPort: tlsPort, task: task)
     }
 
-    private init(sink: RecordingSink, directory: String, storage: String, port: Int, task: Task<Void, any Error>) {
+    private init(sink: RecordingSink, directory: String, storage: String, port: Int, tlsPort: Int?, task: Task<Void, any Error>) {
         self.sink = sink
         self.directory = directory
         self.storage = storage
         self.port = port
+        self.tlsPort = tlsPort
         self.task = task
     }
 
@@ -330,6 +333,55 @@ func datasetDump(_ path: String) async throws -> [String] {
         #expect(await rig.sink.wait { !rig.sink.events("dicom.association.aborted").isEmpty })
         await rig.stop()
         #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty)
+    }
+}
+
+/// DICOM TLS with DCMTK's own TLS client (OpenSSL), certificates made by openssl.
+@Suite(.serialized) struct DicomTLSTests {
+    /// A CA, a server certificate for 127.0.0.1 and a client certificate, in `directory`.
+    func makeCertificates(in directory: String) async throws {
+        func openssl(_ arguments: [String]) async throws {
+            let result = try await DicomPeers.run("/usr/bin/openssl", arguments)
+            #expect(result.status == 0, "openssl \(arguments.joined(separator: " ")): \(result.output)")
+        }
+        try "subjectAltName=IP:127.0.0.1\n".write(toFile: directory + "/san.ext", atomically: true, encoding: .utf8)
+        try await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", directory + "/ca.key", "-out", directory + "/ca.crt",
+                           "-days", "2", "-subj", "/CN=nmbridge test CA"])
+        for name in ["server", "client"] {
+            try await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).csr",
+                               "-subj", "/CN=\(name == "server" ? "127.0.0.1" : "SPECTCT1")"])
+            try await openssl(["x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", directory + "/ca.crt", "-CAkey", directory + "/ca.key",
+                               "-CAcreateserial", "-out", "\(directory)/\(name).crt", "-days", "2", "-extfile", directory + "/san.ext"])
+        }
+    }
+
+    @Test func echoAndStoreOverTLSWithClientCertificates() async throws {
+        let certificates = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: certificates) }
+        try await makeCertificates(in: certificates)
+        let rig = try await ReceiverRig.start {
+            $0.tls = DaemonConfiguration.Dicom.TLS(
+                port: 0, certificate: certificates + "/server.crt", key: certificates + "/server.key", clientCA: certificates + "/ca.crt")
+        }
+        defer { rig.cleanUp() }
+        let tlsPort = try #require(rig.tlsPort)
+        let client = ["+tls", certificates + "/client.key", certificates + "/client.crt", "+cf", certificates + "/ca.crt"]
+        let echo = try await DicomPeers.run("/usr/bin/echoscu", client + ["-aet", "SPECTCT1", "-aec", "NMBRIDGE", "127.0.0.1", "\(tlsPort)"])
+        #expect(echo.status == 0, "echoscu over TLS: \(echo.output)")
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source]).status == 0)
+        let store = try await DicomPeers.run("/usr/bin/storescu", client + ["-aet", "SPECTCT1", "-aec", "NMBRIDGE", "127.0.0.1", "\(tlsPort)", source])
+        #expect(store.status == 0, "storescu over TLS: \(store.output)")
+        // Without a client certificate (anonymous TLS) the handshake fails; plain DICOM on the TLS port too.
+        let anonymous = try await DicomPeers.run(
+            "/usr/bin/echoscu", ["+tla", "+cf", certificates + "/ca.crt", "-aet", "SPECTCT1", "-aec", "NMBRIDGE", "127.0.0.1", "\(tlsPort)"])
+        #expect(anonymous.status != 0)
+        let plain = try await DicomPeers.run("/usr/bin/echoscu", ["-to", "5", "-aet", "SPECTCT1", "-aec", "NMBRIDGE", "127.0.0.1", "\(tlsPort)"])
+        #expect(plain.status != 0)
+        #expect(await rig.sink.wait { rig.sink.events("dicom.instance.stored").count == 1 })
+        await rig.stop()
+        #expect(rig.sink.events("dicom.association.accepted").allSatisfy { $0.data["tls"] == .bool(true) })
+        #expect(rig.sink.events("dicom.association.accepted").count == 2)
     }
 }
 
