@@ -11,6 +11,7 @@ final class ReceiverContext: Sendable {
     let sink: any DriverEventSink
     let logger: Logger
     let acceptedSyntaxes: Set<String>
+    let acceptedSOPClasses: Set<String>
     let openAssociations = Atomic<Int>(0)
     /// Every open connection, so that stopping the receiver closes them too.
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
@@ -21,6 +22,7 @@ final class ReceiverContext: Sendable {
         self.sink = sink
         self.logger = logger
         acceptedSyntaxes = Set(settings.transferSyntaxes ?? DICOM.TransferSyntax.defaultAccepted)
+        acceptedSOPClasses = Set(settings.sopClasses ?? Array(DICOM.storageSOPClasses.keys))
         studies = StudyTracker(storage: settings.storage, quiet: settings.stableAfter)
     }
 
@@ -188,7 +190,7 @@ final class AssociationHandler: ChannelInboundHandler {
 
         var answers: [AcceptedContext] = []
         for proposed in request.contexts {
-            let known = proposed.abstractSyntax == DICOM.verification || DICOM.storageSOPClasses[proposed.abstractSyntax] != nil
+            let known = proposed.abstractSyntax == DICOM.verification || shared.acceptedSOPClasses.contains(proposed.abstractSyntax)
             guard known || settings.acceptUnknownSOPClasses else {
                 answers.append(AcceptedContext(id: proposed.id, result: .abstractSyntaxNotSupported, transferSyntax: DICOM.TransferSyntax.implicitLittle))
                 continue

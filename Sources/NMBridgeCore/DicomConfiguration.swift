@@ -34,6 +34,8 @@ extension DaemonConfiguration {
         public var acceptUnknownSOPClasses = false
         /// Transfer syntaxes accepted (nil: the receiver's default list).
         public var transferSyntaxes: [String]?
+        /// Storage SOP classes accepted (nil: the receiver's built-in list).
+        public var sopClasses: [String]?
         /// Largest P-DATA-TF we receive (announced in the A-ASSOCIATE-AC).
         public var maxPDULength = 262_144
         public var maxAssociations = 16
@@ -69,7 +71,7 @@ extension DaemonConfiguration {
     }
 
     static let dicomKeys = [
-        "ae_title", "listen", "port", "storage", "peer", "accept_any_calling_ae", "accept_unknown", "transfer_syntaxes",
+        "ae_title", "listen", "port", "storage", "peer", "accept_any_calling_ae", "accept_unknown", "transfer_syntaxes", "sop_classes",
         "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s", "stable_after_s", "duplicates", "tls",
     ]
 
@@ -96,6 +98,12 @@ extension DaemonConfiguration {
                 table.problem("transfer_syntaxes", "\"\(syntax)\" is not a transfer syntax UID")
             }
             dicom.transferSyntaxes = syntaxes
+        }
+        if let classes = table.strings("sop_classes") {
+            for uid in classes where uid.isEmpty || !uid.allSatisfy({ $0.isNumber || $0 == "." }) {
+                table.problem("sop_classes", "\"\(uid)\" is not a SOP class UID")
+            }
+            dicom.sopClasses = classes
         }
         dicom.maxPDULength = Int(table.int("max_pdu", in: 4096...4_194_304) ?? Int64(dicom.maxPDULength))
         dicom.maxAssociations = Int(table.int("max_associations", in: 1...256) ?? Int64(dicom.maxAssociations))

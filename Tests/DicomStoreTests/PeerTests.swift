@@ -177,6 +177,34 @@ func datasetDump(_ path: String) async throws -> [String] {
         #expect(rig.sink.events("dicom.instance.stored").last?.data["duplicate"] != nil)
     }
 
+    @Test func aJPEGLosslessInstanceIsStoredAsReceived() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let source = rig.directory + "/ct.dcm"
+        let compressed = rig.directory + "/ct-jpeg.dcm"
+        #expect(try await DicomPeers.python(["make-ct", source]).status == 0)
+        #expect(try await DicomPeers.run("/usr/bin/dcmcjpeg", [source, compressed]).status == 0)
+        let sent = try await rig.storescu([compressed], options: ["-xs"])
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.instance.stored").isEmpty })
+        await rig.stop()
+        let stored = try #require(rig.storedFiles.first)
+        #expect(rig.sink.events("dicom.instance.stored").first?.data["transfer_syntax"] == .string("1.2.840.10008.1.2.4.70"))
+        // The encapsulated pixel data arrives byte for byte: the datasets are identical.
+        #expect(try await datasetDump(stored) == (try await datasetDump(compressed)))
+    }
+
+    @Test func aSOPClassOutsideTheListIsRefusedPerContext() async throws {
+        let rig = try await ReceiverRig.start { $0.sopClasses = ["1.2.840.10008.5.1.4.1.1.2"] }  // CT only
+        defer { rig.cleanUp() }
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source]).status == 0)
+        let sent = try await rig.storescu([source], options: ["-R"])  // propose only the files' SOP classes
+        #expect(sent.status != 0, "no context for NM: \(sent.output)")
+        await rig.stop()
+        #expect(rig.storedFiles.isEmpty)
+    }
+
     @Test func manyFilesOnOneAssociationAndTenAssociationsAtOnce() async throws {
         let rig = try await ReceiverRig.start()
         defer { rig.cleanUp() }
