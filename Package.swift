@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // C libraries, each imported by exactly one Swift module: libudev and libusb by
@@ -77,12 +79,27 @@ let package = Package(
             path: "Drivers/ModbusGantry",
             exclude: ["profiles"]
         ),
+        // Ships the local journal to a department-wide PostgreSQL table; follows that table.
+        .target(
+            name: "NMShipper",
+            dependencies: [
+                "NMBridgeCore",
+                "NMJournal",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Composition: services, supervisor, HTTP API, sd_notify.
         .target(
             name: "NMServer",
             dependencies: [
                 "NMBridgeCore",
                 "NMJournal",
+                "NMShipper",
                 "NMTransport",
                 "ScriptDriver",
                 "DoseCalibrator",
@@ -118,6 +135,7 @@ let package = Package(
                 "NMBridgeCore",
                 "NMClient",
                 "NMServer",
+                "NMShipper",
                 "DoseCalibrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
@@ -130,6 +148,7 @@ let package = Package(
                 "NMJournal",
                 "NMClient",
                 "NMServer",
+                "NMShipper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -154,6 +173,10 @@ let package = Package(
             ]
         ),
         .testTarget(name: "ModbusGantryTests", dependencies: ["ModbusGantry", "NMBridgeCore", "TestSupport"]),
+        .testTarget(
+            name: "ShipperTests",
+            dependencies: ["NMShipper", "NMServer", "NMJournal", "NMBridgeCore", "NMClient", .product(name: "PostgresNIO", package: "postgres-nio")]
+        ),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
     ],
     swiftLanguageModes: [.v6]
