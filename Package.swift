@@ -175,9 +175,14 @@ let package = Package(
         .testTarget(name: "ModbusGantryTests", dependencies: ["ModbusGantry", "NMBridgeCore", "TestSupport"]),
         .testTarget(
             name: "ShipperTests",
-            dependencies: ["NMShipper", "NMServer", "NMJournal", "NMBridgeCore", "NMClient", .product(name: "PostgresNIO", package: "postgres-nio")]
+            dependencies: [
+                "NMShipper", "NMServer", "NMJournal", "NMBridgeCore", "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
-        .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

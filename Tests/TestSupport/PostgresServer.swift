@@ -1,0 +1,142 @@
+import Foundation
+
+/// A private PostgreSQL server for one test: `initdb` into a temporary directory, listening
+/// only on a unix socket in that directory (no TCP port, so tests run in parallel), with
+/// SCRAM password authentication. Run as the `postgres` user when the tests run as root
+/// (the server refuses root).
+///
+/// Stop it with `destroy()`; `kill()` / `start()` simulate a crash and a restart.
+public final class PostgresServer: Sendable {
+    public let directory: String
+    public let password: String
+    public let binDirectory: String
+    public var dataDirectory: String { directory + "/data" }
+    public var socketDirectory: String { directory + "/sock" }
+    public var logPath: String { directory + "/server.log" }
+    /// Connection URL without password (the socket directory as `?host=`).
+    public var url: String { "postgres://postgres@/postgres?host=\(socketDirectory)" }
+    /// The same URL with the password in it (for the CLI).
+    public var urlWithPassword: String { "postgres://postgres:\(password)@/postgres?host=\(socketDirectory)" }
+    /// A file holding the password, readable by anyone (test use only).
+    public var passwordFile: String { directory + "/password" }
+
+    /// Where Debian puts the server (any version), or `nil`.
+    public static var installedBinDirectory: String? {
+        let base = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []).sorted { (Int($0) ?? 0) > (Int($1) ?? 0) }
+        return versions.map { "\(base)/\($0)/bin" }.first { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") }
+    }
+
+    private init(directory: String, password: String, binDirectory: String) {
+        self.directory = directory
+        self.password = password
+        self.binDirectory = binDirectory
+    }
+
+    /// Creates and starts a fresh server.
+    public static func start() async throws -> PostgresServer {
+        guard let bin = installedBinDirectory else {
+            throw HarnessError(
+                "PostgreSQL server not installed (no /usr/lib/postgresql/*/bin/postgres): apt-get install postgresql (scripts/test does)")
+        }
+        // Short: the socket path must stay under 107 bytes.
+        let directory = "/tmp/nmb-pg-\(UUID().uuidString.prefix(8).lowercased())"
+        try FileManager.default.createDirectory(atPath: directory + "/sock", withIntermediateDirectories: true)
+        let server = PostgresServer(directory: directory, password: "pw-\(UUID().uuidString.prefix(12))", binDirectory: bin)
+        try Data(server.password.utf8).write(to: URL(fileURLWithPath: server.passwordFile))
+        if getuid() == 0 {
+            try await run("/bin/chown", ["-R", "postgres:postgres", directory], asPostgres: false, log: nil)
+        }
+        try await server.run(
+            "initdb",
+            [
+                "-D", server.dataDirectory, "-U", "postgres", "--pwfile=\(server.passwordFile)", "--auth=scram-sha-256",
+                "-E", "UTF8", "--locale=C", "--no-sync",
+            ])
+        try await server.start()
+        return server
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    public func start() async throws {
+        try await run(
+            "pg_ctl",
+            [
+                "-D", dataDirectory, "-l", logPath, "-w", "-t", "120", "-o",
+                "-k \(socketDirectory) -c listen_addresses='' -p 5432 -c fsync=off -c synchronous_commit=off -c max_connections=60",
+                "start",
+            ])
+    }
+
+    /// Stops the server the hard way (`pg_ctl stop -m immediate`: a crash, no checkpoint).
+    public func kill() async throws {
+        try await run("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "-t", "60", "stop"])
+    }
+
+    /// Stops the server and deletes its files.
+    public func destroy() async {
+        try? await kill()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Runs SQL through `psql`; returns its unaligned, tuples-only output.
+    @discardableResult
+    public func psql(_ sql: String) async throws -> String {
+        try await run(
+            "psql", ["-h", socketDirectory, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+            environment: ["PGPASSWORD": password])
+    }
+
+    @discardableResult
+    func run(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> String {
+        try await Self.run(binDirectory + "/" + tool, arguments, asPostgres: true, log: directory, environment: environment)
+    }
+
+    /// Runs a program to completion on a thread of its own (never blocking the cooperative
+    /// pool), its output going to a file (a daemonising child could hold a pipe open).
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String], asPostgres: Bool, log: String?, environment: [String: String] = [:]) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    let process = Process()
+                    if asPostgres && getuid() == 0 {
+                        process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+                        process.arguments = ["-u", "postgres", "--", executable] + arguments
+                    } else {
+                        process.executableURL = URL(fileURLWithPath: executable)
+                        process.arguments = arguments
+                    }
+                    var env = ProcessInfo.processInfo.environment
+                    env.merge(environment) { _, new in new }
+                    process.environment = env
+                    let outputPath = (log ?? NSTemporaryDirectory()) + "/cmd-\(UUID().uuidString.prefix(8)).out"
+                    _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+                    if asPostgres && getuid() == 0 { _ = chown(outputPath, Self.postgresUID, Self.postgresGID) }
+                    defer { try? FileManager.default.removeItem(atPath: outputPath) }
+                    let output = FileHandle(forWritingAtPath: outputPath)
+                    process.standardOutput = output
+                    process.standardError = output
+                    process.standardInput = FileHandle.nullDevice
+                    try process.run()
+                    process.waitUntilExit()
+                    try? output?.close()
+                    let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+                    guard process.terminationStatus == 0 else {
+                        throw HarnessError("\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus):\n\(text)")
+                    }
+                    return text
+                })
+            }.start()
+        }
+    }
+
+    static let postgresUID: uid_t = getpwnam("postgres").map { $0.pointee.pw_uid } ?? 0
+    static let postgresGID: gid_t = getpwnam("postgres").map { $0.pointee.pw_gid } ?? 0
+}
+
+/// A test harness failed (not the code under test).
+public struct HarnessError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
