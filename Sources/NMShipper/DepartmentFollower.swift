@@ -48,6 +48,7 @@ public struct DepartmentFollower: Sendable {
     public func histories(_ connection: PostgresConnection) async throws -> [HistoryKey: Int64] {
         var result: [HistoryKey: Int64] = [:]
         do {
+            try connection.ensureOpen(connector.description)
             let rows: PostgresRowSequence
             if nodes.isEmpty {
                 rows = try await connection.query("SELECT node, journal::text, last_seq FROM nmbridge.cursors", logger: logger)
@@ -58,6 +59,8 @@ public struct DepartmentFollower: Sendable {
             for try await (node, journal, last) in rows.decode((String, String, Int64).self) {
                 result[HistoryKey(node: node, journal: journal)] = last
             }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "42P01" {
+            return [:]  // no shipper has created the schema yet: no histories
         } catch {
             throw PostgresFailure("cannot read nmbridge.cursors from \(connector)", error)
         }
@@ -75,6 +78,7 @@ public struct DepartmentFollower: Sendable {
             ORDER BY seq LIMIT \(Int64(limit))
             """
         do {
+            try connection.ensureOpen(connector.description)
             let rows = try await connection.query(query, logger: logger)
             for try await (node, journal, seq, time, device, driver, kind, severity, data, raw) in rows.decode(
                 (String, String, Int64, String, String?, String?, String, String, String, String?).self)
@@ -133,13 +137,16 @@ public struct DepartmentFollower: Sendable {
             do {
                 try await connection.listen(on: ShipperSchema.notifyChannel) { notifications in
                     let wake = WakeSignal()
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            for try await notification in notifications
-                            where nodes.isEmpty || nodes.contains(notification.payload) {
-                                wake.signal()
-                            }
+                    let nodes = nodes
+                    // Not a child task: the notification sequence need not end when
+                    // cancelled, and a task group would wait for it.
+                    let listener = Task {
+                        for try await notification in notifications where nodes.isEmpty || nodes.contains(notification.payload) {
+                            wake.signal()
                         }
+                    }
+                    defer { listener.cancel() }
+                    do {
                         backoff = 0.25
                         while !Task.isCancelled {
                             // Read until nothing new is left, then wait for a wake-up.
@@ -173,7 +180,6 @@ public struct DepartmentFollower: Sendable {
                             if !follow { break }
                             await wake.wait(timeout: pollInterval)
                         }
-                        group.cancelAll()
                     }
                 }
                 try? await connection.close()

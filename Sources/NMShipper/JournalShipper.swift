@@ -27,6 +27,8 @@ public struct JournalShipper: Service {
     /// How often the lag is measured (and `shipper.lagging` / `caught_up` decided).
     var monitorInterval: Duration = .seconds(1)
     static let initialBackoff = 0.1
+    /// A batch that takes longer is abandoned and re-sent on a new connection.
+    static let batchDeadline: Duration = .seconds(60)
 
     public init(journal: Journal, settings: DaemonConfiguration.Shipper, connector: PostgresConnector, status: ShipperStatus? = nil, logger: Logger) {
         self.journal = journal
@@ -173,6 +175,7 @@ public struct JournalShipper: Service {
         let node = journal.node
         let id = journal.id.uuidString.lowercased()
         do {
+            try connection.ensureOpen(connector.description)
             var cursor: Int64 = 0
             let rows = try await connection.query(
                 "SELECT last_seq FROM nmbridge.cursors WHERE node = \(node) AND journal = \(id)::uuid", logger: logger)
@@ -215,10 +218,17 @@ public struct JournalShipper: Service {
         binds.append(journal.id.uuidString.lowercased())
         binds.append(json)
         binds.append(last.seq)
-        var inserted: Int64 = 0
+        let query = PostgresQuery(unsafeSQL: Self.insertSQL, binds: binds)
+        let inserted: Int64
+        let logger = logger
         do {
-            let rows = try await connection.query(PostgresQuery(unsafeSQL: Self.insertSQL, binds: binds), logger: logger)
-            for try await (count, _) in rows.decode((Int64, Int32?).self) { inserted = count }
+            try connection.ensureOpen(connector.description)
+            inserted = try await withDeadline(Self.batchDeadline, "inserting a batch") {
+                var inserted: Int64 = 0
+                let rows = try await connection.query(query, logger: logger)
+                for try await (count, _) in rows.decode((Int64, Int32?).self) { inserted = count }
+                return inserted
+            }
         } catch {
             throw PostgresFailure("cannot ship events \(first.seq)…\(last.seq) of node \(journal.node) to \(connector)", error)
         }

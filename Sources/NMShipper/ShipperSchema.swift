@@ -55,6 +55,7 @@ public enum ShipperSchema {
     @discardableResult
     public static func migrate(_ connection: PostgresConnection, server: String, logger: Logger) async throws -> Int {
         do {
+            try connection.ensureOpen(server)
             return try await connection.withTransaction(logger: logger) { connection in
                 try await connection.query("SELECT pg_advisory_xact_lock(\(migrationLock))", logger: logger)
                 try await connection.query("CREATE SCHEMA IF NOT EXISTS nmbridge", logger: logger)

@@ -16,7 +16,7 @@ func temporaryDirectory(_ name: String = #function) throws -> String {
 
 let quietLogger: Logger = {
     var logger = Logger(label: "shipper-test")
-    logger.logLevel = .warning
+    logger.logLevel = ProcessInfo.processInfo.environment["SHIPPER_TEST_LOG"] == nil ? .warning : .trace
     return logger
 }()
 
@@ -60,7 +60,7 @@ final class RunningShipper: Sendable {
 
 /// Polls `condition` every 50 ms; fails the test with `message` after a generous limit
 /// (a loaded 2-core machine), never asserting on timing itself.
-func waitUntil(_ message: @autoclosure () -> String, limit: Duration = .seconds(120), _ condition: () async throws -> Bool) async throws {
+func waitUntil(_ message: @autoclosure () -> String, limit: Duration = .seconds(Int64(ProcessInfo.processInfo.environment["SHIPPER_TEST_WAIT"] ?? "120") ?? 120), _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + limit
     while try await !condition() {
         if ContinuousClock.now > deadline {
@@ -83,6 +83,8 @@ struct ShippedRow: Hashable, CustomStringConvertible {
 
 /// Every row in `nmbridge.events`, ordered by node, journal, seq.
 func centralRows(_ server: PostgresServer) async throws -> [ShippedRow] {
+    // Before the first shipper connected there is no table: no rows.
+    if try await server.psql("SELECT to_regclass('nmbridge.events') IS NULL") == "t\n" { return [] }
     let text = try await server.psql(
         "SELECT node || E'\\t' || journal || E'\\t' || seq || E'\\t' || kind || E'\\t' || data::text FROM nmbridge.events ORDER BY node, journal, seq")
     return text.split(separator: "\n").map { line in

@@ -6,7 +6,10 @@ import Foundation
 /// (the server refuses root).
 ///
 /// Stop it with `destroy()`; `kill()` / `start()` simulate a crash and a restart.
-public final class PostgresServer: Sendable {
+public final class PostgresServer: @unchecked Sendable {
+    // Mutable state is only `processes`, guarded by `lock`.
+    private let lock = NSLock()
+    private var processes: [Process] = []
     public let directory: String
     public let password: String
     public let binDirectory: String
@@ -57,25 +60,63 @@ public final class PostgresServer: Sendable {
         return server
     }
 
-    /// Starts (or restarts) the server and waits until it accepts connections.
+    /// Starts (or restarts) the server as a child process and waits until it accepts
+    /// connections. Not through `pg_ctl start`: Foundation's `Process` learns of a child's
+    /// exit when every holder of an inherited descriptor has closed it, and a daemonised
+    /// server holds it for good, so `waitUntilExit` on `pg_ctl` would never return.
     public func start() async throws {
-        try await run(
-            "pg_ctl",
-            [
-                "-D", dataDirectory, "-l", logPath, "-w", "-t", "120", "-o",
-                "-k \(socketDirectory) -c listen_addresses='' -p 5432 -c fsync=off -c synchronous_commit=off -c max_connections=60",
-                "start",
-            ])
+        let process = Process()
+        let server = binDirectory + "/postgres"
+        let arguments = [
+            "-D", dataDirectory, "-k", socketDirectory, "-c", "listen_addresses=", "-p", "5432", "-c", "fsync=off",
+            "-c", "synchronous_commit=off", "-c", "max_connections=60",
+        ]
+        if getuid() == 0 {
+            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+            process.arguments = ["-u", "postgres", "--", server] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: server)
+            process.arguments = arguments
+        }
+        if !FileManager.default.fileExists(atPath: logPath) {
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        }
+        let log = FileHandle(forWritingAtPath: logPath)
+        log?.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try? log?.close()
+        lock.withLock { processes.append(process) }
+        for _ in 0..<1200 {
+            if !process.isRunning {
+                let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+                throw HarnessError("postgres exited with \(process.terminationStatus) at start:\n\(text.suffix(2000))")
+            }
+            if (try? await run("pg_isready", ["-q", "-h", socketDirectory, "-p", "5432"])) != nil { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError("postgres in \(directory) did not accept connections within 120 s")
     }
 
-    /// Stops the server the hard way (`pg_ctl stop -m immediate`: a crash, no checkpoint).
+    /// Stops the server the hard way (`pg_ctl stop -m immediate`: a crash, no checkpoint)
+    /// and waits until its processes are gone.
     public func kill() async throws {
         try await run("pg_ctl", ["-D", dataDirectory, "-m", "immediate", "-w", "-t", "60", "stop"])
+        let running = lock.withLock { processes }
+        for process in running {
+            for _ in 0..<600 where process.isRunning { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        lock.withLock { processes.removeAll { !$0.isRunning } }
     }
 
     /// Stops the server and deletes its files.
     public func destroy() async {
         try? await kill()
+        for process in lock.withLock({ processes }) where process.isRunning {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+        }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
