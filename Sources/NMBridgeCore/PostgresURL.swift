@@ -109,9 +109,10 @@ public struct PostgresURL: Sendable, Equatable, CustomStringConvertible {
 
     /// The URL without its password.
     public var description: String {
-        var text = "postgres://\(user)@\(host ?? ""):\(port)/\(database)"
-        if let socketDirectory { text += "?host=\(socketDirectory)" }
-        return text
+        let port = self.port == 5432 ? "" : ":\(self.port)"
+        if let socketDirectory { return "postgres://\(user)@\(port)/\(database)?host=\(socketDirectory)" }
+        let host = (self.host ?? "").contains(":") ? "[\(self.host ?? "")]" : (self.host ?? "")
+        return "postgres://\(user)@\(host)\(port)/\(database)"
     }
 }
 

@@ -64,6 +64,11 @@ public enum Daemon {
                 journal: journal, policy: RetentionPolicy(configuration.journal), logger: logger,
                 shippedThrough: shippedThrough,
                 mayDropUnshipped: configuration.shipper?.retentionMayDropUnshipped ?? false),
+        ]
+        // Services stop in reverse order: the shipper after the drivers, so that its last
+        // batch holds everything they journaled (and `daemon.stopping`).
+        if let shipper { services.append(shipper) }
+        services += [
             DriverSupervisor(
                 devices: configuration.devices, catalog: catalog, monitor: monitor, settings: configuration.supervisor,
                 logger: logger),
@@ -92,8 +97,6 @@ public enum Daemon {
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))
         }
-        // Just before the announcer: it stops after `daemon.stopping` is journaled, and ships it.
-        if let shipper { services.append(shipper) }
         // Last in the list, so first to hear of a graceful shutdown: journals it, tells
         // systemd, and ends live streams so that the HTTP servers can drain.
         services.append(ShutdownAnnouncer(journal: journal, notifier: notifier, logger: logger))

@@ -36,6 +36,8 @@ public struct DepartmentFollower: Sendable {
     /// Poll this often even without a notification.
     public var pollInterval: Duration = .seconds(5)
     static let pageSize = 1000
+    /// A read that takes longer is abandoned and retried on a new connection.
+    static let queryDeadline: Duration = .seconds(60)
 
     public init(connector: PostgresConnector, nodes: [String] = [], filter: EventFilter = EventFilter(), logger: Logger) {
         self.connector = connector
@@ -151,7 +153,12 @@ public struct DepartmentFollower: Sendable {
                         while !Task.isCancelled {
                             // Read until nothing new is left, then wait for a wake-up.
                             while true {
-                                let histories = try await histories(connection)
+                                let follower = self
+                                let histories: [HistoryKey: Int64] = try await withDeadline(
+                                    Self.queryDeadline, "reading nmbridge.cursors", closing: connection
+                                ) {
+                                    try await follower.histories(connection)
+                                }
                                 if firstRound {
                                     firstRound = false
                                     for (key, last) in histories where cursors[key] == nil {
@@ -163,7 +170,11 @@ public struct DepartmentFollower: Sendable {
                                 for (key, last) in histories.sorted(by: { $0.key < $1.key }) {
                                     let after = cursors[key] ?? 0
                                     guard last > after else { continue }
-                                    let page = try await events(connection, history: key, after: after, through: last, limit: Self.pageSize)
+                                    let page: [Event] = try await withDeadline(
+                                        Self.queryDeadline, "reading events of \(key)", closing: connection
+                                    ) {
+                                        try await follower.events(connection, history: key, after: after, through: last, limit: Self.pageSize)
+                                    }
                                     if page.count == Self.pageSize { more = true }
                                     if page.isEmpty {
                                         cursors[key] = last
@@ -191,6 +202,16 @@ public struct DepartmentFollower: Sendable {
                 try? await connection.close()
                 if !follow { throw error }
                 onError("\(error); reconnecting")
+            } catch let error as ConnectionLost {
+                try? await connection.close()
+                let failure = PostgresFailure("lost \(connector)", error)
+                if !follow { throw failure }
+                onError("\(failure); reconnecting")
+            } catch let error as DeadlineExceeded {
+                try? await connection.close()
+                let failure = PostgresFailure("\(connector) does not answer", error)
+                if !follow { throw failure }
+                onError("\(failure); reconnecting")
             } catch let error as PSQLError {
                 try? await connection.close()
                 let failure = PostgresFailure("lost \(connector)", error)

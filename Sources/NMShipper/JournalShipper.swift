@@ -67,8 +67,11 @@ public struct JournalShipper: Service {
                 if connection == nil {
                     let opened = try await connector.connect(logger: logger)
                     connection = opened
-                    try await ShipperSchema.migrate(opened, server: connector.description, logger: logger)
-                    let serverCursor = try await readCursor(opened)
+                    let (logger, connector) = (logger, connector)
+                    let serverCursor = try await withDeadline(Self.batchDeadline, "preparing the schema", closing: opened) {
+                        try await ShipperSchema.migrate(opened, server: connector.description, logger: logger)
+                        return try await readCursor(opened)
+                    }
                     // The server is the truth: if it knows less than we sent (restored from a
                     // backup), go back to its cursor; re-sent rows it has are ignored.
                     let resumeAfter = pending.first.map { $0.seq - 1 } ?? iterator?.cursor
@@ -93,6 +96,9 @@ public struct JournalShipper: Service {
                 }
                 backoff = Self.initialBackoff
                 if journalClosed || stopping.isSet {
+                    // The journal closes its followers early in a shutdown, while drivers
+                    // may still journal: drain only when it is this service's turn to stop.
+                    if !stopping.isSet { try? await gracefulShutdown() }
                     try await finalDrain(connection!)
                     break
                 }
@@ -131,8 +137,6 @@ public struct JournalShipper: Service {
         }
         if let connection { try? await connection.close() }
         status.update { $0.connected = false }
-        // A service that returns before shutdown would end the daemon.
-        if journalClosed && !stopping.isSet { try? await gracefulShutdown() }
     }
 
     /// Waits for the first unshipped event, then gathers more for up to `flush_interval_ms`
@@ -223,7 +227,7 @@ public struct JournalShipper: Service {
         let logger = logger
         do {
             try connection.ensureOpen(connector.description)
-            inserted = try await withDeadline(Self.batchDeadline, "inserting a batch") {
+            inserted = try await withDeadline(Self.batchDeadline, "inserting a batch", closing: connection) {
                 var inserted: Int64 = 0
                 let rows = try await connection.query(query, logger: logger)
                 for try await (count, _) in rows.decode((Int64, Int32?).self) { inserted = count }

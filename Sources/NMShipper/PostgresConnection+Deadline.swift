@@ -23,12 +23,17 @@ struct DeadlineExceeded: Error, CustomStringConvertible {
     var description: String { "\(what) took longer than \(limit); giving up on it" }
 }
 
-/// Runs `operation`, but returns (throwing `DeadlineExceeded`) after `limit` even if it
-/// has not finished. For queries that could hang on a connection closed at the wrong
+/// Runs `operation`, but returns (throwing `DeadlineExceeded`) after `limit`, or
+/// (throwing `ConnectionLost`) when `connection` closes, even if it has not finished. For queries that could hang on a connection closed at the wrong
 /// moment (see `ensureOpen`): the stuck task is cancelled and left behind, and the caller
 /// reconnects. Inserts are idempotent, so an abandoned batch may land or not.
-func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+func withDeadline<T: Sendable>(
+    _ limit: Duration, _ what: String, closing connection: PostgresConnection? = nil,
+    _ operation: @escaping @Sendable () async throws -> T
+) async throws -> T {
     let race = DeadlineRace<T>()
+    // The connection closing ends the wait at once (the query may never be answered).
+    connection?.closeFuture.whenComplete { _ in race.finish(.failure(ConnectionLost())) }
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             race.start(continuation)
@@ -51,45 +56,58 @@ func withDeadline<T: Sendable>(_ limit: Duration, _ what: String, _ operation: @
     }
 }
 
-/// The first of work, deadline and cancellation resumes the caller; the others are ignored.
+/// The first of work, deadline, connection loss and cancellation resumes the caller; the
+/// others are ignored. A result that comes before the caller waits is kept for it.
 final class DeadlineRace<T: Sendable>: Sendable {
     private struct State {
         var continuation: CheckedContinuation<T, any Error>?
+        var early: Result<T, any Error>?
+        var done = false
         var work: Task<Void, Never>?
         var cancelled = false
     }
     private let state = Mutex(State())
 
     func start(_ continuation: CheckedContinuation<T, any Error>) {
-        let cancelled = state.withLock { s -> Bool in
+        let early = state.withLock { s -> Result<T, any Error>? in
+            if let early = s.early { return early }
+            if s.cancelled {
+                s.done = true
+                return .failure(CancellationError())
+            }
             s.continuation = continuation
-            return s.cancelled
+            return nil
         }
-        if cancelled { finish(.failure(CancellationError())) }
+        if let early { continuation.resume(with: early) }
     }
 
     func setWork(_ work: Task<Void, Never>) {
         let cancelled = state.withLock { s -> Bool in
             s.work = work
-            return s.cancelled
+            return s.cancelled || s.done
         }
         if cancelled { work.cancel() }
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let continuation = state.withLock { s -> CheckedContinuation<T, any Error>? in
-            defer { s.continuation = nil }
-            return s.continuation
+        let (continuation, work) = state.withLock { s -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?) in
+            guard !s.done else { return (nil, nil) }
+            s.done = true
+            guard let continuation = s.continuation else {
+                s.early = result
+                return (nil, nil)
+            }
+            s.continuation = nil
+            return (continuation, s.work)
         }
-        continuation?.resume(with: result)
+        if let continuation {
+            work?.cancel()
+            continuation.resume(with: result)
+        }
     }
 
     func cancel() {
-        let work = state.withLock { s -> Task<Void, Never>? in
-            s.cancelled = true
-            return s.work
-        }
-        work?.cancel()
+        state.withLock { $0.cancelled = true }
         finish(.failure(CancellationError()))
     }
 }
