@@ -112,7 +112,10 @@ import Testing
             let status = try await runProgram(productsDirectory + "/nmbridge", ["status", "--socket", daemons["ws-1"]!.socketPath])
             #expect(status.stdout.contains("not connected, LAGGING"), "\(status.stdout)\(status.stderr)")
             try await server.start()
-            try await waitFor("ws-1 connected again") { try await health(daemons["ws-1"]!)["shipper"]?["connected"] == .bool(true) }
+            try await waitFor("ws-1 connected again and caught up") {
+                let shipper = try await health(daemons["ws-1"]!)["shipper"]
+                return shipper?["connected"] == .bool(true) && shipper?["lagging"] == .bool(false)
+            }
 
             // A graceful stop ships the rest, daemon.stopping included.
             for node in nodes { _ = try await daemons[node]!.stop() }
