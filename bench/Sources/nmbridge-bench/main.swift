@@ -8,7 +8,7 @@ struct NMBridgeBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nmbridge-bench",
         abstract: "Measures nmbridge's journal and live API (see docs/performance.md).",
-        subcommands: [JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self])
+        subcommands: [JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self, ShipperCatchUp.self, ShipperLatency.self])
 }
 
 /// A subcommand that measures something. `measure()` is what `run()` does; it has its own
