@@ -252,3 +252,33 @@ import Testing
         #expect(merged.map { "\($0.node)\($0.seq)" } == ["b1", "a1", "a2", "b2", "b3"])
     }
 }
+
+/// `tls = "require"` against a real server with a certificate for `localhost`.
+@Suite struct ShipperTLSTests {
+    @Test func requireEncryptsAndVerifiesTheServerCertificate() async throws {
+        let server = try await PostgresServer.start(tls: true)
+        do {
+            let url = try PostgresURL(server.tcpURL)
+            // Trusting the server's certificate: a TLS connection that works.
+            let trusted = PostgresConnector(url: url, password: server.password, tls: .require, tlsCAFile: server.certificatePath)
+            let connection = try await trusted.connect(logger: quietLogger)
+            var ssl = false
+            for try await value in try await connection.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", logger: quietLogger).decode(Bool.self) {
+                ssl = value
+            }
+            #expect(ssl, "the session is encrypted")
+            try await connection.close()
+            // The system's CAs do not know a self-signed certificate: no connection.
+            let untrusted = PostgresConnector(url: url, password: server.password, tls: .require)
+            await #expect(throws: PostgresFailure.self) { try await untrusted.connect(logger: quietLogger).close() }
+            // A missing CA file is a configuration error naming it.
+            let missing = PostgresConnector(url: url, password: server.password, tls: .require, tlsCAFile: server.directory + "/nope.pem")
+            let error = await #expect(throws: NMBridgeError.self) { try await missing.connect(logger: quietLogger).close() }
+            #expect(error?.message.contains("nope.pem") == true)
+        } catch {
+            await server.destroy()
+            throw error
+        }
+        await server.destroy()
+    }
+}

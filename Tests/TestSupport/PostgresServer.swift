@@ -13,13 +13,22 @@ public final class PostgresServer: @unchecked Sendable {
     public let directory: String
     public let password: String
     public let binDirectory: String
+    /// The port: 5432 (only a unix socket, in our own directory) unless the server also
+    /// listens on TCP with TLS (`start(tls: true)`), on a free port of 127.0.0.1.
+    public let port: Int
+    /// Whether it listens on 127.0.0.1 with TLS (certificate `certificatePath`, CN localhost).
+    public let tls: Bool
+    public var certificatePath: String { directory + "/server.crt" }
+    /// TCP URL (TLS servers only).
+    public var tcpURL: String { "postgres://postgres@localhost:\(port)/postgres" }
     public var dataDirectory: String { directory + "/data" }
     public var socketDirectory: String { directory + "/sock" }
     public var logPath: String { directory + "/server.log" }
     /// Connection URL without password (the socket directory as `?host=`).
-    public var url: String { "postgres://postgres@/postgres?host=\(socketDirectory)" }
+    public var url: String { "postgres://postgres@\(portPart)/postgres?host=\(socketDirectory)" }
     /// The same URL with the password in it (for the CLI).
-    public var urlWithPassword: String { "postgres://postgres:\(password)@/postgres?host=\(socketDirectory)" }
+    public var urlWithPassword: String { "postgres://postgres:\(password)@\(portPart)/postgres?host=\(socketDirectory)" }
+    private var portPart: String { port == 5432 ? "" : ":\(port)" }
     /// A file holding the password, readable by anyone (test use only).
     public var passwordFile: String { directory + "/password" }
 
@@ -30,14 +39,17 @@ public final class PostgresServer: @unchecked Sendable {
         return versions.map { "\(base)/\($0)/bin" }.first { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") }
     }
 
-    private init(directory: String, password: String, binDirectory: String) {
+    private init(directory: String, password: String, binDirectory: String, port: Int, tls: Bool) {
+        self.port = port
+        self.tls = tls
         self.directory = directory
         self.password = password
         self.binDirectory = binDirectory
     }
 
-    /// Creates and starts a fresh server.
-    public static func start() async throws -> PostgresServer {
+    /// Creates and starts a fresh server; with `tls`, it also listens on 127.0.0.1 (a free
+    /// port) with a self-signed certificate for `localhost`.
+    public static func start(tls: Bool = false) async throws -> PostgresServer {
         guard let bin = installedBinDirectory else {
             throw HarnessError(
                 "PostgreSQL server not installed (no /usr/lib/postgresql/*/bin/postgres): apt-get install postgresql (scripts/test does)")
@@ -45,8 +57,18 @@ public final class PostgresServer: @unchecked Sendable {
         // Short: the socket path must stay under 107 bytes.
         let directory = "/tmp/nmb-pg-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: directory + "/sock", withIntermediateDirectories: true)
-        let server = PostgresServer(directory: directory, password: "pw-\(UUID().uuidString.prefix(12))", binDirectory: bin)
+        let server = PostgresServer(
+            directory: directory, password: "pw-\(UUID().uuidString.prefix(12))", binDirectory: bin, port: tls ? try freePort() : 5432, tls: tls)
         try Data(server.password.utf8).write(to: URL(fileURLWithPath: server.passwordFile))
+        if tls {
+            try await run(
+                "/usr/bin/openssl",
+                [
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", directory + "/server.key", "-out", server.certificatePath,
+                ], asPostgres: false, log: nil)
+            chmod(directory + "/server.key", 0o600)
+        }
         if getuid() == 0 {
             try await run("/bin/chown", ["-R", "postgres:postgres", directory], asPostgres: false, log: nil)
         }
@@ -67,10 +89,13 @@ public final class PostgresServer: @unchecked Sendable {
     public func start() async throws {
         let process = Process()
         let server = binDirectory + "/postgres"
-        let arguments = [
-            "-D", dataDirectory, "-k", socketDirectory, "-c", "listen_addresses=", "-p", "5432", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "max_connections=60",
+        var arguments = [
+            "-D", dataDirectory, "-k", socketDirectory, "-c", "listen_addresses=\(tls ? "127.0.0.1" : "")", "-p", "\(port)",
+            "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "max_connections=60",
         ]
+        if tls {
+            arguments += ["-c", "ssl=on", "-c", "ssl_cert_file=\(certificatePath)", "-c", "ssl_key_file=\(directory)/server.key"]
+        }
         if getuid() == 0 {
             process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
             process.arguments = ["-u", "postgres", "--", server] + arguments
@@ -94,7 +119,7 @@ public final class PostgresServer: @unchecked Sendable {
                 let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
                 throw HarnessError("postgres exited with \(process.terminationStatus) at start:\n\(text.suffix(2000))")
             }
-            if (try? await run("pg_isready", ["-q", "-h", socketDirectory, "-p", "5432"])) != nil { return }
+            if (try? await run("pg_isready", ["-q", "-h", socketDirectory, "-p", "\(port)"])) != nil { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw HarnessError("postgres in \(directory) did not accept connections within 120 s")
@@ -124,7 +149,7 @@ public final class PostgresServer: @unchecked Sendable {
     @discardableResult
     public func psql(_ sql: String) async throws -> String {
         try await run(
-            "psql", ["-h", socketDirectory, "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+            "psql", ["-h", socketDirectory, "-p", "\(port)", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
             environment: ["PGPASSWORD": password])
     }
 
@@ -170,6 +195,22 @@ public final class PostgresServer: @unchecked Sendable {
                 })
             }.start()
         }
+    }
+
+    /// A TCP port of 127.0.0.1 that nothing listens on right now.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw HarnessError("cannot find a free TCP port") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     static let postgresUID: uid_t = getpwnam("postgres").map { $0.pointee.pw_uid } ?? 0
