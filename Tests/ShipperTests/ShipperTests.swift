@@ -70,11 +70,11 @@ import Testing
                 try await journal.events(EventQuery(filter: EventFilter(kinds: ["shipper.lagging"]))).events.count == 1
             }
             let lagging = try #require(try await journal.events(EventQuery(filter: EventFilter(kinds: ["shipper.lagging"]))).events.first)
-            #expect(lagging.data["lag_events"]?.intValue ?? 0 >= 300)
+            #expect(lagging.data["lag_events"]?.intValue ?? 0 >= 1)
             #expect(lagging.data["shipped_seq"] == .int(1))
             #expect(lagging.data["error"]?.stringValue?.contains(server.socketDirectory) == true, "the error names the server: \(lagging.dataJSON)")
             #expect(!running.status.connected)
-            #expect(running.status.lagEvents >= 300)
+            try await waitUntil("the lag to count all 300 events") { running.status.lagEvents >= 300 }
             #expect(running.status.failures >= 1)
 
             try await server.start()
@@ -137,7 +137,9 @@ import Testing
                 connector: try connector(server), nodes: ["ws-a", "ws-b"], filter: EventFilter(kinds: ["experimental.*"]),
                 logger: quietLogger)
             let task = Task {
-                try await follower.run(cursors: [:], backlog: 0) { event, cursors in
+                // The table is empty at first: following from the start sees every event,
+                // however late this task connects.
+                try await follower.run(cursors: [:], backlog: nil) { event, cursors in
                     received.withLock { $0.append(event) }
                     lastCursors.withLock { $0 = cursors }
                 }
