@@ -59,7 +59,10 @@ public struct JournalShipper: Service {
     private func shipLoop(_ stopping: StopFlag) async {
         var connection: PostgresConnection?
         var iterator: JournalFollower.Iterator?
+        // The batch being sent (kept until the server acknowledged it), and the next one,
+        // read from the journal while `pending` was in flight.
         var pending: [Event] = []
+        var upcoming: [Event] = []
         var journalClosed = false
         var backoff = Self.initialBackoff
         while !Task.isCancelled {
@@ -74,10 +77,11 @@ public struct JournalShipper: Service {
                     }
                     // The server is the truth: if it knows less than we sent (restored from a
                     // backup), go back to its cursor; re-sent rows it has are ignored.
-                    let resumeAfter = pending.first.map { $0.seq - 1 } ?? iterator?.cursor
+                    let resumeAfter = (pending.first ?? upcoming.first).map { $0.seq - 1 } ?? iterator?.cursor
                     if iterator == nil || serverCursor < (resumeAfter ?? 0) {
                         iterator = journal.follow(after: serverCursor).makeAsyncIterator()
                         pending = []
+                        upcoming = []
                     }
                     status.update {
                         $0.connected = true
@@ -87,11 +91,21 @@ public struct JournalShipper: Service {
                         "shipping journal to PostgreSQL",
                         metadata: ["journal.id": "\(journal.id.uuidString.lowercased())", "shipper.resume_after": "\(serverCursor)"])
                 }
-                if pending.isEmpty && !journalClosed && !stopping.isSet {
+                if pending.isEmpty && !upcoming.isEmpty {
+                    (pending, upcoming) = (upcoming, [])
+                } else if pending.isEmpty && !journalClosed && !stopping.isSet {
                     (pending, journalClosed) = try await nextBatch(&iterator!, stopping)
                 }
                 if !pending.isEmpty {
-                    try await ship(pending, on: connection!)
+                    let (batch, open) = (pending, connection!)
+                    async let shipped: Void = ship(batch, on: open)
+                    // A full batch means a backlog: read the next one while the server
+                    // inserts this one (our CPU and the server's overlap). When caught up,
+                    // the next read would wait for new events, so it is not started.
+                    if batch.count == settings.batchSize && upcoming.isEmpty && !journalClosed && !stopping.isSet {
+                        (upcoming, journalClosed) = try await nextBatch(&iterator!, stopping)
+                    }
+                    try await shipped
                     pending = []
                 }
                 backoff = Self.initialBackoff
@@ -99,6 +113,7 @@ public struct JournalShipper: Service {
                     // The journal closes its followers early in a shutdown, while drivers
                     // may still journal: drain only when it is this service's turn to stop.
                     if !stopping.isSet { try? await gracefulShutdown() }
+                    upcoming = []  // the drain reads everything after the server's cursor
                     try await finalDrain(connection!)
                     break
                 }
@@ -112,6 +127,7 @@ public struct JournalShipper: Service {
                     metadata: ["shipper.cursor": "\(expired.cursor)", "journal.oldest_seq": "\(expired.oldestSeq)"])
                 iterator = journal.follow(after: expired.oldestSeq - 1).makeAsyncIterator()
                 pending = []
+                upcoming = []
             } catch {
                 let message = PostgresFailure.explain(error)
                 status.update {
