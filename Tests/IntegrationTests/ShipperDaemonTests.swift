@@ -154,4 +154,63 @@ import Testing
         await server.destroy()
         try? FileManager.default.removeItem(atPath: base)
     }
+
+    @Test func tailFollowsTheDepartmentAndResumesFromItsCursorFile() async throws {
+        let server = try await PostgresServer.start()
+        let base = try temporaryDirectory()
+        var daemon: DaemonProcess?
+        var tail: Process?
+        do {
+            let dir = base + "/ws-t"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try fastScript.write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
+            daemon = try await DaemonProcess.start(directory: dir, config: config(dir, node: "ws-t", server: server, passwordFile: true))
+            try await waitFor("the first events shipped") { try await centralCount(server, node: "ws-t") > 0 }
+
+            // `tail -f --postgres` as a user runs it: output to a file, a cursor file.
+            let output = base + "/tail.out"
+            let cursorFile = base + "/tail.cursor"
+            FileManager.default.createFile(atPath: output, contents: nil)
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: productsDirectory + "/nmbridge")
+            process.arguments = ["tail", "-f", "--postgres", server.url, "--password-file", server.passwordFile, "--json", "--cursor-file", cursorFile]
+            process.standardOutput = FileHandle(forWritingAtPath: output)
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            tail = process
+            func printed() -> [Event] {
+                ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { try? Event(json: String($0)) }
+            }
+            try await waitFor("tail -f to print 100 new events") { printed().count >= 100 }
+            process.terminate()  // SIGTERM: the CLI stops between two events
+            for _ in 0..<600 where process.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(!process.isRunning)
+            let first = printed()
+            let seqs = first.map(\.seq)
+            #expect(seqs == Array(seqs[0]...seqs[seqs.count - 1]), "consecutive, in order, none twice")
+            #expect(first.allSatisfy { $0.node == "ws-t" })
+            let cursor = try String(contentsOfFile: cursorFile, encoding: .utf8)
+            #expect(cursor == "ws-t \(first[0].journal.uuidString.lowercased()) \(seqs.last!)\n", "\(cursor)")
+
+            // Later, without -f: everything after the cursor and nothing before it.
+            try await Task.sleep(for: .milliseconds(300))
+            let resumed = try await runProgram(
+                productsDirectory + "/nmbridge",
+                ["tail", "--postgres", server.urlWithPassword, "--json", "--cursor-file", cursorFile])
+            #expect(resumed.status == 0, "\(resumed.stderr)")
+            let rest = resumed.stdout.split(separator: "\n").compactMap { try? Event(json: String($0)) }
+            #expect(rest.first?.seq == seqs.last! + 1, "resumes right after the last event printed")
+            let restSeqs = rest.map(\.seq)
+            #expect(restSeqs == restSeqs.sorted() && Set(restSeqs).count == restSeqs.count)
+            _ = try await daemon?.stop()
+        } catch {
+            if let tail, tail.isRunning { tail.interrupt(); kill(tail.processIdentifier, SIGKILL) }
+            if let daemon, daemon.process.isRunning { daemon.signal(SIGKILL) }
+            await server.destroy()
+            try? FileManager.default.removeItem(atPath: base)
+            throw error
+        }
+        await server.destroy()
+        try? FileManager.default.removeItem(atPath: base)
+    }
 }
