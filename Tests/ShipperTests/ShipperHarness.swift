@@ -24,13 +24,16 @@ func openJournal(_ path: String, node: String) throws -> Journal {
     try Journal.open(JournalOptions(path: path, node: node, sync: .normal), logger: quietLogger)
 }
 
-/// `[shipper]` settings for a test server: quick retries and alerts.
-func shipperSettings(_ server: PostgresServer, batchSize: Int = 200) throws -> DaemonConfiguration.Shipper {
+/// `[shipper]` settings for a test server: quick retries. `shipper.lagging` after 1 s
+/// with `lagAlerts`; otherwise never (on a loaded machine it would add events to journals
+/// whose exact contents a test checks).
+func shipperSettings(_ server: PostgresServer, batchSize: Int = 200, lagAlerts: Bool = false) throws -> DaemonConfiguration.Shipper {
     var settings = DaemonConfiguration.Shipper(url: try PostgresURL(server.url))
     settings.batchSize = batchSize
     settings.flushInterval = 0.05
     settings.maxBackoff = 0.5
-    settings.lagAlertSeconds = 1
+    settings.lagAlertSeconds = lagAlerts ? 1 : 86_400
+    settings.lagAlertEvents = lagAlerts ? 100_000 : Int64.max
     return settings
 }
 
