@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
@@ -101,12 +102,27 @@ let package = Package(
             ],
             path: "Drivers/DicomStore"
         ),
+        // Ships the local journal to a department-wide PostgreSQL table; follows that table.
+        .target(
+            name: "NMShipper",
+            dependencies: [
+                "NMBridgeCore",
+                "NMJournal",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Composition: services, supervisor, HTTP API, sd_notify.
         .target(
             name: "NMServer",
             dependencies: [
                 "NMBridgeCore",
                 "NMJournal",
+                "NMShipper",
                 "NMTransport",
                 "ScriptDriver",
                 "DoseCalibrator",
@@ -144,6 +160,7 @@ let package = Package(
                 "NMBridgeCore",
                 "NMClient",
                 "NMServer",
+                "NMShipper",
                 "DoseCalibrator",
                 "ModbusGantry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -158,6 +175,7 @@ let package = Package(
                 "NMClient",
                 "NMServer",
                 "ModbusGantry",
+                "NMShipper",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -187,7 +205,16 @@ let package = Package(
             dependencies: ["ModbusGantry", "NMBridgeCore", "NMTransport", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "DicomStoreTests", dependencies: ["DicomStore", "NMBridgeCore", "TestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient"]),
+        .testTarget(
+            name: "ShipperTests",
+            dependencies: [
+                "NMShipper", "NMServer", "NMJournal", "NMBridgeCore", "TestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -174,6 +174,29 @@ extension EventKindRegistry {
                 EventField("count", .integer, "Number of deleted events."),
                 EventField("reason", .string, "\"age\" (older than `retention_days`) or \"size\" (over `max_size_mb`)."),
                 EventField("oldest_seq", .integer, "The oldest seq still in the journal."),
+                EventField(
+                    "unshipped_from_seq", .integer, required: false,
+                    "With `[shipper] retention_may_drop_unshipped = true`: the first deleted seq that had not been shipped to PostgreSQL."),
+                EventField("unshipped_to_seq", .integer, required: false, "The last deleted seq that had not been shipped."),
+                EventField("unshipped_count", .integer, required: false, "How many deleted events had not been shipped (they are lost for the department table)."),
+            ]),
+        // shipper.*
+        EventKind(
+            "shipper.lagging", severity: .warning,
+            "The PostgreSQL shipper fell behind: the oldest unshipped event is older than `lag_alert_s`, or more than `lag_alert_events` wait (docs/shipper.md). Journaled once per episode.",
+            fields: [
+                EventField("lag_events", .integer, "Events journaled but not yet shipped."),
+                EventField("lag_s", .number, unit: "s", "Age of the oldest unshipped event."),
+                EventField("shipped_seq", .integer, "The last seq committed to PostgreSQL (0 before the first)."),
+                EventField("server", .string, "The PostgreSQL URL, without password."),
+                EventField("error", .string, required: false, "The last error talking to PostgreSQL, if that is why."),
+            ]),
+        EventKind(
+            "shipper.caught_up", severity: .notice, "The PostgreSQL shipper caught up after a `shipper.lagging` episode.",
+            fields: [
+                EventField("shipped_seq", .integer, "The last seq committed to PostgreSQL."),
+                EventField("lagging_s", .number, unit: "s", "How long the episode lasted."),
+                EventField("max_lag_events", .integer, "The largest backlog seen during the episode."),
             ]),
         // dosecal.*
         EventKind(

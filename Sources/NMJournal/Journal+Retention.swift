@@ -8,10 +8,19 @@ public struct RetentionPolicy: Sendable, Equatable {
     public var maxAge: TimeInterval?
     /// Delete the oldest events while the file's used bytes exceed this.
     public var maxBytes: Int64?
+    /// With a PostgreSQL shipper: the last seq committed to the server (0 while unknown).
+    /// Retention then keeps every later event, whatever the age and size limits say,
+    /// unless `mayDropUnshipped`. `nil` = no shipper.
+    public var shippedThrough: Int64?
+    /// Let retention delete unshipped events (`[shipper] retention_may_drop_unshipped`);
+    /// `journal.truncated` then names exactly which ones.
+    public var mayDropUnshipped = false
 
-    public init(maxAge: TimeInterval? = nil, maxBytes: Int64? = nil) {
+    public init(maxAge: TimeInterval? = nil, maxBytes: Int64? = nil, shippedThrough: Int64? = nil, mayDropUnshipped: Bool = false) {
         self.maxAge = maxAge
         self.maxBytes = maxBytes
+        self.shippedThrough = shippedThrough
+        self.mayDropUnshipped = mayDropUnshipped
     }
 
     public init(_ journal: DaemonConfiguration.Journal) {
@@ -23,7 +32,8 @@ public struct RetentionPolicy: Sendable, Equatable {
 extension Journal {
     /// Deletes the oldest events that the policy no longer keeps and journals one
     /// `journal.truncated` per reason. Always deletes a prefix of the seq range, so the
-    /// journal never has holes. Returns the `journal.truncated` events.
+    /// journal never has holes. Never deletes past `policy.shippedThrough` unless
+    /// `policy.mayDropUnshipped`. Returns the `journal.truncated` events.
     @discardableResult
     public func applyRetention(_ policy: RetentionPolicy, now: Date = Date()) async throws -> [Event] {
         try await enqueueRetention(policy, now: now)
@@ -41,12 +51,21 @@ extension Journal {
                 var reason: String
             }
             var deletions: [Deletion] = []
+            var heldBack = false
             // Read before deleting: if everything goes, the markers still continue the seq.
             let lastBefore = try Self.readBounds(db).last
-            func deleteThrough(_ last: Int64, reason: String) throws {
-                guard let oldest = try Self.readBounds(db).oldest, last >= oldest else { return }
+            /// Deletes through `wanted` (or through the last shipped seq); false if nothing went.
+            @discardableResult
+            func deleteThrough(_ wanted: Int64, reason: String) throws -> Bool {
+                var last = wanted
+                if let shipped = policy.shippedThrough, !policy.mayDropUnshipped, last > shipped {
+                    last = shipped
+                    heldBack = true
+                }
+                guard let oldest = try Self.readBounds(db).oldest, last >= oldest else { return false }
                 try db.execute(sql: "DELETE FROM events WHERE seq <= ?", arguments: [last])
                 deletions.append(Deletion(from: oldest, to: last, count: Int64(db.changesCount), reason: reason))
+                return true
             }
             if let maxAge = policy.maxAge {
                 let cutoff = Timestamp.format(now.addingTimeInterval(-maxAge))
@@ -65,8 +84,16 @@ extension Journal {
                     let perEvent = max(1, used / count)
                     let excess = used - maxBytes * 9 / 10
                     let drop = min(count - 1, max(1, excess / perEvent))
-                    try deleteThrough(oldest + drop - 1, reason: "size")
+                    guard try deleteThrough(oldest + drop - 1, reason: "size") else { break }
                 }
+            }
+            if heldBack {
+                logger.warning(
+                    "journal retention keeps events not yet shipped to PostgreSQL",
+                    metadata: [
+                        "journal.path": "\(path)", "shipper.shipped_seq": "\(policy.shippedThrough ?? 0)",
+                        "hint": "retention_may_drop_unshipped = true in [shipper] lets retention delete them",
+                    ])
             }
             guard !deletions.isEmpty else { return [] }
             // Merge consecutive size deletions into one record.
@@ -84,10 +111,17 @@ extension Journal {
             var events: [Event] = []
             for d in merged {
                 seq += 1
-                let data: [String: JSONValue] = [
+                var data: [String: JSONValue] = [
                     "from_seq": .int(d.from), "to_seq": .int(d.to), "count": .int(d.count), "reason": .string(d.reason),
                     "oldest_seq": .int(oldestKept ?? seq),
                 ]
+                // Seqs have no holes, so the unshipped part is a range and its count exact.
+                if let shipped = policy.shippedThrough, d.to > shipped {
+                    let from = max(d.from, shipped + 1)
+                    data["unshipped_from_seq"] = .int(from)
+                    data["unshipped_to_seq"] = .int(d.to)
+                    data["unshipped_count"] = .int(d.to - from + 1)
+                }
                 let time = Timestamp.format(now)
                 let dataJSON = JSONValue.object(data).jsonText
                 try db.execute(

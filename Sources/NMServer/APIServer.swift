@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NMBridgeCore
 import NMJournal
+import NMShipper
 
 /// The HTTP API (docs/api in README): events, live stream (SSE), devices, health, metrics.
 ///
@@ -15,12 +16,18 @@ public struct APIRoutes: Sendable {
     let monitor: DeviceMonitor
     let node: String
     let started: Date
+    /// The PostgreSQL shipper's progress, when `[shipper]` is configured.
+    let shipper: ShipperStatus?
     /// Silence after which the stream sends a keep-alive comment.
     let keepAlive: Duration
     /// The largest page `GET /v1/events` returns.
     static let maxLimit = 10_000
 
-    public init(journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15)) {
+    public init(
+        journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15),
+        shipper: ShipperStatus? = nil
+    ) {
+        self.shipper = shipper
         self.keepAlive = keepAlive
         self.journal = journal
         self.monitor = monitor
@@ -184,7 +191,7 @@ public struct APIRoutes: Sendable {
             // Degraded until an append succeeds again after the failure.
             stats.lastSuccessTime.map { $0 < errorTime } ?? true
         } ?? false
-        let body: JSONValue = [
+        var body: JSONValue = [
             "status": .string(degraded ? "degraded" : "ok"),
             "version": .string(NMBridgeVersion.current),
             "node": .string(node),
@@ -203,6 +210,20 @@ public struct APIRoutes: Sendable {
                 "driver_running": .int(Int64(devices.filter(\.driverRunning).count)),
             ],
         ]
+        // An unreachable PostgreSQL does not degrade the daemon: events are journaled and
+        // ship later. The lag says how far behind the department table is.
+        if let shipper = shipper?.snapshot, case .object(var fields) = body {
+            fields["shipper"] = [
+                "server": .string(shipper.server), "connected": .bool(shipper.connected),
+                "shipped_seq": shipper.shippedSeq.map(JSONValue.int) ?? .null,
+                "lag_events": .int(shipper.lagEvents), "lag_s": .double((shipper.lagSeconds * 1000).rounded() / 1000),
+                "lagging": .bool(shipper.lagging), "events_shipped": .int(shipper.eventsShipped),
+                "duplicates_ignored": .int(shipper.duplicatesIgnored), "failures": .int(shipper.failures),
+                "last_error": shipper.lastError.map(JSONValue.string) ?? .null,
+                "last_error_time": shipper.lastErrorTime.map { .string(Timestamp.format($0)) } ?? .null,
+            ]
+            body = .object(fields)
+        }
         return Response.json(body.jsonText, status: degraded ? .serviceUnavailable : .ok)
     }
 
@@ -223,6 +244,18 @@ public struct APIRoutes: Sendable {
         text.metric("nmbridge_device_up", .gauge, "1 when the device's link is up.", devices.map { (["device": $0.id, "driver": $0.driver], $0.link == "up" ? 1 : 0) })
         text.metric("nmbridge_device_stale", .gauge, "1 when the device is stale.", devices.map { (["device": $0.id], $0.stale ? 1 : 0) })
         text.metric("nmbridge_driver_restarts_total", .counter, "Driver restarts after crashes.", devices.map { (["device": $0.id], Double($0.restarts)) })
+        if let shipper = shipper?.snapshot {
+            let server = ["server": shipper.server]
+            text.metric("nmbridge_shipper_connected", .gauge, "1 while the shipper is connected to PostgreSQL.", [(server, shipper.connected ? 1 : 0)])
+            text.metric("nmbridge_shipper_shipped_seq", .gauge, "Last seq committed to PostgreSQL (0 before the server was reached).", [(server, Double(shipper.shippedSeq ?? 0))])
+            text.metric("nmbridge_shipper_lag_events", .gauge, "Events journaled but not yet shipped.", [(server, Double(shipper.lagEvents))])
+            text.metric("nmbridge_shipper_lag_seconds", .gauge, "Age of the oldest unshipped event (0 when none waits).", [(server, shipper.lagSeconds)])
+            text.metric("nmbridge_shipper_lagging", .gauge, "1 during a shipper.lagging episode.", [(server, shipper.lagging ? 1 : 0)])
+            text.metric("nmbridge_shipper_events_total", .counter, "Events inserted into PostgreSQL since start.", [(server, Double(shipper.eventsShipped))])
+            text.metric("nmbridge_shipper_duplicates_total", .counter, "Re-sent events the server already had (no effect).", [(server, Double(shipper.duplicatesIgnored))])
+            text.metric("nmbridge_shipper_batches_total", .counter, "Batch transactions committed since start.", [(server, Double(shipper.batches))])
+            text.metric("nmbridge_shipper_failures_total", .counter, "Failed connections or batches since start.", [(server, Double(shipper.failures))])
+        }
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text.output)))

@@ -7,6 +7,7 @@ import ModbusGantry
 import NIOCore
 import NMBridgeCore
 import NMJournal
+import NMShipper
 import ScriptDriver
 import ServiceLifecycle
 
@@ -40,7 +41,14 @@ public enum Daemon {
             metadata: ["journal.path": "\(journal.path)", "journal.id": "\(journal.id.uuidString.lowercased())", "journal.last_seq": "\(journal.lastSeq)"])
 
         let monitor = DeviceMonitor(journal: journal, devices: configuration.devices, logger: logger)
-        let routes = APIRoutes(journal: journal, monitor: monitor, node: configuration.daemon.node)
+        // The shipper, when [shipper] is configured; its password is read now so that a
+        // missing file stops the daemon at start with a message naming it.
+        var shipper: JournalShipper?
+        if let settings = configuration.shipper {
+            let connector = try PostgresConnector(settings, environment: environment)
+            shipper = JournalShipper(journal: journal, settings: settings, connector: connector, logger: logger)
+        }
+        let routes = APIRoutes(journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status)
         let readiness = Readiness(expected: configuration.api.tcpPort == nil ? 1 : 2) {
             notifier.notify("READY=1\nSTATUS=journaling \(configuration.devices.count) device(s)")
             announce()
@@ -49,8 +57,20 @@ public enum Daemon {
         try UnixSocketPath.prepare(configuration.api.socketPath)
         let socketPath = configuration.api.socketPath
         let socketMode = configuration.api.socketMode
+        var shippedThrough: (@Sendable () -> Int64)?
+        if let status = shipper?.status {
+            shippedThrough = { status.retentionLimit }
+        }
         var services: [any Service] = [
-            RetentionService(journal: journal, policy: RetentionPolicy(configuration.journal), logger: logger),
+            RetentionService(
+                journal: journal, policy: RetentionPolicy(configuration.journal), logger: logger,
+                shippedThrough: shippedThrough,
+                mayDropUnshipped: configuration.shipper?.retentionMayDropUnshipped ?? false),
+        ]
+        // Services stop in reverse order: the shipper after the drivers, so that its last
+        // batch holds everything they journaled (and `daemon.stopping`).
+        if let shipper { services.append(shipper) }
+        services += [
             DriverSupervisor(
                 devices: configuration.devices, catalog: catalog, monitor: monitor, settings: configuration.supervisor,
                 logger: logger),
@@ -145,11 +165,15 @@ actor Readiness {
     }
 }
 
-/// Applies retention at start and then every hour.
+/// Applies retention at start and then every hour. With a shipper, events after the last
+/// one shipped to PostgreSQL are kept unless `mayDropUnshipped`.
 struct RetentionService: Service {
     let journal: Journal
     let policy: RetentionPolicy
     let logger: Logger
+    /// The last seq shipped to PostgreSQL; `nil` without a shipper.
+    var shippedThrough: (@Sendable () -> Int64)? = nil
+    var mayDropUnshipped = false
     var interval: Duration = .seconds(3600)
 
     func run() async throws {
@@ -158,6 +182,9 @@ struct RetentionService: Service {
         guard policy.maxAge != nil || policy.maxBytes != nil else { return try await waitForShutdown() }
         await untilGracefulShutdown {
             while !Task.isCancelled {
+                var policy = policy
+                policy.shippedThrough = shippedThrough?()
+                policy.mayDropUnshipped = mayDropUnshipped
                 do {
                     try await journal.applyRetention(policy)
                 } catch {

@@ -55,6 +55,17 @@ struct Status: AsyncParsableCommand {
             if let error = j["last_append_error"]?.stringValue {
                 text += "last append error: \(error) (\(j["append_failures"]?.intValue ?? 0) failure(s))\n"
             }
+            if let s = body["shipper"], s != .null {
+                let shipped = s["shipped_seq"]?.intValue.map(String.init) ?? "unknown"
+                text += """
+                    shipper:  \(s["server"]?.stringValue ?? "?") — \(s["connected"] == .bool(true) ? "connected" : "not connected")\(s["lagging"] == .bool(true) ? ", LAGGING" : "")
+                              shipped through seq \(shipped), lag \(s["lag_events"]?.intValue ?? 0) event(s) / \(s["lag_s"]?.doubleValue ?? 0) s, \(s["events_shipped"]?.intValue ?? 0) shipped since start
+
+                    """
+                if let error = s["last_error"]?.stringValue {
+                    text += "last shipper error: \(error) (\(s["failures"]?.intValue ?? 0) failure(s))\n"
+                }
+            }
             writeStdout(text)
         }
     }

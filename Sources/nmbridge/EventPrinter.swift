@@ -7,8 +7,11 @@ struct EventPrinter {
     enum Format { case human, jsonl }
     let format: Format
     let colour: Bool
+    /// Prefix human lines with the node (events of several nodes, `tail --postgres`).
+    let showNode: Bool
 
-    init(json: Bool) {
+    init(json: Bool, showNode: Bool = false) {
+        self.showNode = showNode
         let terminal = isatty(STDOUT_FILENO) == 1
         format = json || !terminal ? .jsonl : .human
         colour = terminal && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
@@ -33,6 +36,7 @@ struct EventPrinter {
         let device = (event.device ?? "-").padding(toLength: max(14, event.device?.count ?? 0), withPad: " ", startingAt: 0)
         let kind = event.kind.padding(toLength: max(22, event.kind.count), withPad: " ", startingAt: 0)
         var line = "\(time) \(device) \(kind)"
+        if showNode { line = "\(event.node) " + line }
         let data = event.data
         for key in data.keys.sorted() {
             let value = data[key]!

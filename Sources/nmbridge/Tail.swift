@@ -13,6 +13,13 @@ struct Tail: AsyncParsableCommand {
             tail resumes after the last event it printed and records each new one there, so a \
             restarted `tail -f` neither repeats nor misses events. `tail -f` reconnects by itself \
             when the daemon restarts.
+
+            With --postgres URL, tail follows the department-wide table that the nodes' \
+            shippers fill (docs/shipper.md) instead of one daemon: events of every node (or of \
+            each --node), each node's history in seq order, woken by LISTEN/NOTIFY. -n N then \
+            means the last N events of each node history, and --cursor-file keeps one cursor \
+            per node history. The password comes from the URL, --password-file or the \
+            environment variable NMBRIDGE_POSTGRES_PASSWORD.
             """)
 
     @OptionGroup var connection: ConnectionOptions
@@ -33,14 +40,42 @@ struct Tail: AsyncParsableCommand {
     @Option(name: .long, help: "Resume from, and record progress in, this file.")
     var cursorFile: String?
 
+    @Option(name: .long, help: "Follow the department-wide table in this PostgreSQL database (postgres://USER@HOST:PORT/DB) instead of a daemon.")
+    var postgres: String?
+
+    @Option(name: .customLong("node"), help: "With --postgres: only this node (repeatable).")
+    var nodes: [String] = []
+
+    @Option(name: .long, help: "With --postgres: read the password from this file.")
+    var passwordFile: String?
+
+    @Option(name: .long, help: "With --postgres: disable, prefer or require (TLS, verified against the system's CAs).")
+    var tls: String = "disable"
+
     func validate() throws {
         if let n, n < 0 || n > 10_000 { throw ValidationError("-n must be between 0 and 10000") }
         if after != nil && n != nil { throw ValidationError("give -n or --after, not both") }
+        if let postgres {
+            do {
+                _ = try PostgresURL(postgres)
+            } catch {
+                throw ValidationError("--postgres: not a PostgreSQL URL: \(error.message)")
+            }
+            if after != nil { throw ValidationError("--after names one journal's seq; with --postgres use -n or --cursor-file") }
+            guard DaemonConfiguration.Shipper.TLSMode(rawValue: tls) != nil else {
+                throw ValidationError("--tls must be disable, prefer or require")
+            }
+        } else if !nodes.isEmpty || passwordFile != nil {
+            throw ValidationError("--node and --password-file go with --postgres")
+        }
     }
 
     func run() async throws {
         let stopSignals = StopSignals.install()
         defer { withExtendedLifetime(stopSignals) {} }
+        if let postgres {
+            return try await reportingErrors { try await followDepartment(postgres) }
+        }
         try await reportingErrors {
             let client = try connection.client()
             let printer = EventPrinter(json: json)

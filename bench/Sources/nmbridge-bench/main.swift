@@ -7,8 +7,11 @@ import ArgumentParser
 struct NMBridgeBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nmbridge-bench",
-        abstract: "Measures nmbridge's journal, live API and drivers (see docs/performance.md).",
-        subcommands: [JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self, ModbusPoll.self, ModbusCPU.self])
+        abstract: "Measures nmbridge's journal, live API, drivers and shipper (see docs/performance.md).",
+        subcommands: [
+            JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self, ModbusPoll.self, ModbusCPU.self,
+            ShipperCatchUp.self, ShipperLatency.self,
+        ])
 }
 
 /// A subcommand that measures something. `measure()` is what `run()` does; it has its own
