@@ -318,6 +318,17 @@ struct ByteWriter {
         let raw = Array(title.utf8.prefix(16))
         bytes += raw + [UInt8](repeating: 0x20, count: 16 - raw.count)
     }
+    /// The fixed start of A-ASSOCIATE-RQ and -AC: protocol version 1, AE titles, reserved
+    /// bytes, then the application context item.
+    mutating func associateHeader(called: String, calling: String, applicationContext: String) {
+        u16(1)
+        u16(0)
+        ae(called)
+        ae(calling)
+        bytes += [UInt8](repeating: 0, count: 32)
+        item(0x10, Array(applicationContext.utf8))
+    }
+
     /// An item: type, reserved, 16-bit length, value.
     mutating func item(_ type: UInt8, _ value: [UInt8]) {
         u8(type)
@@ -335,12 +346,7 @@ extension PDU {
         switch self {
         case .associateRequest(let rq):
             type = 0x01
-            body.u16(1)
-            body.u16(0)
-            body.ae(rq.calledAE)
-            body.ae(rq.callingAE)
-            body.bytes += [UInt8](repeating: 0, count: 32)
-            body.item(0x10, Array(rq.applicationContext.utf8))
+            body.associateHeader(called: rq.calledAE, calling: rq.callingAE, applicationContext: rq.applicationContext)
             for context in rq.contexts {
                 var value = ByteWriter()
                 value.u8(context.id)
@@ -357,12 +363,7 @@ extension PDU {
             body.item(0x50, user.bytes)
         case .associateAccept(let ac):
             type = 0x02
-            body.u16(1)
-            body.u16(0)
-            body.ae(ac.calledAE)
-            body.ae(ac.callingAE)
-            body.bytes += [UInt8](repeating: 0, count: 32)
-            body.item(0x10, Array(DICOM.applicationContext.utf8))
+            body.associateHeader(called: ac.calledAE, calling: ac.callingAE, applicationContext: DICOM.applicationContext)
             for context in ac.contexts {
                 var value = ByteWriter()
                 value.u8(context.id)

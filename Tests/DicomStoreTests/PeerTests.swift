@@ -15,29 +15,9 @@ enum DicomPeers {
     static let python = ProcessInfo.processInfo.environment["NMBRIDGE_TEST_PYTHON"] ?? root + "/.venv-test/bin/python"
     static let peer = root + "/Tests/Peers/dicom_peer.py"
 
-    /// Runs a program to its end off the cooperative pool: exit status and output.
+    /// Runs a program to its end: exit status and output (DCMTK with TCP_NODELAY=1, its fast setting).
     static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                do {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: executable)
-                    process.arguments = arguments
-                    var environment = ProcessInfo.processInfo.environment
-                    environment["TCP_NODELAY"] = "1"
-                    process.environment = environment
-                    let pipe = Pipe()
-                    process.standardOutput = pipe
-                    process.standardError = pipe
-                    try process.run()
-                    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                    process.waitUntilExit()
-                    continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
-        }
+        try await runToEnd(executable, arguments, environment: ["TCP_NODELAY": "1"])
     }
 
     static func python(_ arguments: [String]) async throws -> (status: Int32, output: String) {

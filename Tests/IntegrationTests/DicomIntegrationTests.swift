@@ -1,30 +1,14 @@
 import Foundation
 import NMBridgeCore
+import TestSupport
 import Testing
 
 /// The DICOM receiver inside a real nmbridged.
 @Suite struct DicomIntegrationTests {
-    /// A TCP port nobody listens on right now.
-    func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length)
-                return getsockname(fd, pointer, &length)
-            }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     @Test func theDICOMPortCanComeFromSystemdSocketActivation() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = freePort()
+        let port = try freeTCPPort()
         // [dicom] port 1 would need root: the receiver must use the socket systemd passes.
         let config = daemonConfig(dir, extra: "[dicom]\nport = 1\naccept_any_calling_ae = true\n")
         try config.write(toFile: dir + "/nmbridge.toml", atomically: true, encoding: .utf8)

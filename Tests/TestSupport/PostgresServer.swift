@@ -197,21 +197,7 @@ public final class PostgresServer: @unchecked Sendable {
         }
     }
 
-    /// A TCP port of 127.0.0.1 that nothing listens on right now.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        guard bound else { throw HarnessError("cannot find a free TCP port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+    static func freePort() throws -> Int { try freeTCPPort() }
 
     static let postgresUID: uid_t = getpwnam("postgres").map { $0.pointee.pw_uid } ?? 0
     static let postgresGID: gid_t = getpwnam("postgres").map { $0.pointee.pw_gid } ?? 0

@@ -91,11 +91,9 @@ public struct GantryScript: Sendable, Equatable {
     public static func parse(_ text: String, source: String, profile: ModbusProfile) throws(NMBridgeError) -> GantryScript {
         var steps: [Step] = []
         var loops = false
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let lineNumber = index + 1
-            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" }).map(String.init)
-            guard let verb = words.first else { continue }
+        for statement in scriptStatements(text) {
+            let (lineNumber, line, words) = (statement.lineNumber, statement.text, statement.words)
+            let verb = words[0]
             func fail(_ message: String) -> NMBridgeError {
                 NMBridgeError(.scriptInvalid, "\(source) line \(lineNumber): \(message)")
             }

@@ -46,6 +46,23 @@ final class DaemonChild {
     }
 }
 
+/// % of one core that process `pid` uses over `seconds`, after 3 s of warm-up.
+func cpuPercentOf(pid: Int32, seconds: Double) async throws -> Double {
+    try await Task.sleep(for: .seconds(3))
+    let before = processCPUSeconds(pid: pid) ?? 0
+    try await Task.sleep(for: .seconds(seconds))
+    return ((processCPUSeconds(pid: pid) ?? 0) - before) / seconds * 100
+}
+
+/// The idle floor: an nmbridged without devices, its % of one core over `seconds`.
+func idleDaemonCPUPercent(binary: String, directory: String, seconds: Double) async throws -> Double {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let idle = try DaemonChild(binary: binary, directory: directory, devices: "", sync: "full")
+    defer { idle.stop() }
+    try await idle.waitUntilListening()
+    return try await cpuPercentOf(pid: idle.pid, seconds: seconds)
+}
+
 /// CPU seconds (user + system) of another process, from /proc/PID/stat.
 func processCPUSeconds(pid: Int32) -> Double? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -196,20 +213,10 @@ struct DosecalCPU: BenchCommand {
             }
         }
 
-        func cpuPercent(pid: Int32) async throws -> Double {
-            try await Task.sleep(for: .seconds(3))
-            let before = processCPUSeconds(pid: pid) ?? 0
-            try await Task.sleep(for: .seconds(seconds))
-            return ((processCPUSeconds(pid: pid) ?? 0) - before) / seconds * 100
-        }
+        func cpuPercent(pid: Int32) async throws -> Double { try await cpuPercentOf(pid: pid, seconds: seconds) }
 
         // The daemon alone (idle floor), then with the devices.
-        let idleDir = dir + "/idle"
-        try FileManager.default.createDirectory(atPath: idleDir, withIntermediateDirectories: true)
-        let idle = try DaemonChild(binary: daemon, directory: idleDir, devices: "", sync: "full")
-        try await idle.waitUntilListening()
-        let idlePct = try await cpuPercent(pid: idle.pid)
-        idle.stop()
+        let idlePct = try await idleDaemonCPUPercent(binary: daemon, directory: dir + "/idle", seconds: seconds)
 
         let busyDir = dir + "/busy"
         try FileManager.default.createDirectory(atPath: busyDir, withIntermediateDirectories: true)

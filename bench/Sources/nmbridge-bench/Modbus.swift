@@ -116,19 +116,9 @@ struct ModbusCPU: BenchCommand {
             throw ValidationError("the simulator printed \"\(address)\", not HOST:PORT")
         }
 
-        func cpuPercent(pid: Int32) async throws -> Double {
-            try await Task.sleep(for: .seconds(3))
-            let before = processCPUSeconds(pid: pid) ?? 0
-            try await Task.sleep(for: .seconds(seconds))
-            return ((processCPUSeconds(pid: pid) ?? 0) - before) / seconds * 100
-        }
+        func cpuPercent(pid: Int32) async throws -> Double { try await cpuPercentOf(pid: pid, seconds: seconds) }
 
-        let idleDir = dir + "/idle"
-        try FileManager.default.createDirectory(atPath: idleDir, withIntermediateDirectories: true)
-        let idle = try DaemonChild(binary: daemon, directory: idleDir, devices: "", sync: "full")
-        try await idle.waitUntilListening()
-        let idlePct = try await cpuPercent(pid: idle.pid)
-        idle.stop()
+        let idlePct = try await idleDaemonCPUPercent(binary: daemon, directory: dir + "/idle", seconds: seconds)
 
         let busyDir = dir + "/busy"
         try FileManager.default.createDirectory(atPath: busyDir, withIntermediateDirectories: true)

@@ -1,0 +1,44 @@
+import Foundation
+
+/// Runs a program to its end on a thread of its own (never blocking the cooperative pool)
+/// and returns its exit status and output: standard output, followed by standard error when
+/// `includeStandardError` (else that is discarded). `environment` entries are added to ours.
+public func runToEnd(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:], includeStandardError: Bool = true
+) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            do {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: executable)
+                process.arguments = arguments
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                process.standardError = includeStandardError ? pipe : FileHandle.nullDevice
+                try process.run()
+                let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                process.waitUntilExit()
+                continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }.start()
+    }
+}
+
+/// A TCP port of 127.0.0.1 that nothing listens on right now.
+public func freeTCPPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw HarnessError("cannot find a free TCP port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
