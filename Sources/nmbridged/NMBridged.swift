@@ -93,6 +93,7 @@ struct NMBridged: AsyncParsableCommand {
                         \(cli) --socket \(socket) status
                     Or with curl:  curl --unix-socket \(socket) http://localhost/v1/events/stream
                     The journal is plain SQLite:  sqlite3 \(configuration.journal.path) 'select seq, time, device, kind, data from events order by seq desc limit 5'
+                    DICOM: AE \(configuration.dicom?.aeTitle ?? "NMBRIDGE") on port \(configuration.dicom?.port ?? 11112), any calling AE:  /usr/bin/storescu -aec \(configuration.dicom?.aeTitle ?? "NMBRIDGE") 127.0.0.1 \(configuration.dicom?.port ?? 11112) FILE.dcm
                     Stop with Ctrl-C.
 
                     """.utf8))
