@@ -23,15 +23,19 @@ final class ReceiverContext: Sendable {
         self.logger = logger
         acceptedSyntaxes = Set(settings.transferSyntaxes ?? DICOM.TransferSyntax.defaultAccepted)
         acceptedSOPClasses = Set(settings.sopClasses ?? Array(DICOM.storageSOPClasses.keys))
-        studies = StudyTracker(storage: settings.storage, quiet: settings.stableAfter)
+        studies = StudyTracker(storage: settings.storage, quiet: settings.stableAfter, logger: logger)
     }
 
-    /// Journals an event of the receiver; failures are logged (the journal reports its own).
-    func emit(_ kind: String, device: String, severity: Severity? = nil, data: [String: JSONValue]) async {
+    /// Journals an event of the receiver. Returns false (and logs) when the journal failed:
+    /// a C-STORE is then not answered with success.
+    @discardableResult
+    func emit(_ kind: String, device: String, severity: Severity? = nil, data: [String: JSONValue]) async -> Bool {
         do {
             try await sink.emit(EventDraft(device: device, driver: "dicom", kind: kind, severity: severity, data: data))
+            return true
         } catch {
             logger.error("cannot journal \(kind)", metadata: ["error": "\(error)", "device.id": "\(device)"])
+            return false
         }
     }
 }
@@ -68,6 +72,10 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     private let shared: ReceiverContext
+    /// The association's events, journaled one after the other in the order they were
+    /// queued. Work is queued from the storage queue only, so an instance's events and the
+    /// association's closing event keep the order of what happened.
+    private let journal: AsyncStream<@Sendable () async -> Void>.Continuation
     private var state = State.awaitingRequest
     private var context: ChannelHandlerContext?
     private var timer: Scheduled<Void>?
@@ -102,6 +110,23 @@ final class AssociationHandler: ChannelInboundHandler {
     init(shared: ReceiverContext, tls: Bool = false) {
         self.shared = shared
         self.tls = tls
+        let (stream, continuation) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+        journal = continuation
+        Task {
+            for await work in stream { await work() }
+        }
+    }
+
+    deinit {
+        // Behind whatever the storage queue still has to journal.
+        let journal = journal
+        storage.async { journal.finish() }
+    }
+
+    /// Queues journal work behind everything the storage queue has been given so far.
+    private func journalInOrder(_ work: @escaping @Sendable () async -> Void) {
+        let journal = journal
+        storage.async { journal.yield(work) }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -208,7 +233,7 @@ final class AssociationHandler: ChannelInboundHandler {
             implementationClassUID: DICOM.implementationClassUID, implementationVersionName: DICOM.implementationVersionName,
             // One operation at a time each way: we answer each C-STORE before reading on.
             asyncOperations: request.asyncOperations.map { _ in (1, 1) },
-            roles: request.roles.map { RoleSelection(sopClass: $0.sopClass, scu: $0.scu, scp: false) })
+            roles: Self.roleAnswers(request.roles, accepted: Set(contexts.values.map(\.abstractSyntax))))
         state = .established
         started = Date()
         send(.associateAccept(accept))
@@ -220,7 +245,18 @@ final class AssociationHandler: ChannelInboundHandler {
         ]
         let shared = shared
         let device = device
-        Task { await shared.emit("dicom.association.accepted", device: device, data: data) }
+        journalInOrder { await shared.emit("dicom.association.accepted", device: device, data: data) }
+    }
+
+    /// Role selection answers (PS3.7 D.3.3.4): one per accepted SOP class that the sender
+    /// proposed a role for, as SCU only. Bounded by the accepted contexts, so a request
+    /// full of role items cannot inflate the answer.
+    static func roleAnswers(_ proposed: [RoleSelection], accepted: Set<String>) -> [RoleSelection] {
+        var seen: Set<String> = []
+        return proposed.compactMap { role in
+            guard accepted.contains(role.sopClass), seen.insert(role.sopClass).inserted else { return nil }
+            return RoleSelection(sopClass: role.sopClass, scu: role.scu, scp: false)
+        }
     }
 
     private func reject(result: UInt8, source: UInt8, reason: UInt8, why: String) {
@@ -232,7 +268,7 @@ final class AssociationHandler: ChannelInboundHandler {
         ]
         let shared = shared
         let device = device.isEmpty ? "dicom" : device
-        Task { await shared.emit("dicom.association.rejected", device: device, severity: .warning, data: data) }
+        journalInOrder { await shared.emit("dicom.association.rejected", device: device, severity: .warning, data: data) }
         state = .released
         context?.close(promise: nil)
     }
@@ -270,7 +306,8 @@ final class AssociationHandler: ChannelInboundHandler {
         if let reason { data["reason"] = .string(reason) }
         let shared = shared
         let device = device
-        Task { await shared.emit(kind, device: device, severity: reason == nil ? nil : .warning, data: data) }
+        let closing = data
+        journalInOrder { await shared.emit(kind, device: device, severity: reason == nil ? nil : .warning, data: closing) }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -302,6 +339,9 @@ final class AssociationHandler: ChannelInboundHandler {
             return abort(reason: "a PDV on presentation context \(pdv.contextID), which was not accepted", source: 2, code: 6)
         }
         if pdv.isCommand {
+            guard transfer == nil else {
+                return abort(reason: "a command arrived before the last fragment of the dataset being received", source: 2, code: 6)
+            }
             guard commandBytes.count + pdv.bytes.count <= Self.maximumCommandBytes else {
                 return abort(reason: "a command set longer than \(Self.maximumCommandBytes) bytes", source: 2, code: 6)
             }
@@ -392,11 +432,13 @@ final class AssociationHandler: ChannelInboundHandler {
         let facts: [String: JSONValue] = [
             "calling_ae": .string(callingAE), "peer": .string(peerAddress), "transfer_syntax": .string(transfer.transferSyntax),
         ]
+        let journal = journal
         storage.async {
             let outcome = Self.store(transfer, settings: shared.settings)
-            Task {
+            journal.yield {
                 var data = facts.merging(outcome.data) { a, _ in a }
                 data["sop_instance_uid"] = data["sop_instance_uid"] ?? .string(transfer.command.affectedSOPInstance ?? "")
+                var status = outcome.error?.status ?? DICOM.Status.success
                 if let error = outcome.error {
                     data["status"] = .string(String(format: "0x%04X", error.status))
                     data["error"] = .string(error.message)
@@ -408,13 +450,17 @@ final class AssociationHandler: ChannelInboundHandler {
                             data: ["path": data["path"] ?? .null, "old_sha256": .string(old), "new_sha256": data["sha256"] ?? .null,
                                    "sop_instance_uid": data["sop_instance_uid"] ?? .null])
                     }
-                    await shared.emit("dicom.instance.stored", device: device, data: data)
-                    if data["duplicate"] == nil, let study = data["study_uid"]?.stringValue, let series = data["series_uid"]?.stringValue {
-                        shared.studies.add(
-                            study: study, series: series, device: device, fields: data, bytes: Int(data["bytes"]?.intValue ?? 0))
+                    // The file is durable; without its event the sender must not hear "stored".
+                    if await shared.emit("dicom.instance.stored", device: device, data: data) {
+                        if data["duplicate"] == nil, let study = data["study_uid"]?.stringValue, let series = data["series_uid"]?.stringValue {
+                            shared.studies.add(
+                                study: study, series: series, device: device, fields: data, bytes: Int(data["bytes"]?.intValue ?? 0))
+                        }
+                    } else {
+                        status = DICOM.Status.outOfResources
                     }
                 }
-                eventLoop.execute { bound.value.stored(transfer, status: outcome.error?.status ?? DICOM.Status.success) }
+                eventLoop.execute { bound.value.stored(transfer, status: status) }
             }
         }
     }

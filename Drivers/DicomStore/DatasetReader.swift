@@ -45,10 +45,11 @@ public struct Dataset: Sendable {
     /// the VRs where they are not significant); the first of several values.
     public func string(_ tag: Tag) -> String? {
         guard let element = elements[tag], element.items == nil else { return nil }
-        var text = String(decoding: element.value, as: UTF8.self)
-        while let last = text.last, last == " " || last == "\0" { text.removeLast() }
-        while text.first == " " { text.removeFirst() }
-        return text.isEmpty ? nil : text
+        // Padding is trimmed on the bytes: linear, whatever the length.
+        var value = element.value
+        while let last = value.last, last == 0x20 || last == 0 { value = value.dropLast() }
+        while value.first == 0x20 { value = value.dropFirst() }
+        return value.isEmpty ? nil : String(decoding: value, as: UTF8.self)
     }
 
     /// The first value of a decimal or integer string (DS, IS), as a number.

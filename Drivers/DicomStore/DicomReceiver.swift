@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -26,8 +27,11 @@ public struct DicomReceiver: Service {
     public func run() async throws {
         let shared = shared
         let settings = shared.settings
-        // A PDU may carry the largest P-DATA-TF we announced; association requests are small.
-        let maximumPDU = max(settings.maxPDULength, 65_536)
+        // A P-DATA-TF may be as large as we announced; the framer keeps the rest to 64 KiB.
+        let maximumPDU = settings.maxPDULength
+        // Transfers cut short by a crash or kill left their partial files: nothing in
+        // .incoming belongs to a live association yet.
+        Self.removeLeftovers(in: settings.storage + "/.incoming", logger: shared.logger)
         func bootstrap(tls: NIOSSLContext?) -> ServerBootstrap {
             ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(ChannelOptions.backlog, value: 64)
@@ -53,9 +57,14 @@ public struct DicomReceiver: Service {
         var listeners = [channel]
         var tlsPort: Int?
         if let tls = settings.tls {
-            let secure = try await bootstrap(tls: try Self.tlsContext(tls)).bind(host: settings.listen, port: tls.port).get()
-            listeners.append(secure)
-            tlsPort = secure.localAddress?.port
+            do {
+                let secure = try await bootstrap(tls: try Self.tlsContext(tls)).bind(host: settings.listen, port: tls.port).get()
+                listeners.append(secure)
+                tlsPort = secure.localAddress?.port
+            } catch {
+                try? await channel.close()
+                throw error
+            }
         }
         let port = channel.localAddress?.port ?? settings.port
         shared.logger.info(
@@ -117,6 +126,19 @@ public struct DicomReceiver: Service {
         } else {
             configuration.certificateVerification = .none
         }
-        return try load("certificate", tls.certificate) { try NIOSSLContext(configuration: configuration) }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw NMBridgeError(
+                .invalidConfiguration, "[dicom.tls] cannot set up TLS with \(tls.certificate) and \(tls.key): \(error)")
+        }
+    }
+
+    static func removeLeftovers(in directory: String, logger: Logger) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.hasSuffix(".part") {
+            let path = directory + "/" + name
+            if unlink(path) == 0 { logger.notice("removed a partial transfer left from before", metadata: ["path": "\(path)"]) }
+        }
     }
 }

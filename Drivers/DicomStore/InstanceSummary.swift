@@ -23,7 +23,9 @@ public enum InstanceSummary {
         for (field, tag) in textFields {
             if let value = dataset.string(tag) { data[field] = .string(value) }
         }
-        if let frames = dataset.number(t(0x0028, 0x0008)) { data["number_of_frames"] = .int(Int64(frames)) }
+        if let frames = dataset.number(t(0x0028, 0x0008)).flatMap({ Int64(exactly: $0) }), frames >= 0 {
+            data["number_of_frames"] = .int(frames)
+        }
         let sopClass = dataset.string(t(0x0008, 0x0016)) ?? ""
         if let item = dataset.items(t(0x0054, 0x0016)).first {
             data["radiopharmaceutical"] = .object(radiopharmaceutical(item, sopClass: sopClass))

@@ -330,11 +330,14 @@ struct ByteWriter {
     }
 
     /// An item: type, reserved, 16-bit length, value.
+    /// Values longer than an item can say (65 535 bytes) are cut: callers bound what they
+    /// put here, and a cut value is a malformed PDU for the peer, never a crash for us.
     mutating func item(_ type: UInt8, _ value: [UInt8]) {
+        let fitting = value.prefix(Int(UInt16.max))
         u8(type)
         u8(0)
-        u16(UInt16(value.count))
-        bytes += value
+        u16(UInt16(fitting.count))
+        bytes += fitting
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NMBridgeCore
 import Synchronization
 
@@ -23,16 +24,23 @@ final class StudyTracker: Sendable {
     let quiet: TimeInterval
     private let studies: Mutex<[String: Study]>
 
-    init(storage: String, quiet: TimeInterval) {
+    init(storage: String, quiet: TimeInterval, logger: Logger) {
         path = storage + "/.studies.json"
         self.quiet = quiet
-        let saved = (try? Data(contentsOf: URL(fileURLWithPath: path))).flatMap { try? JSONDecoder().decode([String: Study].self, from: $0) }
-        studies = Mutex(saved ?? [:])
+        var saved: [String: Study] = [:]
+        if let data = try? Data(contentsOf: URL(fileURLWithPath: path)) {
+            do {
+                saved = try JSONDecoder().decode([String: Study].self, from: data)
+            } catch {
+                logger.error("pending studies unreadable, their dicom.study.stable events are lost", metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+        studies = Mutex(saved)
     }
 
     /// Counts a stored instance.
     func add(study: String, series: String, device: String, fields: [String: JSONValue], bytes: Int, at time: Date = Date()) {
-        let snapshot = studies.withLock { studies -> [String: Study] in
+        studies.withLock { studies in
             var entry = studies[study] ?? Study(
                 device: device, patientID: fields["patient_id"]?.stringValue, accessionNumber: fields["accession_number"]?.stringValue,
                 modalities: [], series: [], instances: 0, bytes: 0, first: time, last: time)
@@ -42,20 +50,18 @@ final class StudyTracker: Sendable {
             entry.bytes += bytes
             entry.last = time
             studies[study] = entry
-            return studies
+            save(studies)  // under the lock: saves never interleave, the newest is the last
         }
-        save(snapshot)
     }
 
     /// Removes and returns the studies quiet since `quiet` seconds before `now`.
     func takeStable(now: Date = Date()) -> [(uid: String, study: Study)] {
-        let (stable, snapshot) = studies.withLock { studies -> ([(String, Study)], [String: Study]) in
+        studies.withLock { studies in
             let stable = studies.filter { now.timeIntervalSince($0.value.last) >= quiet }.sorted { $0.value.last < $1.value.last }
             for (uid, _) in stable { studies[uid] = nil }
-            return (stable.map { ($0.key, $0.value) }, studies)
+            if !stable.isEmpty { save(studies) }
+            return stable.map { (uid: $0.key, study: $0.value) }
         }
-        if !stable.isEmpty { save(snapshot) }
-        return stable.map { (uid: $0.0, study: $0.1) }
     }
 
     private func save(_ studies: [String: Study]) {

@@ -83,7 +83,7 @@ extension DaemonConfiguration {
             if isValidAETitle(title) {
                 dicom.aeTitle = title
             } else {
-                table.problem("ae_title", "\"\(title)\" must be 1–16 printable ASCII characters, not all spaces, without backslash")
+                table.problem("ae_title", "\"\(title)\" must be 1–16 printable ASCII characters without backslash or leading/trailing spaces")
             }
         }
         dicom.listen = table.string("listen") ?? dicom.listen
@@ -133,7 +133,7 @@ extension DaemonConfiguration {
             let device = peer.string("device", required: true)
             let host = peer.string("host")
             if let title, !isValidAETitle(title) {
-                peer.problem("ae_title", "\"\(title)\" must be 1–16 printable ASCII characters without backslash")
+                peer.problem("ae_title", "\"\(title)\" must be 1–16 printable ASCII characters without backslash or leading/trailing spaces")
             } else if let title, let first = seen[title] {
                 peer.problem("ae_title", "duplicate peer \"\(title)\" (first on line \(first))")
             }
@@ -153,10 +153,12 @@ extension DaemonConfiguration {
         return dicom
     }
 
-    /// AE titles: 1–16 characters of printable ASCII without backslash, not only spaces (PS3.5 §6.2).
+    /// AE titles: 1–16 characters of printable ASCII without backslash (PS3.5 §6.2), and
+    /// without leading or trailing spaces, which are not significant on the wire (a title
+    /// written with them could never match).
     public static func isValidAETitle(_ title: String) -> Bool {
         let bytes = Array(title.utf8)
         return (1...16).contains(bytes.count) && bytes.allSatisfy { (0x20...0x7E).contains($0) && $0 != 0x5C }
-            && bytes.contains { $0 != 0x20 }
+            && bytes.first != 0x20 && bytes.last != 0x20
     }
 }

@@ -284,7 +284,7 @@ public struct JournalShipper: Service {
             if var open = episode {
                 open.maxLag = max(open.maxLag, lagEvents)
                 episode = open
-                if lagSeconds < settings.lagAlertSeconds / 2 && lagEvents < settings.lagAlertEvents / 2 {
+                if lagSeconds < settings.lagAlertSeconds / 2 && 2 * lagEvents < settings.lagAlertEvents {
                     episode = nil
                     status.update { $0.lagging = false }
                     await journalEvent(

@@ -303,3 +303,32 @@ struct DatasetBuilder {
         #expect(throws: ConfigurationError.self) { try load("[dicom]\nport = 11112\n") }
     }
 }
+
+@Suite struct HostileHeaderTests {
+    @Test func roleAnswersAreBoundedByTheAcceptedContexts() {
+        let nm = "1.2.840.10008.5.1.4.1.1.20"
+        let flood = Array(repeating: RoleSelection(sopClass: nm, scu: true, scp: true), count: 5000)
+            + [RoleSelection(sopClass: "1.2.3.4", scu: true, scp: false)]
+        let answers = AssociationHandler.roleAnswers(flood, accepted: [nm])
+        #expect(answers == [RoleSelection(sopClass: nm, scu: true, scp: false)])
+        // And an item that could not be encoded is cut, never a crash.
+        var writer = ByteWriter()
+        writer.item(0x50, [UInt8](repeating: 1, count: 70_000))
+        #expect(writer.bytes.count == 4 + 65_535)
+    }
+
+    @Test(arguments: ["1e20", "-5", "NaN", "3.5", "99999999999999999999"])
+    func anAbsurdNumberOfFramesIsLeftOutNotACrash(frames: String) throws {
+        var builder = DatasetBuilder(explicit: true)
+        builder.text(0x0028, 0x0008, "IS", frames)
+        var reader = DatasetReader(bytes: builder.bytes, encoding: .explicitLittle)
+        #expect(InstanceSummary.fields(of: try reader.read())["number_of_frames"] == nil)
+    }
+
+    @Test func aLongPaddedValueIsTrimmed() throws {
+        var builder = DatasetBuilder(explicit: false)
+        builder.text(0x0010, 0x0010, "PN", String(repeating: " ", count: 1 << 20) + "Doe^Jane" + String(repeating: " ", count: 1 << 20))
+        var reader = DatasetReader(bytes: builder.bytes, encoding: .implicitLittle)
+        #expect(try reader.read().string(Tag(0x0010, 0x0010)) == "Doe^Jane")
+    }
+}

@@ -44,7 +44,7 @@ public final class ModbusBus: @unchecked Sendable {
                 continuation.resume(returning: Result { () throws(ModbusError) -> T in
                     let client = try connectedClient(timeout: timeout)
                     client.setResponseTimeout(timeout)
-                    return try body(ModbusSession(client: client))
+                    return try body(ModbusSession(client: client, timeout: timeout))
                 })
             }
         }
@@ -111,6 +111,7 @@ public final class ModbusBus: @unchecked Sendable {
 /// What a request's body may do with the bus: read, with retries.
 public struct ModbusSession {
     fileprivate let client: ModbusClient
+    fileprivate let timeout: Duration
 
     /// Reads `count` bits or registers; a timeout or a malformed answer is retried up to
     /// `retries` times. An exception or a broken connection is not retried.
@@ -123,8 +124,11 @@ public struct ModbusSession {
                 return try client.read(unit: unit, table: table, address: address, count: count)
             } catch {
                 let retryable = error.kind == .timeout || error.kind == .badResponse
-                guard retryable, attempt < retries, client.isConnected else { throw error }
+                guard retryable, attempt < retries else { throw error }
                 attempt += 1
+                // A TCP connection is dropped after such an error (a late answer must not be
+                // read as the next one's): the retry goes out on a fresh one.
+                if !client.isConnected { try client.connect(timeout: timeout) }
             }
         }
     }

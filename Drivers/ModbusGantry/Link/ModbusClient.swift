@@ -106,6 +106,7 @@ public struct ModbusError: Error, Sendable, Hashable, CustomStringConvertible {
 /// thread uses it. This file and the simulator's server are the only users of libmodbus.
 final class ModbusClient {
     let endpoint: ModbusEndpoint
+    private let line: ModbusLineSettings?
     private let context: OpaquePointer
     private(set) var isConnected = false
 
@@ -129,21 +130,7 @@ final class ModbusClient {
             throw ModbusError(.connection, "\(endpoint): libmodbus refused the settings: \(Self.lastError())")
         }
         context = created
-        if case .rtu = endpoint, let line {
-            if line.rs485, modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) != 0 {
-                let reason = Self.lastError()
-                modbus_free(context)
-                throw ModbusError(.connection, "\(endpoint): cannot switch to RS-485 mode: \(reason)")
-            }
-            if line.rts != .none {
-                let mode = line.rts == .up ? MODBUS_RTU_RTS_UP : MODBUS_RTU_RTS_DOWN
-                if modbus_rtu_set_rts(context, mode) != 0 {
-                    let reason = Self.lastError()
-                    modbus_free(context)
-                    throw ModbusError(.connection, "\(endpoint): cannot set RTS mode \(line.rts.rawValue): \(reason)")
-                }
-            }
-        }
+        self.line = line
     }
 
     deinit {
@@ -158,6 +145,20 @@ final class ModbusClient {
             throw ModbusError(.connection, "cannot connect to \(endpoint): \(Self.lastError())")
         }
         isConnected = true
+        // RS-485 mode and RTS act on the open line (libmodbus applies them to its fd), so
+        // after each connect.
+        if case .rtu = endpoint, let line {
+            if line.rs485, modbus_rtu_set_serial_mode(context, MODBUS_RTU_RS485) != 0 {
+                let reason = Self.lastError()
+                close()
+                throw ModbusError(.connection, "\(endpoint): cannot switch to RS-485 mode: \(reason)")
+            }
+            if line.rts != .none, modbus_rtu_set_rts(context, line.rts == .up ? MODBUS_RTU_RTS_UP : MODBUS_RTU_RTS_DOWN) != 0 {
+                let reason = Self.lastError()
+                close()
+                throw ModbusError(.connection, "\(endpoint): cannot set RTS mode \(line.rts.rawValue): \(reason)")
+            }
+        }
     }
 
     func close() {
@@ -197,8 +198,8 @@ final class ModbusClient {
         return .registers(registers)
     }
 
-    /// Classifies a failed call from errno, and leaves the link ready for the next request:
-    /// late bytes of a timed-out answer are flushed, a broken connection is closed.
+    /// Classifies a failed call from errno, and leaves the link ready for the next request
+    /// (see ``resynchronise()``); a broken connection is closed.
     private func failure(_ result: Int32, _ what: String) -> ModbusError {
         let code = errno
         if result >= 0 {
@@ -210,14 +211,27 @@ final class ModbusClient {
             let exception = UInt8(code - base)
             return ModbusError(.exception(exception), "\(what): \(ModbusError.exceptionName(exception)) (exception \(exception))")
         case ETIMEDOUT:
-            modbus_flush(context)
+            resynchronise()
             return ModbusError(.timeout, "\(what): no answer within the response timeout")
         case (base + 12)...(base + 20):
-            modbus_flush(context)
+            resynchronise()
             return ModbusError(.badResponse, "\(what): \(String(cString: modbus_strerror(code)))")
         default:
             close()
             return ModbusError(.connection, "\(what): \(String(cString: modbus_strerror(code)))")
+        }
+    }
+
+    /// After a timeout or a malformed answer, a late answer may still be on its way and
+    /// would be read as the answer to the next request, and so on, one behind, for ever.
+    /// Over TCP the connection is dropped (the bus reconnects on the next request: a clean
+    /// stream); on a serial line the input is flushed (a late frame arrives within the
+    /// response timeout or not at all).
+    private func resynchronise() {
+        if case .tcp = endpoint {
+            close()
+        } else {
+            modbus_flush(context)
         }
     }
 

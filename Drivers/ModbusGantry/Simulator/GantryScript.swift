@@ -13,7 +13,7 @@ import NMBridgeCore
 ///     clear fault_word door_open
 ///     exception busy for 3 requests     answers the next requests with an exception:
 ///                                       illegal-function, illegal-address, illegal-value,
-///                                       server-failure, busy, gateway-path, gateway-target, or 1–255
+///                                       server-failure, busy, gateway-path, gateway-target, or 1–11
 ///     delay 800ms for 2 requests        answers late
 ///     silence for 5 requests            does not answer
 ///     garbage for 2 requests            answers with random bytes
@@ -155,9 +155,10 @@ public struct GantryScript: Sendable, Equatable {
                 steps.append(verb == "raise" ? .raise(resource: target.name, bit: words[2]) : .clear(resource: target.name, bit: words[2]))
             case "exception":
                 guard words.count >= 2 else { throw fail("expected `exception NAME for N requests`") }
+                // libmodbus sends the standard codes only (1–11).
                 let code = Self.exceptionNames[words[1]] ?? UInt8(words[1])
-                guard let code, code > 0 else {
-                    throw fail("\"\(words[1])\" is not an exception (\(Self.exceptionNames.keys.sorted().joined(separator: ", ")) or 1–255)")
+                guard let code, (1...11).contains(code) else {
+                    throw fail("\"\(words[1])\" is not an exception (\(Self.exceptionNames.keys.sorted().joined(separator: ", ")) or 1–11)")
                 }
                 steps.append(.fault(.exception(code), requests: try requests(at: 2)))
             case "delay":

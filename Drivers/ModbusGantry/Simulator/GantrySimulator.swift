@@ -147,6 +147,8 @@ public final class GantrySimulator: @unchecked Sendable {
                 }
             }
             for entry in fds.dropFirst() where entry.revents != 0 {
+                // A `drop` step during an earlier answer closed every client: skip stale fds.
+                guard clients.contains(entry.fd) else { continue }
                 modbus_set_socket(context, entry.fd)
                 let length = modbus_receive(context, &query)
                 if length > 0 {
