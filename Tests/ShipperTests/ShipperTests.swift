@@ -76,17 +76,22 @@ import Testing
                 try await journal.append(EventDraft(kind: "experimental.while_down", data: ["i": .int(Int64(i))]))
                 if i % 50 == 0 { try await Task.sleep(for: .milliseconds(20)) }
             }
-            try await waitUntil("shipper.lagging journaled") { try await events("shipper.lagging").count == laggingBefore + 1 }
-            let lagging = try #require(try await events("shipper.lagging").last)
+            // The outage's episode is the one with an error: a loaded machine may also open
+            // (and close) an episode of plain slowness meanwhile.
+            func outageEpisode() async throws -> Event? {
+                try await events("shipper.lagging").dropFirst(laggingBefore).first { $0.data["error"] != nil }
+            }
+            try await waitUntil("shipper.lagging journaled") { try await outageEpisode() != nil }
+            let lagging = try #require(try await outageEpisode())
             #expect(lagging.data["lag_events"]?.intValue ?? 0 >= 1)
-            #expect(lagging.data["shipped_seq"] == .int(shippedBefore))
+            #expect(lagging.data["shipped_seq"]?.intValue ?? 0 >= shippedBefore)
             #expect(lagging.data["error"]?.stringValue?.contains(server.socketDirectory) == true, "the error names the server: \(lagging.dataJSON)")
             #expect(!running.status.connected)
             try await waitUntil("the lag to count all 300 events") { running.status.lagEvents >= 300 }
             #expect(running.status.failures >= 1)
 
             try await server.start()
-            try await waitUntil("shipper.caught_up journaled") { try await events("shipper.caught_up").count == caughtUpBefore + 1 }
+            try await waitUntil("shipper.caught_up journaled") { try await events("shipper.caught_up").count > caughtUpBefore }
             try await waitUntil("everything shipped") { running.status.shippedSeq == journal.lastSeq }
             #expect(try await centralRows(server) == (try await localRows(journal)))
             let caughtUp = try #require(try await events("shipper.caught_up").last)
