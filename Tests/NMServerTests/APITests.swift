@@ -145,7 +145,7 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             try await appendSample(journal, count: 2)
             try await journal.applyRetention(RetentionPolicy(maxAge: 86_400))
             for (path, headers) in [("/v1/events?after=3", [String]()), ("/v1/events/stream", ["-H", "Last-Event-ID: 3"]), ("/v1/events/stream?after=0", [])] {
-                let r = try await curl("http://127.0.0.1:\(port)\(path)", headers + ["--max-time", "3"])
+                let r = try await curl("http://127.0.0.1:\(port)\(path)", headers + ["--max-time", "30"])  // a 410 comes at once; 30 s only bounds a hang
                 #expect(r.status == 410, "\(path) → \(r.status) \(r.body)")
                 let body = try JSONValue.parse(r.body)
                 #expect(body["error"] == .string("cursor_expired"))
