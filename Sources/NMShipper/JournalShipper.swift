@@ -45,7 +45,7 @@ public struct JournalShipper: Service {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await shipLoop(stopping) }
-                group.addTask { try await monitorLoop() }
+                group.addTask { try await monitorLoop(stopping) }
                 _ = try await group.next()
                 group.cancelAll()
             }
@@ -114,6 +114,9 @@ public struct JournalShipper: Service {
                     // may still journal: drain only when it is this service's turn to stop.
                     if !stopping.isSet { try? await gracefulShutdown() }
                     upcoming = []  // the drain reads everything after the server's cursor
+                    // The lag monitor journals nothing once stopping is set; wait for an
+                    // event it was already writing, so the drain ships that one too.
+                    while stopping.monitorJournaling { try await Task.sleep(for: .milliseconds(5)) }
                     try await finalDrain(connection!)
                     break
                 }
@@ -266,7 +269,7 @@ public struct JournalShipper: Service {
     /// Measures the lag every `monitorInterval` and journals `shipper.lagging` when it
     /// crosses `lag_alert_s` or `lag_alert_events`, `shipper.caught_up` when it is back
     /// below half of both.
-    private func monitorLoop() async throws {
+    private func monitorLoop(_ stopping: StopFlag) async throws {
         var episode: (start: ContinuousClock.Instant, maxLag: Int64)?
         while true {
             try await Task.sleep(for: monitorInterval)
@@ -287,7 +290,7 @@ public struct JournalShipper: Service {
                 if lagSeconds < settings.lagAlertSeconds / 2 && 2 * lagEvents < settings.lagAlertEvents {
                     episode = nil
                     status.update { $0.lagging = false }
-                    await journalEvent(
+                    await journalEventUnlessStopping(stopping,
                         "shipper.caught_up",
                         [
                             "shipped_seq": .int(shipped), "lagging_s": .double((open.start.duration(to: .now)).seconds),
@@ -302,9 +305,18 @@ public struct JournalShipper: Service {
                     "shipped_seq": .int(shipped), "server": .string(connector.description),
                 ]
                 if !snapshot.connected, let error = snapshot.lastError { data["error"] = .string(error) }
-                await journalEvent("shipper.lagging", data)
+                await journalEventUnlessStopping(stopping, "shipper.lagging", data)
             }
         }
+    }
+
+    /// The monitor's events: none once the final drain may have begun (it would never be
+    /// shipped), and the drain waits for one already being written.
+    private func journalEventUnlessStopping(_ stopping: StopFlag, _ kind: String, _ data: [String: JSONValue]) async {
+        stopping.beginMonitorJournaling()
+        defer { stopping.endMonitorJournaling() }
+        guard !stopping.isSet else { return }
+        await journalEvent(kind, data)
     }
 
     private func journalEvent(_ kind: String, _ data: [String: JSONValue]) async {
@@ -325,9 +337,13 @@ extension Duration {
     }
 }
 
-/// Set once graceful shutdown begins.
+/// Set once graceful shutdown begins; also counts the lag monitor's event being written.
 final class StopFlag: Sendable {
     private let flag = Atomic<Bool>(false)
-    func set() { flag.store(true, ordering: .releasing) }
-    var isSet: Bool { flag.load(ordering: .acquiring) }
+    private let journaling = Atomic<Int>(0)
+    func set() { flag.store(true, ordering: .sequentiallyConsistent) }
+    var isSet: Bool { flag.load(ordering: .sequentiallyConsistent) }
+    func beginMonitorJournaling() { journaling.add(1, ordering: .sequentiallyConsistent) }
+    func endMonitorJournaling() { journaling.subtract(1, ordering: .sequentiallyConsistent) }
+    var monitorJournaling: Bool { journaling.load(ordering: .sequentiallyConsistent) > 0 }
 }

@@ -101,7 +101,7 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             let ahead = try await curl(base + "/v1/events?after=9223372036854775807")
             #expect(ahead.status == 409)
             #expect(try JSONValue.parse(ahead.body)["error"] == .string("cursor_ahead"))
-            let far = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: 9223372036854775807", "--max-time", "2"])
+            let far = try await curl(base + "/v1/events/stream", ["-H", "Last-Event-ID: 9223372036854775807", "--max-time", "30"])
             #expect(far.status == 409)
         }
     }
@@ -110,8 +110,9 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
         try await withAPI { journal, port in
             try await appendSample(journal, count: 6, device: "gantry-1")
             try await appendSample(journal, count: 2, device: "dosecal-1")
-            // curl stays connected; --max-time ends it after the backlog has arrived.
-            let r = try await curl("http://127.0.0.1:\(port)/v1/events/stream?device=gantry-1", ["-N", "--max-time", "1.5", "-H", "Last-Event-ID: 3"])
+            // curl stays connected; --max-time ends it after the backlog has arrived (generous:
+            // a loaded machine may take seconds to serve it).
+            let r = try await curl("http://127.0.0.1:\(port)/v1/events/stream?device=gantry-1", ["-N", "--max-time", "8", "-H", "Last-Event-ID: 3"])
             let frames = r.body.components(separatedBy: "\n\n").filter { $0.contains("id: ") }
             #expect(frames.count == 3, "\(r.body)")
             let ids = frames.compactMap { frame in frame.split(separator: "\n").first { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) } }
@@ -128,7 +129,7 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
         try await withAPI { journal, port in
             try await appendSample(journal, count: 2, device: "rare-1")
             let url = "http://127.0.0.1:\(port)/v1/events/stream?device=rare-1"
-            let stream = Task { try await curl(url, ["-N", "--max-time", "2.5", "-H", "Last-Event-ID: 0"]) }
+            let stream = Task { try await curl(url, ["-N", "--max-time", "8", "-H", "Last-Event-ID: 0"]) }
             try await Task.sleep(for: .milliseconds(600))
             try await appendSample(journal, count: 10, device: "busy-1")
             let r = try await stream.value
