@@ -109,7 +109,7 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
         // A polled device that misses five polls (at least 5 s) is stale; a printer port
         // is silent between measurements, so it never is by default.
         guard Family.isPolled else { return nil }
-        return max(5, 5 * (settings.pollInterval / .seconds(1)))
+        return staleAfter(polledEvery: settings.pollInterval)
     }
 
     let settings: Settings

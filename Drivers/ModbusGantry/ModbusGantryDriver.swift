@@ -117,7 +117,7 @@ public struct ModbusGantryDriver: Driver {
     }
 
     public static func defaultStaleAfter(_ settings: Settings) -> Double? {
-        max(5, 5 * (settings.pollInterval / .seconds(1)))
+        staleAfter(polledEvery: settings.pollInterval)
     }
 
     let settings: Settings

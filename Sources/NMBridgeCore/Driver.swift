@@ -73,6 +73,11 @@ public protocol Driver: Service {
 
 extension Driver {
     public static func defaultStaleAfter(_ settings: Settings) -> Double? { nil }
+
+    /// The default for a polled device: stale after five missed polls, at least 5 s.
+    public static func staleAfter(polledEvery interval: Duration) -> Double {
+        max(5, 5 * (interval / .seconds(1)))
+    }
 }
 
 /// The state of the link between nmbridge and a device.

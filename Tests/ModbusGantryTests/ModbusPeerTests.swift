@@ -22,8 +22,6 @@ enum Peers {
         return path
     }
 
-    static func freePort() -> Int { (try? freeTCPPort()) ?? 0 }
-
     static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
@@ -180,7 +178,7 @@ struct GantryRig {
     @Test func everyTypeAndWordOrderMatchesPymodbusOverTCP() async throws {
         let directory = try Peers.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = Peers.freePort()
+        let port = try freeTCPPort()
         let server = try await Peers.pymodbusTCP(values: Self.valuesJSON, directory: directory, port: port)
         defer { stopProcess(server) }
         expectAllDecoded(try await readAll(.tcp(host: "127.0.0.1", port: port)))
@@ -294,7 +292,7 @@ struct GantryRig {
     @Test func theDriverReconnectsWhenPymodbusIsKilledAndRestarted() async throws {
         let directory = try Peers.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let port = Peers.freePort()
+        let port = try freeTCPPort()
         let values = "[{\"table\": \"input\", \"address\": 10, \"type\": \"u16\", \"value\": 2}]"
         var server = try await Peers.pymodbusTCP(values: values, directory: directory, port: port)
         let rig = try GantryRig("profile = \"spect-gantry-example\"\nmodbus = { tcp = \"127.0.0.1:\(port)\" }\npoll_ms = 100\ntimeout_ms = 300")
@@ -330,7 +328,7 @@ struct GantryRig {
             address = 3000
             type = "u16"
             """.write(toFile: directory + "/p.toml", atomically: true, encoding: .utf8)
-        let port = Peers.freePort()
+        let port = try freeTCPPort()
         let server = try await Peers.pymodbusTCP(
             values: "[{\"table\": \"holding\", \"address\": 0, \"type\": \"u16\", \"value\": 77}]", directory: directory, port: port)
         let rig = try GantryRig("profile = \"\(directory)/p.toml\"\nmodbus = { tcp = \"127.0.0.1:\(port)\" }\npoll_ms = 100")

@@ -58,7 +58,7 @@ public final class PostgresServer: @unchecked Sendable {
         let directory = "/tmp/nmb-pg-\(UUID().uuidString.prefix(8).lowercased())"
         try FileManager.default.createDirectory(atPath: directory + "/sock", withIntermediateDirectories: true)
         let server = PostgresServer(
-            directory: directory, password: "pw-\(UUID().uuidString.prefix(12))", binDirectory: bin, port: tls ? try freePort() : 5432, tls: tls)
+            directory: directory, password: "pw-\(UUID().uuidString.prefix(12))", binDirectory: bin, port: tls ? try freeTCPPort() : 5432, tls: tls)
         try Data(server.password.utf8).write(to: URL(fileURLWithPath: server.passwordFile))
         if tls {
             try await run(
@@ -196,8 +196,6 @@ public final class PostgresServer: @unchecked Sendable {
             }.start()
         }
     }
-
-    static func freePort() throws -> Int { try freeTCPPort() }
 
     static let postgresUID: uid_t = getpwnam("postgres").map { $0.pointee.pw_uid } ?? 0
     static let postgresGID: gid_t = getpwnam("postgres").map { $0.pointee.pw_gid } ?? 0

@@ -63,6 +63,20 @@ func idleDaemonCPUPercent(binary: String, directory: String, seconds: Double) as
     return try await cpuPercentOf(pid: idle.pid, seconds: seconds)
 }
 
+/// Runs a C peer poller and returns its % of one core over `seconds`, then stops it.
+func peerCPUPercent(_ binary: String, _ arguments: [String], seconds: Double) async throws -> Double {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    defer {
+        process.terminate()
+        process.waitUntilExit()
+    }
+    return try await cpuPercentOf(pid: process.processIdentifier, seconds: seconds)
+}
+
 /// CPU seconds (user + system) of another process, from /proc/PID/stat.
 func processCPUSeconds(pid: Int32) -> Double? {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -213,8 +227,6 @@ struct DosecalCPU: BenchCommand {
             }
         }
 
-        func cpuPercent(pid: Int32) async throws -> Double { try await cpuPercentOf(pid: pid, seconds: seconds) }
-
         // The daemon alone (idle floor), then with the devices.
         let idlePct = try await idleDaemonCPUPercent(binary: daemon, directory: dir + "/idle", seconds: seconds)
 
@@ -231,19 +243,12 @@ struct DosecalCPU: BenchCommand {
         }.joined(separator: "\n")
         let busy = try DaemonChild(binary: daemon, directory: busyDir, devices: tables, sync: "full")
         try await busy.waitUntilListening()
-        let busyPct = try await cpuPercent(pid: busy.pid)
+        let busyPct = try await cpuPercentOf(pid: busy.pid, seconds: seconds)
         let devicesText = try await APIClient(endpoint: .unixSocket(path: busy.socket)).get("/v1/devices").text
         busy.stop()
         let measured = devicesText.components(separatedBy: "\"link\":\"up\"").count - 1
 
-        let peerProcess = Process()
-        peerProcess.executableURL = URL(fileURLWithPath: peer)
-        peerProcess.arguments = ["\(pollMs)"] + (0..<devices).map { "\(dir)/dev\($0).tty" }
-        peerProcess.standardOutput = FileHandle.nullDevice
-        try peerProcess.run()
-        let peerPct = try await cpuPercent(pid: peerProcess.processIdentifier)
-        peerProcess.terminate()
-        peerProcess.waitUntilExit()
+        let peerPct = try await peerCPUPercent(peer, ["\(pollMs)"] + (0..<devices).map { "\(dir)/dev\($0).tty" }, seconds: seconds)
 
         var out = JSONLine()
         out.add("bench", "dosecal-cpu")

@@ -116,8 +116,6 @@ struct ModbusCPU: BenchCommand {
             throw ValidationError("the simulator printed \"\(address)\", not HOST:PORT")
         }
 
-        func cpuPercent(pid: Int32) async throws -> Double { try await cpuPercentOf(pid: pid, seconds: seconds) }
-
         let idlePct = try await idleDaemonCPUPercent(binary: daemon, directory: dir + "/idle", seconds: seconds)
 
         let busyDir = dir + "/busy"
@@ -132,17 +130,10 @@ struct ModbusCPU: BenchCommand {
             """
         let busy = try DaemonChild(binary: daemon, directory: busyDir, devices: device, sync: "full")
         try await busy.waitUntilListening()
-        let busyPct = try await cpuPercent(pid: busy.pid)
+        let busyPct = try await cpuPercentOf(pid: busy.pid, seconds: seconds)
         busy.stop()
 
-        let peerProcess = Process()
-        peerProcess.executableURL = URL(fileURLWithPath: peer)
-        peerProcess.arguments = [host, "\(port)", "\(registers)", "0", "\(pollMs)"]
-        peerProcess.standardOutput = FileHandle.nullDevice
-        try peerProcess.run()
-        let peerPct = try await cpuPercent(pid: peerProcess.processIdentifier)
-        peerProcess.terminate()
-        peerProcess.waitUntilExit()
+        let peerPct = try await peerCPUPercent(peer, [host, "\(port)", "\(registers)", "0", "\(pollMs)"], seconds: seconds)
 
         var out = JSONLine()
         out.add("bench", "modbus-cpu")
