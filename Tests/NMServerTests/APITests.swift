@@ -5,6 +5,7 @@ import Logging
 import NMBridgeCore
 import NMClient
 import NMJournal
+import TestSupport
 import Testing
 
 @testable import NMServer
@@ -161,11 +162,15 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
         try await withAPI(buffer: 64) { journal, port in
             let client = APIClient(endpoint: .tcp(host: "127.0.0.1", port: port))
             let total = 3000
+            let fastProgress = Shared<Int64>(0)
             let fast = Task {
                 var seqs: [Int64] = []
                 for try await message in try await client.stream("/v1/events/stream?after=0") {
-                    if let id = message.id, let seq = Int64(id) { seqs.append(seq) }
-                    if seqs.count == total { break }
+                    if let id = message.id, let seq = Int64(id) {
+                        seqs.append(seq)
+                        fastProgress.withLock { $0 = seq }
+                    }
+                    if seqs.count == total || message.event == "lagged" { break }
                 }
                 return seqs
             }
@@ -178,6 +183,12 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             let padding = JSONValue.string(String(repeating: "p", count: 4096))
             for i in 1..<total {
                 try await journal.append(EventDraft(device: "dev-a", kind: "experimental.sample", data: ["i": .int(Int64(i)), "pad": padding]))
+                // The producer never waits for the slow one; it only lets the fast one keep within
+                // its buffer (64) — on a loaded machine a reader that is merely scheduled late
+                // would otherwise be cut off too.
+                while Int64(i + 1) - fastProgress.current > 32 {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
             }
             #expect(journal.lastSeq == Int64(total))
             #expect(try await fast.value == Array(1...Int64(total)))

@@ -126,10 +126,3 @@ func startServer() async throws -> PostgresServer {
     }
 }
 
-/// A value shared between a test and the tasks it starts.
-final class Shared<Value: Sendable>: Sendable {
-    private let value: Mutex<Value>
-    init(_ value: Value) { self.value = Mutex(value) }
-    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { value.withLock { body(&$0) } }
-    var current: Value { value.withLock { $0 } }
-}
