@@ -4,7 +4,6 @@ import NMBridgeCore
 import NMJournal
 import NMShipper
 import TestSupport
-import Synchronization
 import Testing
 
 /// A fresh directory per test, removed by the test: tests run in parallel.
