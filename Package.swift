@@ -102,6 +102,16 @@ let package = Package(
             ],
             path: "Drivers/DicomStore"
         ),
+        // Derives qc.* events from the journal; the daily QC report.
+        .target(
+            name: "NMQualityControl",
+            dependencies: [
+                "NMBridgeCore",
+                "NMJournal",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Ships the local journal to a department-wide PostgreSQL table; follows that table.
         .target(
             name: "NMShipper",
@@ -123,6 +133,7 @@ let package = Package(
                 "NMBridgeCore",
                 "NMJournal",
                 "NMShipper",
+                "NMQualityControl",
                 "NMTransport",
                 "ScriptDriver",
                 "DoseCalibrator",
@@ -161,6 +172,7 @@ let package = Package(
                 "NMClient",
                 "NMServer",
                 "NMShipper",
+                "NMQualityControl",
                 "DoseCalibrator",
                 "ModbusGantry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -213,6 +225,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "QualityControlTests",
+            dependencies: ["NMQualityControl", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient", "TestSupport"]),
     ],

@@ -14,7 +14,7 @@ public enum InstanceSummary {
         ("study_time", t(0x0008, 0x0030)), ("study_description", t(0x0008, 0x1030)), ("series_description", t(0x0008, 0x103E)),
         ("series_date", t(0x0008, 0x0021)), ("series_time", t(0x0008, 0x0031)), ("acquisition_date", t(0x0008, 0x0022)),
         ("acquisition_time", t(0x0008, 0x0032)), ("station_name", t(0x0008, 0x1010)), ("manufacturer", t(0x0008, 0x0070)),
-        ("model", t(0x0008, 0x1090)),
+        ("model", t(0x0008, 0x1090)), ("timezone_offset", t(0x0008, 0x0201)),
     ]
 
     /// The event fields of a dataset (without storage facts: path, bytes, hash, peer).

@@ -127,6 +127,8 @@ public struct DaemonConfiguration: Sendable {
     public var dicom: Dicom?
     /// `nil` unless `[shipper]` is configured.
     public var shipper: Shipper?
+    /// The QC service, when `[qc]` is present and enabled.
+    public var qualityControl: QualityControl?
     /// Whether this configuration was made by `--demo`.
     public var demo: Bool = false
 
@@ -272,6 +274,7 @@ public struct DaemonConfiguration: Sendable {
         }
 
         let dicom = readDicom(reader, stateDirectory: stateDirectory)
+        let qualityControl = readQualityControl(reader, stateDirectory: stateDirectory, deviceIDs: Set(seenIDs.keys))
         reader.reportUnknownKeys()
         if !reader.problems.isEmpty {
             throw ConfigurationError(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
@@ -280,6 +283,7 @@ public struct DaemonConfiguration: Sendable {
             daemon: Daemon(node: node, stateDirectory: stateDirectory, timeZone: timeZone),
             journal: journal, api: api, supervisor: supervisor, devices: devices, shipper: shipper)
         configuration.dicom = dicom
+        configuration.qualityControl = qualityControl
         return configuration
     }
 

@@ -273,7 +273,7 @@ extension EventKindRegistry {
                 EventField("accession_number", .string, required: false, "Accession number."),
                 EventField("modality", .string, required: false, "Modality (NM, PT, CT…)."),
                 EventField("study_date", .string, required: false, "Study date (DA), `study_time` (TM); also series_, acquisition_ date/time when sent."),
-                EventField("series_description", .string, required: false, "Series description; also study_description, station_name, manufacturer, model."),
+                EventField("series_description", .string, required: false, "Series description; also study_description, station_name, manufacturer, model, timezone_offset (0008,0201)."),
                 EventField("number_of_frames", .integer, required: false, "Number of frames."),
                 EventField("transfer_syntax", .string, "The transfer syntax of the stored dataset."),
                 EventField("bytes", .integer, "Size of the stored Part-10 file."),
@@ -352,7 +352,91 @@ extension EventKindRegistry {
                 EventField("fault", .string, "The bit's name from the profile, or a bool resource's name."),
                 EventField("resource", .string, required: false, "The fault resource."),
             ]),
+        // qc.*
+        EventKind(
+            "qc.dosecal.constancy",
+            "A check-source measurement compared with its decay-corrected reference (docs/qc.md). Severity: info (pass), warning (investigate), error (fail). The envelope's time and device are the measurement's.",
+            fields: qcCommon + [
+                EventField("result", .string, "\"pass\", \"investigate\" (beyond `investigate_pct`) or \"fail\" (beyond `fail_pct`)."),
+                EventField("deviation_pct", .number, unit: "%", "(measured − expected) / expected × 100."),
+                EventField("measured_bq", .number, unit: "Bq", "The measured activity."),
+                EventField("expected_bq", .number, unit: "Bq", "The reference activity decayed to the measurement time."),
+                EventField("nuclide", .string, "The check source's nuclide."),
+                EventField("source_serial", .string, "The check source's serial number."),
+                EventField("reference_bq", .number, unit: "Bq", "The certified activity."),
+                EventField("reference_date", .string, "When the certified activity held (RFC 3339)."),
+                EventField("investigate_pct", .number, unit: "%", "The limit used for investigate."),
+                EventField("fail_pct", .number, unit: "%", "The limit used for fail."),
+                EventField("calibration_number", .string, required: false, "The calibrator setting used."),
+            ]),
+        EventKind(
+            "qc.dosecal.constancy_missing", severity: .warning,
+            "A patient dose was measured on a calibrator that had no passing constancy check yet that (site-local) day. The envelope's time and device are the measurement's.",
+            fields: qcCommon + [
+                EventField("nuclide", .string, "The patient dose's nuclide."),
+                EventField("measured_bq", .number, unit: "Bq", "The patient dose's activity."),
+                EventField("reason", .string, "Why: no check that day, only an investigate/fail result, or no check source configured."),
+                EventField("last_result", .string, required: false, "The day's last constancy result on this calibrator, if any."),
+            ]),
+        EventKind(
+            "qc.administration.reconciled",
+            "The administered activity in an NM/PT series header compared with the dose calibrator (first instance per series). Severity: info (pass), warning (fail), notice (not comparable). The envelope's time is the instance's arrival; the device is the calibrator matched, else the DICOM sender.",
+            fields: qcCommon + qcSeries + [
+                EventField("result", .string, "\"pass\", \"fail\", or why no comparison was made: \"no_measurement\", \"no_header_dose\", \"implausible_header\", \"no_injection_time\", \"no_nuclide\"."),
+                EventField("finding", .string, "The result in words, naming the values."),
+                EventField("nuclide", .string, required: false, "Canonical nuclide from the header."),
+                EventField("injection_time", .string, required: false, "Radiopharmaceutical start (date)time as an instant (RFC 3339)."),
+                EventField("header_bq", .number, unit: "Bq", required: false, "Radionuclide Total Dose, normalized to Bq per SOP class."),
+                EventField("measured_bq", .number, unit: "Bq", required: false, "Dose calibrator activity decayed to the injection time, minus the residual."),
+                EventField("deviation_pct", .number, unit: "%", required: false, "(header − measured) / measured × 100."),
+                EventField("tolerance_pct", .number, unit: "%", required: false, "The limit used."),
+                EventField("measurement_seq", .integer, required: false, "The matched `dosecal.measurement`."),
+                EventField("measurement_time", .string, required: false, "When it was measured."),
+                EventField("measurement_bq", .number, unit: "Bq", required: false, "The activity as measured (before decay correction)."),
+                EventField("candidates", .integer, required: false, "Measurements of that nuclide in the window (more than 1: the latest was taken)."),
+                EventField("residual_seq", .integer, required: false, "The residual measurement subtracted, if any."),
+                EventField("residual_bq", .number, unit: "Bq", required: false, "The residual decayed back to the injection time."),
+            ]),
+        EventKind(
+            "qc.protocol.uptake_delay",
+            "Acquisition time minus injection time against the matched protocol's window (first instance per series). Severity: info (pass), warning otherwise.",
+            fields: qcCommon + qcSeries + [
+                EventField("result", .string, "\"pass\", \"too_early\", \"too_late\" or \"unknown\" (a time is missing)."),
+                EventField("protocol", .string, "The `[[qc.protocol]]` that matched."),
+                EventField("delay_min", .number, unit: "min", required: false, "Acquisition minus injection."),
+                EventField("min_min", .number, unit: "min", "The protocol's shortest delay."),
+                EventField("max_min", .number, unit: "min", "The protocol's longest delay."),
+                EventField("injection_time", .string, required: false, "RFC 3339."),
+                EventField("acquisition_time", .string, required: false, "RFC 3339."),
+                EventField("finding", .string, "The result in words."),
+            ]),
+        EventKind(
+            "qc.protocol.energy_window",
+            "NM energy windows against the matched protocol's photopeaks (first instance per series). Severity: info (pass), warning otherwise.",
+            fields: qcCommon + qcSeries + [
+                EventField("result", .string, "\"pass\", \"fail\" or \"missing\" (no window for a photopeak)."),
+                EventField("protocol", .string, "The `[[qc.protocol]]` that matched."),
+                EventField("windows", .array, "Per photopeak: {photopeak_kev, name, lower_kev, upper_kev, center_kev, width_pct, result}."),
+                EventField("finding", .string, "The result in words."),
+            ]),
     ])
+
+    /// Fields every qc.* event has.
+    static let qcCommon = [
+        EventField("source_seq", .integer, "The journal event that was judged (the QC service's cursor)."),
+        EventField("local_date", .string, "The site-local date the finding belongs to (`[daemon] time_zone`), YYYY-MM-DD."),
+    ]
+
+    /// Fields of the per-series qc.* events.
+    static let qcSeries = [
+        EventField("study_uid", .string, required: false, "Study Instance UID."),
+        EventField("series_uid", .string, required: false, "Series Instance UID."),
+        EventField("patient_id", .string, required: false, "Patient ID."),
+        EventField("accession_number", .string, required: false, "Accession number."),
+        EventField("series_description", .string, required: false, "Series description."),
+        EventField("agent", .string, required: false, "Radiopharmaceutical."),
+        EventField("modality", .string, required: false, "NM or PT."),
+    ]
 }
 
 extension EventKindRegistry {

@@ -13,13 +13,20 @@ public struct EventQuery: Sendable, Equatable {
     public var limit: Int
     /// Newest first (used to find the last N events); results are still returned oldest first.
     public var newestFirst: Bool
+    /// Only events whose top-level `data` field `key` is the string `value` (keys are
+    /// identifiers of `a`–`z`, `0`–`9` and `_`; others match nothing).
+    public var dataEquals: [String: String]
 
-    public init(after: Int64? = nil, before: Int64? = nil, filter: EventFilter = EventFilter(), limit: Int = 1000, newestFirst: Bool = false) {
+    public init(
+        after: Int64? = nil, before: Int64? = nil, filter: EventFilter = EventFilter(), limit: Int = 1000, newestFirst: Bool = false,
+        dataEquals: [String: String] = [:]
+    ) {
         self.after = after
         self.before = before
         self.filter = filter
         self.limit = limit
         self.newestFirst = newestFirst
+        self.dataEquals = dataEquals
     }
 }
 
@@ -80,6 +87,14 @@ extension Journal {
         if let until = filter.until {
             conditions.append("time < ?")
             arguments.append(Timestamp.format(until))
+        }
+        for (key, value) in query.dataEquals.sorted(by: { $0.key < $1.key }) {
+            guard !key.isEmpty, key.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F }) else {
+                conditions.append("0")
+                continue
+            }
+            conditions.append("json_extract(data, '$.\(key)') = ?")
+            arguments.append(value)
         }
         var sql = "SELECT seq, time, node, device, driver, kind, severity, data, raw FROM events"
         if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }

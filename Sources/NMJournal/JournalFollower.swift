@@ -329,6 +329,9 @@ final class LiveSubscription: Sendable {
 }
 
 extension Journal {
+    /// Whether `closeFollowers()` was called (the daemon is shutting down).
+    public var followersClosed: Bool { hub.isClosed }
+
     /// Ends every follower (their iteration returns `nil`) and refuses new live
     /// subscriptions; used at shutdown so that open HTTP streams finish.
     public func closeFollowers() {

@@ -7,6 +7,7 @@ import ModbusGantry
 import NIOCore
 import NMBridgeCore
 import NMJournal
+import NMQualityControl
 import NMShipper
 import ScriptDriver
 import ServiceLifecycle
@@ -101,6 +102,10 @@ public enum Daemon {
             // needs no privilege of ours); otherwise the receiver binds [dicom] listen/port.
             let inherited = SocketActivation.descriptors(environment: environment)["dicom"]
             services.append(DicomReceiver(settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited))
+        }
+        if let qc = configuration.qualityControl {
+            let zone = configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current
+            services.append(QualityControlService(journal: journal, settings: qc, zone: zone, logger: logger))
         }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))

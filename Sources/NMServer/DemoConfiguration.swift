@@ -79,6 +79,19 @@ public enum DemoConfiguration {
         var dicom = DaemonConfiguration.Dicom(storage: stateDirectory + "/dicom")
         dicom.acceptAnyCallingAE = true
         configuration.dicom = dicom
+        // QC: the hot-lab calibrator measures its Cs-137 check source (6.93 MBq) each round;
+        // the reference is back-computed so that it passes on any day the demo runs. The PET
+        // calibrator's source is never measured: its doses show a missed constancy check.
+        var qc = DaemonConfiguration.QualityControl(cursorFile: stateDirectory + "/qc-cursor.json")
+        let referenceDate = Date(timeIntervalSince1970: 1_704_067_200)  // 2024-01-01T00:00:00Z
+        let cesium = Radionuclide.named("Cs-137")!
+        qc.checkSources = [
+            .init(
+                device: "dosecal-hotlab", nuclide: "Cs-137", referenceBq: 6.90e6 / cesium.decay(1, over: Date().timeIntervalSince(referenceDate)),
+                referenceDate: referenceDate, serial: "DEMO-CS137-1"),
+            .init(device: "dosecal-pet", nuclide: "Cs-137", referenceBq: 7.4e6, referenceDate: referenceDate, serial: "DEMO-CS137-2"),
+        ]
+        configuration.qualityControl = qc
         return Demo(configuration: configuration) {
             hotlab.stop()
             pet.stop()

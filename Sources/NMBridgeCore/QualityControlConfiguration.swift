@@ -1,0 +1,199 @@
+import Foundation
+
+extension DaemonConfiguration {
+    /// `[qc]`: the quality-control service (docs/qc.md). Absent or `enabled = false`: off.
+    public struct QualityControl: Sendable, Equatable {
+        /// A long-lived source measured every day of use on one calibrator.
+        public struct CheckSource: Sendable, Equatable {
+            public var device: String
+            /// Canonical nuclide name (Cs-137, Co-57, Ba-133…).
+            public var nuclide: String
+            public var referenceBq: Double
+            public var referenceDate: Date
+            public var serial: String
+
+            public init(device: String, nuclide: String, referenceBq: Double, referenceDate: Date, serial: String) {
+                self.device = device
+                self.nuclide = nuclide
+                self.referenceBq = referenceBq
+                self.referenceDate = referenceDate
+                self.serial = serial
+            }
+        }
+
+        /// Which series a protocol applies to and what it expects of them. A criterion left
+        /// empty matches everything; a series must match every criterion given (one of its
+        /// patterns each). Patterns are case-insensitive globs (`*bone*`).
+        public struct ProtocolRule: Sendable, Equatable {
+            public var name: String
+            /// Matched against the series description and the study description.
+            public var descriptions: [String] = []
+            /// Matched against the radiopharmaceutical (agent) name.
+            public var agents: [String] = []
+            public var modalities: [String] = []
+            /// Canonical nuclide names.
+            public var nuclides: [String] = []
+            /// Acquisition minus injection, in minutes; nil: no uptake-delay check.
+            public var uptakeMinutes: ClosedRange<Double>?
+            /// Photopeaks that need a window; empty: no energy-window check.
+            public var photopeaksKeV: [Double] = []
+            /// Window width as a percentage of the photopeak (upper − lower over the peak).
+            public var windowWidthPct: ClosedRange<Double> = 15...20
+            /// How far the window's centre may be from the photopeak, percent of the peak.
+            public var windowCenterTolerancePct = 2.0
+            /// The line it was defined on (0: built in).
+            public var line = 0
+
+            public init(name: String) { self.name = name }
+
+            /// The protocol used when none is configured: whole-body bone scintigraphy with
+            /// Tc-99m MDP/HDP (EANM 2016 / SNMMI): delayed images 2–5 h after injection, a
+            /// 15–20 % window centred on 140 keV.
+            public static let boneScan: ProtocolRule = {
+                var rule = ProtocolRule(name: "tc99m-bone")
+                rule.agents = ["*MDP*", "*HDP*", "*medronate*", "*oxidronate*", "*diphosphonate*"]
+                rule.nuclides = ["Tc-99m"]
+                rule.modalities = ["NM"]
+                rule.uptakeMinutes = 120...300
+                rule.photopeaksKeV = [140]
+                return rule
+            }()
+        }
+
+        public var investigatePct = 5.0
+        public var failPct = 10.0
+        public var checkSources: [CheckSource] = []
+        /// Minutes before the injection in which the syringe measurement is looked for.
+        public var reconciliationWindowMinutes = 120.0
+        public var reconciliationTolerancePct = 10.0
+        /// Minutes after the injection in which a residual measurement is looked for.
+        public var residualWindowMinutes = 30.0
+        public var protocols: [ProtocolRule] = [.boneScan]
+        /// Where the cursor is kept (absolute).
+        public var cursorFile: String
+
+        public init(cursorFile: String) { self.cursorFile = cursorFile }
+    }
+
+    static let qcKeys = ["enabled", "constancy", "check_source", "reconciliation", "protocol", "cursor_file"]
+
+    /// Reads `[qc]`; problems go to `reader` with key and line. `nil` when absent or disabled.
+    static func readQualityControl(_ reader: ConfigTableReader, stateDirectory: String, deviceIDs: Set<String>) -> QualityControl? {
+        guard reader.has("qc"), let table = reader.table("qc") else { return nil }
+        var qc = QualityControl(cursorFile: stateDirectory + "/qc-cursor.json")
+        let enabled = table.bool("enabled") ?? true
+        if let file = table.string("cursor_file") {
+            qc.cursorFile = file.hasPrefix("/") ? file : stateDirectory + "/" + file
+        }
+        if let constancy = table.table("constancy") {
+            qc.investigatePct = constancy.double("investigate_pct", in: 0.1...100) ?? qc.investigatePct
+            qc.failPct = constancy.double("fail_pct", in: 0.1...100) ?? qc.failPct
+            if qc.failPct < qc.investigatePct {
+                constancy.problem("fail_pct", "\(qc.failPct) must not be smaller than investigate_pct \(qc.investigatePct)")
+            }
+            constancy.reportUnknownKeys()
+        }
+        if let reconciliation = table.table("reconciliation") {
+            qc.reconciliationWindowMinutes = reconciliation.double("window_min", in: 1...(7 * 1440)) ?? qc.reconciliationWindowMinutes
+            qc.reconciliationTolerancePct = reconciliation.double("tolerance_pct", in: 0.1...100) ?? qc.reconciliationTolerancePct
+            qc.residualWindowMinutes = reconciliation.double("residual_window_min", in: 0...1440) ?? qc.residualWindowMinutes
+            reconciliation.reportUnknownKeys()
+        }
+        for source in table.tables("check_source", name: { index, t in "check_source[\(t["serial"]?.string ?? "#\(index + 1)")]" }) {
+            let device = source.string("device", required: true)
+            let nuclideText = source.string("nuclide", required: true)
+            let reference = source.double("reference_bq", in: 1...1e15, required: true)
+            let serial = source.string("serial", required: true)
+            var referenceDate: Date?
+            if let node = source.table["reference_date"] {
+                source.markUsed("reference_date")
+                if let stamp = node.dateTime {
+                    referenceDate = stamp.date
+                    if stamp.date == nil {
+                        source.problem("reference_date", "\(stamp.text) names no moment: give a zone, e.g. \(stamp.text)Z")
+                    }
+                } else if let text = node.string {
+                    referenceDate = Timestamp.parse(text)
+                    if referenceDate == nil {
+                        source.problem("reference_date", "\"\(text)\" is not an RFC 3339 date-time such as \"2020-01-01T00:00:00Z\"")
+                    }
+                } else {
+                    source.problem("reference_date", "expected a date-time such as \"2020-01-01T00:00:00Z\"")
+                }
+            } else {
+                source.problem("reference_date", "required key is missing")
+            }
+            var nuclide: String?
+            if let nuclideText {
+                nuclide = Radionuclide.canonicalName(nuclideText)
+                if nuclide == nil || Radionuclide.named(nuclide!) == nil {
+                    source.problem(
+                        "nuclide", "\"\(nuclideText)\" is not a nuclide with a known half-life (\(Radionuclide.known.map(\.name).joined(separator: ", ")))")
+                    nuclide = nil
+                }
+            }
+            if let device, !deviceIDs.contains(device) {
+                source.problem("device", "\"\(device)\" is not a configured [[device]] id")
+            }
+            source.reportUnknownKeys()
+            if let device, let nuclide, let reference, let referenceDate, let serial {
+                qc.checkSources.append(
+                    QualityControl.CheckSource(device: device, nuclide: nuclide, referenceBq: reference, referenceDate: referenceDate, serial: serial))
+            }
+        }
+        let protocolTables = table.tables("protocol", name: { index, t in "protocol[\(t["name"]?.string ?? "#\(index + 1)")]" })
+        if !protocolTables.isEmpty { qc.protocols = [] }
+        var protocolLines: [String: Int] = [:]
+        for entry in protocolTables {
+            guard let name = entry.string("name", required: true) else {
+                entry.reportUnknownKeys()
+                continue
+            }
+            if let first = protocolLines[name] {
+                entry.problem("name", "duplicate protocol \"\(name)\" (first on line \(first))")
+            }
+            protocolLines[name] = entry.line(of: "name") ?? 0
+            var rule = QualityControl.ProtocolRule(name: name)
+            rule.line = entry.table.location.line
+            rule.descriptions = entry.strings("description") ?? []
+            rule.agents = entry.strings("agent") ?? []
+            rule.modalities = (entry.strings("modality") ?? []).map { $0.uppercased() }
+            for text in entry.strings("nuclide") ?? [] {
+                if let canonical = Radionuclide.canonicalName(text) {
+                    rule.nuclides.append(canonical)
+                } else {
+                    entry.problem("nuclide", "\"\(text)\" is not a nuclide name such as \"Tc-99m\"")
+                }
+            }
+            let low = entry.double("uptake_min_h", in: 0...(24 * 14))
+            let high = entry.double("uptake_max_h", in: 0...(24 * 14))
+            switch (low, high) {
+            case (let low?, let high?) where low <= high: rule.uptakeMinutes = (low * 60)...(high * 60)
+            case (let low?, let high?): entry.problem("uptake_max_h", "\(high) is smaller than uptake_min_h \(low)")
+            case (nil, nil): break
+            default: entry.problem(low == nil ? "uptake_min_h" : "uptake_max_h", "give both uptake_min_h and uptake_max_h")
+            }
+            if let peaks = entry.table["photopeak_kev"] {
+                entry.markUsed("photopeak_kev")
+                let values = peaks.array.map { $0.compactMap(\.double) } ?? peaks.double.map { [$0] } ?? []
+                if values.isEmpty || values.contains(where: { !(1...2000).contains($0) }) {
+                    entry.problem("photopeak_kev", "expected a photopeak in keV (1–2000) or a list of them, e.g. [171, 245]")
+                } else {
+                    rule.photopeaksKeV = values
+                }
+            }
+            let minWidth = entry.double("window_min_pct", in: 0.1...100) ?? rule.windowWidthPct.lowerBound
+            let maxWidth = entry.double("window_max_pct", in: 0.1...100) ?? rule.windowWidthPct.upperBound
+            if minWidth <= maxWidth {
+                rule.windowWidthPct = minWidth...maxWidth
+            } else {
+                entry.problem("window_max_pct", "\(maxWidth) is smaller than window_min_pct \(minWidth)")
+            }
+            rule.windowCenterTolerancePct = entry.double("window_center_tolerance_pct", in: 0...50) ?? rule.windowCenterTolerancePct
+            entry.reportUnknownKeys()
+            qc.protocols.append(rule)
+        }
+        table.reportUnknownKeys(known: qcKeys)
+        return enabled ? qc : nil
+    }
+}

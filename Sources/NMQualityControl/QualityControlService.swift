@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import NMBridgeCore
+import NMJournal
+import ServiceLifecycle
+
+/// The QC service: follows the journal like any subscriber, judges dose calibrator
+/// measurements and stored NM/PT instances, and appends qc.* events (docs/qc.md).
+///
+/// It resumes after a restart without judging an event twice or skipping one: its cursor
+/// is the later of the cursor file and the `source_seq` of the last qc.* event in the
+/// journal (findings and cursor cannot disagree after a crash between the two), and an
+/// event's findings are appended in one atomic append.
+public struct QualityControlService: Service {
+    let journal: Journal
+    let settings: DaemonConfiguration.QualityControl
+    let zone: TimeZone
+    let logger: Logger
+
+    public init(journal: Journal, settings: DaemonConfiguration.QualityControl, zone: TimeZone, logger: Logger) {
+        self.journal = journal
+        self.settings = settings
+        self.zone = zone
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var engine = QCEngine(settings: settings, zone: zone, journal: journal)
+        var cursor = try await resumeCursor()
+        var saved = cursor
+        var lastSave = ContinuousClock.now
+        logger.info(
+            "QC service following the journal",
+            metadata: [
+                "qc.cursor": "\(cursor)", "qc.cursor_file": "\(settings.cursorFile)", "qc.check_sources": "\(settings.checkSources.count)",
+                "qc.protocols": "\(settings.protocols.map(\.name).joined(separator: ","))",
+            ])
+        defer { save(cursor) }
+        var iterator = journal.follow(after: cursor, filter: EventFilter(kinds: QCEngine.inputKinds)).makeAsyncIterator()
+        while !Task.isCancelled {
+            let step: FollowStep?
+            do {
+                step = try await iterator.step(idleTimeout: .seconds(2))
+            } catch let expired as CursorExpired {
+                logger.warning(
+                    "QC cursor is older than the journal's retention: events were removed before they were judged",
+                    metadata: ["qc.cursor": "\(expired.cursor)", "journal.oldest_seq": "\(expired.oldestSeq)"])
+                cursor = expired.oldestSeq - 1
+                iterator = journal.follow(after: cursor, filter: EventFilter(kinds: QCEngine.inputKinds)).makeAsyncIterator()
+                continue
+            }
+            guard let step else { break }  // the journal closed its followers: shutdown
+            switch step {
+            case .event(let event):
+                let findings = try await engine.judge(event)
+                if !findings.isEmpty { try await appendRetrying(findings, for: event) }
+                cursor = event.seq
+            case .idle:
+                cursor = max(cursor, iterator.cursor)
+            }
+            if cursor != saved, ContinuousClock.now - lastSave > .seconds(2) {
+                save(cursor)
+                saved = cursor
+                lastSave = .now
+            }
+        }
+    }
+
+    /// Appends the findings of one event; a failing journal (disk full) is retried, never skipped.
+    private func appendRetrying(_ findings: [EventDraft], for event: Event) async throws {
+        var delay = 0.5
+        while true {
+            do {
+                try await journal.append(findings)
+                return
+            } catch {
+                if Task.isCancelled || journal.followersClosed { throw error }
+                logger.error(
+                    "cannot journal QC findings; retrying",
+                    metadata: ["qc.source_seq": "\(event.seq)", "error": "\(error)", "retry_s": "\(delay)"])
+                try await Task.sleep(for: .seconds(delay))
+                delay = min(delay * 2, 30)
+            }
+        }
+    }
+
+    // MARK: Cursor
+
+    struct CursorFile: Codable {
+        var journal: String
+        var seq: Int64
+    }
+
+    /// The later of the saved cursor (if it belongs to this journal) and the last judged
+    /// event named by a qc.* finding.
+    func resumeCursor() async throws -> Int64 {
+        var cursor: Int64 = 0
+        if let bytes = FileManager.default.contents(atPath: settings.cursorFile) {
+            if let file = try? JSONDecoder().decode(CursorFile.self, from: bytes) {
+                if file.journal == journal.id.uuidString.lowercased() {
+                    cursor = file.seq
+                } else {
+                    logger.notice(
+                        "QC cursor belongs to another journal (reset?): judging this journal from its start",
+                        metadata: ["qc.cursor_file": "\(settings.cursorFile)", "qc.cursor_journal": "\(file.journal)"])
+                }
+            } else {
+                logger.warning("QC cursor file is unreadable: judging from the last finding", metadata: ["qc.cursor_file": "\(settings.cursorFile)"])
+            }
+        }
+        let last = try await journal.events(EventQuery(filter: EventFilter(kinds: ["qc.*"]), limit: 1, newestFirst: true)).events.first
+        if let judged = last?.data["source_seq"]?.intValue { cursor = max(cursor, judged) }
+        return min(cursor, journal.lastSeq)
+    }
+
+    /// Writes the cursor file atomically (temporary file, rename); failures are logged.
+    func save(_ cursor: Int64) {
+        let text = "{\"journal\":\"\(journal.id.uuidString.lowercased())\",\"seq\":\(cursor)}\n"
+        let temporary = settings.cursorFile + ".tmp"
+        var problem: String?
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
+            if rename(temporary, settings.cursorFile) != 0 { problem = "rename from \(temporary): \(String(cString: strerror(errno)))" }
+        } catch {
+            problem = "\(error)"
+        }
+        if let problem {
+            logger.error("cannot save the QC cursor", metadata: ["qc.cursor_file": "\(settings.cursorFile)", "error": "\(problem)"])
+        }
+    }
+}
