@@ -67,7 +67,14 @@ def make_nm(args):
     rp.RadionuclideTotalDose = str(args.dose)
     rp.RadionuclideHalfLife = "21624.12"
     rp.RadiopharmaceuticalStartTime = "101500"
+    if args.start_datetime:  # YYYYMMDDHHMMSS[.F][+ZZZZ]
+        rp.RadiopharmaceuticalStartDateTime = args.start_datetime
+        rp.RadiopharmaceuticalStartTime = args.start_datetime[8:14]
     ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
+    if args.acquisition:  # YYYYMMDDHHMMSS, wall clock at --timezone-offset
+        ds.AcquisitionDate, ds.AcquisitionTime = args.acquisition[:8], args.acquisition[8:14]
+    if args.timezone_offset:
+        ds.TimezoneOffsetFromUTC = args.timezone_offset
     window = Dataset()
     window.EnergyWindowName = "Tc99m"
     window_range = Dataset()
@@ -166,6 +173,9 @@ def main():
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--instance", type=int, default=1)
     parser.add_argument("--syntax", default="explicit")
+    parser.add_argument("--start-datetime")
+    parser.add_argument("--acquisition")
+    parser.add_argument("--timezone-offset")
     args = parser.parse_args()
     if args.command in ("make-nm", "make-ct"):
         args.path = args.rest[0]
