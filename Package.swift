@@ -188,6 +188,7 @@ let package = Package(
                 "NMServer",
                 "ModbusGantry",
                 "NMShipper",
+                "NMQualityControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -68,10 +68,15 @@ public struct QCEngine: Sendable {
             reason = "no [[qc.check_source]] is configured for \(device)"
         } else {
             let dayStart = DicomDateTime.startOfDay(event.time, zone: zone)
-            let earlier = try await journal.events(
-                EventQuery(
-                    before: event.seq, filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"], since: dayStart), limit: 10_000)
-            ).events
+            var earlier: [Event] = []
+            for sourceNuclide in sourceNuclides.sorted() {
+                earlier += try await journal.events(
+                    EventQuery(
+                        before: event.seq, filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"], since: dayStart), limit: 10_000,
+                        dataEquals: ["nuclide": sourceNuclide])
+                ).events
+            }
+            earlier.sort { $0.seq < $1.seq }
             var results: [QCRules.Constancy] = []
             for measurement in earlier {
                 let d = measurement.data
@@ -179,8 +184,10 @@ public struct QCEngine: Sendable {
         let windowStart = injection.addingTimeInterval(-settings.reconciliationWindowMinutes * 60)
         let windowEnd = injection.addingTimeInterval(settings.residualWindowMinutes * 60)
         let nearby = try await journal.events(
-            EventQuery(before: event.seq, filter: EventFilter(kinds: ["dosecal.measurement"], since: windowStart, until: windowEnd), limit: 10_000)
-        ).events.filter { $0.data["nuclide"]?.stringValue == nuclide && ($0.data["activity_bq"]?.doubleValue ?? 0) > 0 }
+            EventQuery(
+                before: event.seq, filter: EventFilter(kinds: ["dosecal.measurement"], since: windowStart, until: windowEnd), limit: 10_000,
+                dataEquals: ["nuclide": nuclide])
+        ).events.filter { ($0.data["activity_bq"]?.doubleValue ?? 0) > 0 }
         let before = nearby.filter { $0.time <= injection }
         guard let syringe = before.last, let syringeBq = syringe.data["activity_bq"]?.doubleValue else {
             return finding(

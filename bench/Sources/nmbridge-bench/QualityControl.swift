@@ -1,0 +1,112 @@
+import ArgumentParser
+import Foundation
+import NMBridgeCore
+import NMJournal
+import NMQualityControl
+
+/// The QC service catching up on a journal it has never judged: a busy department's
+/// mix (gantry state changes, dose calibrator measurements, NM instances of a few
+/// series) in a fresh journal, judged from seq 0 to the end.
+///
+/// `--fill-only` writes the journal and exits (for the peer, `sqlite3` reading the same
+/// input events); otherwise it judges the journal `--dir/journal.db` filled earlier.
+///
+/// Output: `{"bench":"qc-catchup","impl":"nmbridge","events":N,"inputs":I,"findings":F,"seconds":…,"inputs_per_s":…}`
+struct QualityControlCatchUp: BenchCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qc-catchup", abstract: "Judges a journal of N mixed events with the QC engine; seconds and input events/s.")
+
+    @Option(help: "Events in the journal (1 in 50 a dose calibrator measurement, 1 in 100 an NM instance).")
+    var events: Int = 200_000
+
+    @Option(help: "Directory for the journal (created if missing).")
+    var dir: String
+
+    @Flag(help: "Only write the journal.")
+    var fillOnly = false
+
+    @Flag(help: "Only follow the journal's input events, without judging them (what QC costs beyond reading).")
+    var followOnly = false
+
+    func measure() async throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = dir + "/journal.db"
+        if fillOnly {
+            try? FileManager.default.removeItem(atPath: path)
+            try await fill(path)
+            return
+        }
+        let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: .normal), logger: benchLogger())
+        var settings = DaemonConfiguration.QualityControl(cursorFile: dir + "/qc-cursor.json")
+        settings.checkSources = [
+            .init(device: "dosecal-1", nuclide: "Cs-137", referenceBq: 7.4e6, referenceDate: Date(timeIntervalSince1970: 1_577_836_800), serial: "B")
+        ]
+        var engine = QCEngine(settings: settings, zone: TimeZone(identifier: "UTC")!, journal: journal)
+        let expected = (0..<events).filter { $0 % 50 == 0 || $0 % 100 == 1 }.count
+        let start = ContinuousClock.now
+        var inputs = 0
+        var findings = 0
+        var iterator = journal.follow(after: 0, filter: EventFilter(kinds: QCEngine.inputKinds)).makeAsyncIterator()
+        while inputs < expected, let event = try await iterator.next() {
+            inputs += 1
+            if followOnly { continue }
+            let drafts = try await engine.judge(event)
+            findings += drafts.count
+            if !drafts.isEmpty { try await journal.append(drafts) }
+        }
+        let seconds = (ContinuousClock.now - start) / .seconds(1)
+        print(
+            "{\"bench\":\"qc-catchup\",\"impl\":\"\(followOnly ? "nmbridge-follow" : "nmbridge")\",\"events\":\(events),\"inputs\":\(inputs),\"findings\":\(findings),\"seconds\":\(String(format: "%.3f", seconds)),\"inputs_per_s\":\(Int(Double(inputs) / seconds))}"
+        )
+    }
+
+    /// One event every 2 s of a day and onwards; every 50th a measurement (a check source
+    /// each morning), every 100th an NM instance (20 instances per series).
+    func fill(_ path: String) async throws {
+        let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: .normal), logger: benchLogger())
+        let start = Date(timeIntervalSince1970: 1_795_000_000)
+        var batch: [EventDraft] = []
+        for i in 0..<events {
+            let time = start.addingTimeInterval(Double(i) * 2)
+            if i % 50 == 0 {
+                let check = (i / 50) % 40 == 0
+                batch.append(
+                    EventDraft(
+                        time: time, device: "dosecal-1", driver: "bench", kind: "dosecal.measurement",
+                        data: [
+                            "nuclide": .string(check ? "Cs-137" : "Tc-99m"), "activity_bq": .double(check ? 6.4e6 : 740e6),
+                            "reading": .string("x"), "unit": .string("MBq"),
+                        ]))
+            } else if i % 100 == 1 {
+                let series = i / 2000
+                let wall = time.addingTimeInterval(-3 * 3600)
+                let formatter = DateFormatter()
+                formatter.timeZone = TimeZone(identifier: "UTC")
+                formatter.dateFormat = "yyyyMMdd HHmmss"
+                let parts = formatter.string(from: wall).split(separator: " ").map(String.init)
+                batch.append(
+                    EventDraft(
+                        time: time, device: "spect-1", driver: "bench", kind: "dicom.instance.stored",
+                        data: [
+                            "sop_instance_uid": .string("1.2.\(i)"), "series_uid": .string("1.3.\(series)"), "study_uid": .string("1.4.\(series)"),
+                            "modality": .string("NM"), "series_description": .string("WB Bone"), "transfer_syntax": .string("1.2.840.10008.1.2.1"),
+                            "bytes": .int(1), "sha256": .string("0"), "path": .string("/x"), "calling_ae": .string("C"), "peer": .string("127.0.0.1"),
+                            "acquisition_date": .string(parts[0]), "acquisition_time": .string(parts[1]),
+                            "radiopharmaceutical": .object([
+                                "agent": .string("Tc99m MDP"), "nuclide": .string("Tc-99m"), "total_dose_bq": .double(700e6),
+                                "start_datetime": .string(formatter.string(from: wall.addingTimeInterval(-3 * 3600)).replacingOccurrences(of: " ", with: "")),
+                            ]),
+                            "energy_windows": .array([.object(["name": .string("TC"), "lower_kev": .double(126), "upper_kev": .double(154)])]),
+                        ]))
+            } else {
+                batch.append(
+                    EventDraft(time: time, device: "gantry-1", driver: "bench", kind: "gantry.state", data: ["values": .object(["angle_deg": .double(Double(i % 360))])]))
+            }
+            if batch.count == 5000 {
+                try await journal.append(batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        try await journal.append(batch)
+    }
+}
