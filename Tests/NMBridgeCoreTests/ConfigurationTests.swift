@@ -81,7 +81,7 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
             driver = "script"
             script = "/nonexistent/file.script"
             [qc]
-            enabled = true
+            enabeld = true
             """
         let error = #expect(throws: ConfigurationError.self) { try load(text) }
         let problems = error?.problems.map(\.description) ?? []
@@ -96,10 +96,87 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
             "test.toml:14: device[a].driver: unknown driver \"modbus-magic\"; known drivers: script",
             "test.toml:15: device[#3].id: is required",
             "test.toml:17: device[#3].script: cannot read script file /nonexistent/file.script",
-            "test.toml:18: qc: unknown key",
+            "test.toml:19: qc.enabeld: unknown key",
         ]
         for line in expected {
             #expect(problems.contains { $0.hasPrefix(line) }, "missing: \(line)\nin: \(problems.joined(separator: "\n"))")
+        }
+        #expect(problems.count == expected.count, "\(problems.joined(separator: "\n"))")
+    }
+
+    @Test func qualityControlSettingsAreRead() throws {
+        let configuration = try load(
+            """
+            [[device]]
+            id = "dosecal-hotlab"
+            driver = "script"
+            builtin = "flaky-demo"
+            [qc]
+            [qc.constancy]
+            investigate_pct = 4
+            fail_pct = 8.5
+            [[qc.check_source]]
+            device = "dosecal-hotlab"
+            nuclide = "CS137"
+            reference_bq = 7.4e6
+            reference_date = 2020-01-01T00:00:00Z
+            serial = "CS137-0042"
+            [qc.reconciliation]
+            window_min = 90
+            tolerance_pct = 7.5
+            [[qc.protocol]]
+            name = "in111-octreotide"
+            agent = ["*octreo*"]
+            nuclide = ["In-111"]
+            uptake_min_h = 4
+            uptake_max_h = 24
+            photopeak_kev = [171, 245]
+            window_max_pct = 20
+            """)
+        let qc = try #require(configuration.qualityControl)
+        #expect(qc.investigatePct == 4 && qc.failPct == 8.5)
+        #expect(qc.checkSources == [.init(device: "dosecal-hotlab", nuclide: "Cs-137", referenceBq: 7.4e6, referenceDate: Timestamp.parse("2020-01-01T00:00:00Z")!, serial: "CS137-0042")])
+        #expect(qc.reconciliationWindowMinutes == 90 && qc.reconciliationTolerancePct == 7.5)
+        #expect(qc.protocols.map(\.name) == ["in111-octreotide"], "configured protocols replace the built-in one")
+        #expect(qc.protocols[0].uptakeMinutes == 240...1440)
+        #expect(qc.protocols[0].photopeaksKeV == [171, 245])
+        #expect(qc.cursorFile.hasSuffix("/qc-cursor.json"))
+        #expect(try load("[qc]\nenabled = false\n").qualityControl == nil)
+        #expect(try load("").qualityControl == nil)
+        #expect(try load("[qc]\n").qualityControl?.protocols.map(\.name) == ["tc99m-bone"])
+    }
+
+    @Test func qualityControlProblemsNameKeyAndLine() {
+        let text = """
+            [qc]
+            [qc.constancy]
+            investigate_pct = 12
+            fail_pct = 10
+            [[qc.check_source]]
+            device = "nowhere"
+            nuclide = "Unobtainium-1"
+            reference_bq = 7.4e6
+            reference_date = "last tuesday"
+            [[qc.protocol]]
+            name = "bone"
+            uptake_min_h = 2
+            photopeak_kev = "140"
+            window_min_pct = 25
+            """
+        let error = #expect(throws: ConfigurationError.self) { try load(text) }
+        let problems = error?.problems.map(\.description) ?? []
+        let expected = [
+            "test.toml:4: qc.constancy.fail_pct: 10.0 must not be smaller than investigate_pct 12.0",
+            "test.toml:6: qc.check_source[#1].device: \"nowhere\" is not a configured [[device]] id",
+            "test.toml:7: qc.check_source[#1].nuclide: \"Unobtainium-1\" is not a nuclide with a known half-life",
+            "test.toml:9: qc.check_source[#1].reference_date: \"last tuesday\" is not an RFC 3339 date-time",
+            "qc.check_source[#1].serial: is required",
+            "test.toml:10: qc.protocol[bone].uptake_max_h: give both uptake_min_h and uptake_max_h",
+            "test.toml:13: qc.protocol[bone].photopeak_kev: expected a photopeak in keV",
+            "qc.protocol[bone].window_max_pct: 20.0 is smaller than window_min_pct 25.0",
+        ]
+        for line in expected {
+            #expect(problems.contains { $0.contains(line) }, "missing: \(line)\nin: \(problems.joined(separator: "\n"))")
         }
         #expect(problems.count == expected.count, "\(problems.joined(separator: "\n"))")
     }
@@ -213,7 +290,8 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         #expect(Set(names).count == names.count, "no kind registered twice")
         for kind in registry.kinds {
             for field in kind.fields where field.unit != nil {
-                #expect(field.name.hasSuffix("_" + field.unit!.lowercased()), "\(kind.name).\(field.name) carries its unit in the name")
+                let suffix = field.unit == "%" ? "pct" : field.unit!.lowercased()
+                #expect(field.name.hasSuffix("_" + suffix), "\(kind.name).\(field.name) carries its unit in the name")
             }
         }
     }
