@@ -24,7 +24,28 @@ public struct QualityControlService: Service {
         self.logger = logger
     }
 
+    /// Follows until shutdown. A failure (an unreadable journal page, say) is logged and
+    /// the service starts over from its cursor after a pause: QC never takes the daemon down.
     public func run() async throws {
+        var pause = 1.0
+        while !Task.isCancelled, !journal.followersClosed {
+            do {
+                try await follow()
+                return
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.error("QC service failed; starting over from its cursor", metadata: ["error": "\(error)", "retry_s": "\(pause)"])
+                let until = ContinuousClock.now + .seconds(pause)
+                while ContinuousClock.now < until, !Task.isCancelled, !journal.followersClosed {
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                pause = min(pause * 2, 60)
+            }
+        }
+    }
+
+    private func follow() async throws {
         var engine = QCEngine(settings: settings, zone: zone, journal: journal)
         var cursor = try await resumeCursor()
         var saved = cursor
