@@ -175,7 +175,7 @@ extension DaemonConfiguration {
             }
             if let peaks = entry.table["photopeak_kev"] {
                 entry.markUsed("photopeak_kev")
-                let values = peaks.array.map { $0.compactMap(\.double) } ?? peaks.double.map { [$0] } ?? []
+                let values = Self.numbers(peaks)
                 if values.isEmpty || values.contains(where: { !(1...2000).contains($0) }) {
                     entry.problem("photopeak_kev", "expected a photopeak in keV (1–2000) or a list of them, e.g. [171, 245]")
                 } else {
@@ -195,5 +195,17 @@ extension DaemonConfiguration {
         }
         table.reportUnknownKeys(known: qcKeys)
         return enabled ? qc : nil
+    }
+
+    /// A number or an array of numbers; empty if anything else.
+    private static func numbers(_ node: TOMLNode) -> [Double] {
+        if let single = node.double { return [single] }
+        guard let items = node.array else { return [] }
+        var values: [Double] = []
+        for item in items {
+            guard let value = item.double else { return [] }
+            values.append(value)
+        }
+        return values
     }
 }

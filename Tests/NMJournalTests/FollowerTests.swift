@@ -43,6 +43,19 @@ import Testing
         #expect(seen == Array(stride(from: 0, to: 900, by: 3)))
     }
 
+    @Test func queriesCanMatchATopLevelDataField() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let journal = try openJournal(dir)
+        for i in 0..<30 {
+            try await journal.append(EventDraft(kind: "experimental.sample", data: ["series_uid": .string("1.2.\(i % 3)"), "i": .int(Int64(i))]))
+        }
+        let page = try await journal.events(EventQuery(before: 20, dataEquals: ["series_uid": "1.2.1"]))
+        #expect(page.events.compactMap { $0.data["i"]?.intValue } == [1, 4, 7, 10, 13, 16])
+        let hostile = try await journal.events(EventQuery(dataEquals: ["series_uid') OR 1=1 --": "x"]))
+        #expect(hostile.events.isEmpty, "a key that is not an identifier matches nothing")
+    }
+
     @Test func aSlowFollowerIsCutOffAsLaggedButNeverSlowsAppends() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
