@@ -107,11 +107,11 @@ struct ConstancyChart {
             out += "class=\"point \(finding.outcome.cssClass)\(pinned ? " pinned" : "")\"><title>\(QCText.html(label))</title></circle>\n"
         }
         // Legend, top right.
-        var legendX = plotRight - 210
-        for outcome in [QCFinding.Outcome.pass, .investigate, .fail] {
+        var legendX = plotRight - 190
+        for (outcome, width) in [(QCFinding.Outcome.pass, 50.0), (.investigate, 90), (.fail, 40)] {
             out += "<circle cx=\"\(f(legendX))\" cy=\"12\" r=\"4\" class=\"point \(outcome.cssClass)\"/>\n"
             text(legendX + 8, 16, "start", outcome.rawValue, "legend")
-            legendX += 70
+            legendX += width
         }
         return out + "</svg>\n"
     }

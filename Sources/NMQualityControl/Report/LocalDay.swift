@@ -5,9 +5,8 @@ import Foundation
 /// Days compare and step by calendar, not by 24-hour periods, so a report period does not
 /// drift across a daylight-saving change.
 public struct LocalDay: Sendable, Hashable, Comparable, CustomStringConvertible {
-    public let year: Int
-    public let month: Int
-    public let day: Int
+    /// The Gregorian year, month (1–12) and day of the month.
+    public let year: Int, month: Int, day: Int
 
     /// Reads `YYYY-MM-DD`; `nil` unless it names a real Gregorian day (no 2026-02-30).
     public init?(_ text: String) {
@@ -39,6 +38,7 @@ public struct LocalDay: Sendable, Hashable, Comparable, CustomStringConvertible 
         }
     }
 
+    /// `YYYY-MM-DD`.
     public var description: String { String(format: "%04d-%02d-%02d", year, month, day) }
 
     /// Month and day only (`11-29`), for chart axes.
@@ -65,6 +65,7 @@ public struct LocalDay: Sendable, Hashable, Comparable, CustomStringConvertible 
         return calendar.startOfDay(for: calendar.date(from: DateComponents(year: year, month: month, day: day, hour: 12))!)
     }
 
+    /// Earlier days first.
     public static func < (lhs: LocalDay, rhs: LocalDay) -> Bool {
         (lhs.year, lhs.month, lhs.day) < (rhs.year, rhs.month, rhs.day)
     }

@@ -15,13 +15,18 @@ extension QCReport {
         for finding in findings {
             let fields = [
                 finding.localDay.description, Timestamp.format(finding.time), finding.kind, finding.device ?? "", finding.result,
-                finding.value.map { "\($0)" } ?? "", finding.unit, finding.limit,
+                finding.value.map(Self.csvNumber) ?? "", finding.unit, finding.limit,
                 finding.text("patient_id") ?? "", finding.text("accession_number") ?? "", finding.text("study_uid") ?? "",
                 finding.text("series_uid") ?? "", finding.detail, String(finding.seq),
             ]
             out += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
         }
         return out
+    }
+
+    /// `370000000`, `-0.42`: whole numbers without a decimal point.
+    static func csvNumber(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
     }
 
     static func csvField(_ text: String) -> String {

@@ -20,7 +20,7 @@ extension QCReport {
             <p class="meta">Node <b>\(e(node))</b> · generated \(LocalDay(containing: generated, zone: zone)) \
             \(QCText.timeOfDay(generated, zone: zone)) · times in \(e(zone.identifier))</p>
             <p class="summary">\(findings.count) finding\(findings.count == 1 ? "" : "s"): \
-            \(QCFinding.Outcome.allCases.map { "<span class=\"badge \($0.cssClass)\">\(counts[$0] ?? 0) \($0.rawValue)</span>" }.joined(separator: " "))</p>
+            \(QCFinding.Outcome.allCases.map { badge($0, count: counts[$0] ?? 0) }.joined(separator: " "))</p>
 
             """
         if let failed = counts[.fail] {
@@ -59,10 +59,15 @@ extension QCReport {
                 let style = finding.outcome.cssClass
                 out += "<tr class=\"\(style)\"><td>\(QCText.timeOfDay(finding.time, zone: zone))</td><td>\(e(finding.check))</td>"
                 out += "<td><span class=\"mark \(style)\">\(e(finding.marker))</span></td><td class=\"num\">\(e(finding.valueText))</td>"
-                out += "<td>\(e(finding.limit))</td><td>\(e(finding.detail))</td></tr>\n"
+                out += "<td class=\"limit\">\(e(finding.limit))</td><td>\(e(finding.detail))</td></tr>\n"
             }
         }
         return out + "</table>\n"
+    }
+
+    /// `2 fail`, red only when there is something to see.
+    private func badge(_ outcome: QCFinding.Outcome, count: Int) -> String {
+        "<span class=\"badge \(count == 0 ? "none" : outcome.cssClass)\">\(count) \(outcome.rawValue)</span>"
     }
 
     private func e(_ text: String) -> String { QCText.html(text) }
@@ -75,7 +80,7 @@ extension QCReport {
         section { page-break-inside: avoid; }
         table { border-collapse: collapse; margin: .4em 0 1em; width: 100%; }
         th, td { text-align: left; padding: 2px 6px; border-bottom: 1px solid #ddd; vertical-align: top; }
-        td.num { text-align: right; white-space: nowrap; } tr.group th { background: #f2f2f2; font-weight: normal; }
+        td.num { text-align: right; white-space: nowrap; } td.limit { white-space: nowrap; } .badge.none { color: #666; } tr.group th { background: #f2f2f2; font-weight: normal; }
         tr.fail td { background: #fdecea; } tr.investigate td { background: #fff6e5; }
         .mark, .badge { font-weight: bold; padding: 0 4px; border-radius: 3px; white-space: nowrap; }
         .mark.pass, .badge.pass { color: #1b5e20; } .mark.investigate, .badge.investigate { color: #e65100; }

@@ -4,8 +4,7 @@ extension QCReport {
     /// The report as aligned plain text for a terminal or a printout.
     public var text: String {
         var out = "QC report \(day) — node \(QCText.plain(node))\n"
-        out += "Generated \(LocalDay(containing: generated, zone: zone)) \(QCText.timeOfDay(generated, zone: zone)) \(zone.identifier)"
-        out += "; times are \(zone.identifier)\n\n"
+        out += "Generated \(LocalDay(containing: generated, zone: zone)) \(QCText.timeOfDay(generated, zone: zone)) (times are \(zone.identifier))\n\n"
         out += "Summary: \(summary)\n"
         if findings.isEmpty { out += "No QC findings on \(day).\n" }
 
@@ -49,8 +48,8 @@ extension QCReport {
             return "constancy \(chartPeriod.lowerBound) … \(chartPeriod.upperBound): no checks"
         }
         let flagged = calibrator.trend.filter { $0.outcome != .pass }.count
-        return "constancy \(chartPeriod.lowerBound) … \(chartPeriod.upperBound): \(values.count) check\(values.count == 1 ? "" : "s"), "
-            + String(format: "deviation %+.2f %% … %+.2f %%, last %+.2f %%", low, high, last)
+        let range = values.count == 1 ? String(format: "deviation %+.2f %%", last) : String(format: "deviation %+.2f %% … %+.2f %%, last %+.2f %%", low, high, last)
+        return "constancy \(chartPeriod.lowerBound) … \(chartPeriod.upperBound): \(values.count) check\(values.count == 1 ? "" : "s"), " + range
             + (flagged > 0 ? ", \(flagged) not passed" : "")
     }
 

@@ -34,6 +34,7 @@ public struct QCReport: Sendable {
 
     /// One dose calibrator (or any device whose findings do not belong to a series).
     public struct Calibrator: Sendable {
+        /// The device id.
         public let device: String
         /// The day's findings.
         public let findings: [QCFinding]
@@ -43,15 +44,21 @@ public struct QCReport: Sendable {
 
     /// The findings of one study (`studyUID` nil: series without a study UID).
     public struct Study: Sendable {
+        /// The Study Instance UID.
         public let studyUID: String?
+        /// The study's series, in order of their first finding.
         public let series: [Series]
+        /// The patient ID of the study's first finding that has one.
         public var patientID: String? { series.lazy.compactMap { $0.findings.first?.text("patient_id") }.first }
+        /// The accession number of the study's first finding that has one.
         public var accessionNumber: String? { series.lazy.compactMap { $0.findings.first?.text("accession_number") }.first }
     }
 
     /// The findings of one series.
     public struct Series: Sendable {
+        /// The Series Instance UID, if the findings have one.
         public let seriesUID: String?
+        /// The series' findings, in time order.
         public let findings: [QCFinding]
     }
 
@@ -116,7 +123,12 @@ public struct QCReport: Sendable {
 public struct QCFinding: Sendable {
     /// How a finding counts in the summary and how it is marked.
     public enum Outcome: String, Sendable, CaseIterable {
-        case pass, investigate, fail
+        /// The check passed.
+        case pass
+        /// Needs a look: beyond the investigate limit, a missed check, a protocol window missed.
+        case investigate
+        /// The check failed.
+        case fail
         /// Nothing to compare (a time, dose or measurement missing).
         case notJudged = "not judged"
     }
@@ -124,13 +136,19 @@ public struct QCFinding: Sendable {
     static let constancyKind = "qc.dosecal.constancy"
     static let missedKind = "qc.dosecal.constancy_missing"
 
+    /// The qc event's journal seq.
     public let seq: Int64
+    /// The envelope time (the measurement's or the instance's arrival).
     public let time: Date
+    /// The qc.* kind.
     public let kind: String
+    /// The envelope's device.
     public let device: String?
+    /// `data.local_date`: the site-local day the finding belongs to.
     public let localDay: LocalDay
     /// `data.result` (`missed` for a missed constancy check).
     public let result: String
+    /// How the result counts.
     public let outcome: Outcome
     /// The measured quantity the check is about (deviation, delay), if any.
     public let value: Double?
