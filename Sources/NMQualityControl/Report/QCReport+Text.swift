@@ -66,7 +66,7 @@ extension QCReport {
         var rows = [["TIME", "CHECK", "RESULT", "VALUE", "LIMIT", "DETAIL"]]
         for finding in findings {
             rows.append([
-                QCText.timeOfDay(finding.time, zone: zone), finding.check, finding.marker, finding.valueText,
+                QCText.timeOfDay(finding.time, zone: zone), QCText.plain(finding.check), QCText.plain(finding.marker), finding.valueText,
                 finding.limit, QCText.plain(finding.detail),
             ])
         }
