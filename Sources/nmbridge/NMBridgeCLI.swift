@@ -8,7 +8,7 @@ import NMServer
 struct NMBridgeCLI: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nmbridge",
-        abstract: "Talk to nmbridged: tail the journal, list devices, query history, check configuration.",
+        abstract: "Talk to nmbridged: tail the journal, list devices, query history, QC reports, check configuration.",
         discussion: """
             The daemon is found at --socket, --url, $NMBRIDGE_SOCKET or $NMBRIDGE_URL, \
             else /run/nmbridge/api.sock.
@@ -16,7 +16,7 @@ struct NMBridgeCLI: AsyncParsableCommand {
             3 cursor older than the journal's retention, 64 invalid command-line arguments.
             """,
         version: NMBridgeVersion.current,
-        subcommands: [Tail.self, Devices.self, Status.self, Query.self, ConfigCommand.self, Kinds.self, Simulate.self])
+        subcommands: [Tail.self, Devices.self, Status.self, Query.self, QCCommand.self, ConfigCommand.self, Kinds.self, Simulate.self])
 
     /// `nmbridge --socket S tail -f` and `nmbridge tail -f --socket S` both work: connection
     /// options given before the subcommand are moved after it.
@@ -31,7 +31,7 @@ struct NMBridgeCLI: AsyncParsableCommand {
         if !leading.isEmpty, !arguments.isEmpty {
             // Insert after the (possibly nested) subcommand names, before its own arguments.
             var index = 0
-            while index < arguments.count, !arguments[index].hasPrefix("-"), ["tail", "devices", "status", "query", "config", "check", "kinds"].contains(arguments[index]) {
+            while index < arguments.count, !arguments[index].hasPrefix("-"), ["tail", "devices", "status", "query", "qc", "report", "config", "check", "kinds"].contains(arguments[index]) {
                 index += 1
             }
             arguments.insert(contentsOf: leading, at: index)

@@ -1,0 +1,37 @@
+import NMBridgeCore
+
+extension QCReport {
+    /// The CSV columns, in order (docs/qc.md defines each).
+    public static let csvColumns = [
+        "local_date", "time", "kind", "device", "result", "value", "unit", "limit",
+        "patient_id", "accession_number", "study_uid", "series_uid", "detail", "seq",
+    ]
+
+    /// One row per finding of the day after a header row; RFC 4180 (CRLF line ends, fields
+    /// with a comma, quote or line break quoted, quotes doubled). `value` is a plain number
+    /// (no sign for positives, `.` as decimal point) so a spreadsheet reads it as one.
+    public var csv: String {
+        var out = Self.csvColumns.joined(separator: ",") + "\r\n"
+        for finding in findings {
+            let fields = [
+                finding.localDay.description, Timestamp.format(finding.time), finding.kind, finding.device ?? "", finding.result,
+                finding.value.map(Self.csvNumber) ?? "", finding.unit, finding.limit,
+                finding.text("patient_id") ?? "", finding.text("accession_number") ?? "", finding.text("study_uid") ?? "",
+                finding.text("series_uid") ?? "", finding.detail, String(finding.seq),
+            ]
+            out += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
+        }
+        return out
+    }
+
+    /// `370000000`, `-0.42`: whole numbers without a decimal point.
+    static func csvNumber(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
+    }
+
+    static func csvField(_ text: String) -> String {
+        // By scalar: "\r\n" is one Character, equal to neither "\r" nor "\n".
+        guard text.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return text }
+        return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
