@@ -17,6 +17,9 @@ public struct QCEngine: Sendable {
     let journal: Journal
     /// Series judged by this process (a lookup in the journal answers for earlier ones).
     private var seriesSeen: [String: Int64] = [:]
+    /// The site-local day of the last passing constancy check judged by this process, per
+    /// calibrator: a patient dose that day needs no journal lookup.
+    private var passedOn: [String: String] = [:]
 
     public init(settings: Settings, zone: TimeZone, journal: Journal) {
         self.settings = settings
@@ -34,15 +37,15 @@ public struct QCEngine: Sendable {
 
     // MARK: Dose calibrator measurements
 
-    private func judgeMeasurement(_ event: Event) async throws -> [EventDraft] {
+    private mutating func judgeMeasurement(_ event: Event) async throws -> [EventDraft] {
         let data = event.data
         guard let device = event.device, let nuclide = data["nuclide"]?.stringValue, let measured = data["activity_bq"]?.doubleValue,
             measured > 0
         else { return [] }
         let sources = settings.checkSources.filter { $0.device == device }
+        let localDate = DicomDateTime.localDate(event.time, zone: zone)
         var common: [String: JSONValue] = [
-            "source_seq": .int(event.seq), "local_date": .string(DicomDateTime.localDate(event.time, zone: zone)),
-            "nuclide": .string(nuclide), "measured_bq": .double(measured.rounded()),
+            "source_seq": .int(event.seq), "local_date": .string(localDate), "nuclide": .string(nuclide), "measured_bq": .double(measured.rounded()),
         ]
         let sourceNuclides = Set(sources.map(\.nuclide))
         if sourceNuclides.contains(nuclide) {
@@ -57,6 +60,7 @@ public struct QCEngine: Sendable {
             common["investigate_pct"] = .double(settings.investigatePct)
             common["fail_pct"] = .double(settings.failPct)
             if let setting = data["calibration_number"] { common["calibration_number"] = setting }
+            if check.result == "pass" { passedOn[device] = localDate }
             let severity: Severity = check.result == "pass" ? .info : check.result == "investigate" ? .warning : .error
             return [draft(event, kind: "qc.dosecal.constancy", severity: severity, device: device, common)]
         }
@@ -64,6 +68,7 @@ public struct QCEngine: Sendable {
         // A patient dose: was there a passing constancy check on this calibrator today?
         var reason: String
         var lastResult: String?
+        if passedOn[device] == localDate { return [] }
         if sources.isEmpty {
             reason = "no [[qc.check_source]] is configured for \(device)"
         } else {
@@ -85,7 +90,10 @@ public struct QCEngine: Sendable {
                 else { continue }
                 results.append(check)
             }
-            if results.contains(where: { $0.result == "pass" }) { return [] }
+            if results.contains(where: { $0.result == "pass" }) {
+                passedOn[device] = localDate
+                return []
+            }
             let since = "since 00:00 \(zone.identifier)"
             if let last = results.last {
                 lastResult = last.result

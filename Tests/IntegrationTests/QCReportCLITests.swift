@@ -2,28 +2,44 @@ import Foundation
 import NMBridgeCore
 import Testing
 
-/// `nmbridge qc report` against a demo daemon, whose hot-lab calibrator measures its
-/// Cs-137 check source shortly after the start (a passing constancy check).
+/// `nmbridge qc report` against a daemon whose calibrator (the built-in `dosecal-demo`
+/// script) measures its Cs-137 check source shortly after the start: a passing constancy
+/// check. No fixed ports: tests run in parallel.
 @Suite struct QCReportCLITests {
     let cli = productsDirectory + "/nmbridge"
 
-    @Test func reportShowsTheDemoConstancyCheck() async throws {
+    @Test func reportShowsTheConstancyCheck() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let daemon = try DaemonProcess(directory: dir, arguments: ["--demo", "--state-dir", dir, "--log-level", "debug"])
-        try await daemon.waitUntilReady()
+        // The script's 7.0485 MBq is what this source should read today.
+        let reference = Date().addingTimeInterval(-100 * 86_400)
+        let referenceBq = 7.0485e6 / Radionuclide.named("Cs-137")!.decay(1, over: 100 * 86_400)
+        let daemon = try await DaemonProcess.start(
+            directory: dir,
+            config: daemonConfig(
+                dir,
+                devices: """
+                    [[device]]
+                    id = "dosecal-hotlab"
+                    driver = "script"
+                    builtin = "dosecal-demo"
+                    """,
+                extra: """
+                    [qc]
+                    [[qc.check_source]]
+                    device = "dosecal-hotlab"
+                    nuclide = "Cs-137"
+                    reference_bq = \(referenceBq)
+                    reference_date = "\(Timestamp.format(reference))"
+                    serial = "CS137-0042"
+                    """))
         let socket = ["--socket", daemon.socketPath]
 
-        // Generous: the simulator's first check-source measurement comes 10–20 s after the start.
+        // Generous: a loaded machine may take a while.
         var check: Event?
         let deadline = ContinuousClock.now + .seconds(90)
         while check == nil, ContinuousClock.now < deadline {
-            do {
-                check = try await daemon.allEvents(filter: "&kind=qc.dosecal.constancy").first { $0.device == "dosecal-hotlab" }
-            } catch {
-                // E.g. another demo daemon holds the demo's DICOM port 11112 and this one exited.
-                throw DaemonFailed(message: "\(error); nmbridged --demo log:\n\(daemon.log.suffix(3000))")
-            }
+            check = try await daemon.allEvents(filter: "&kind=qc.dosecal.constancy").first { $0.device == "dosecal-hotlab" }
             if check == nil { try await Task.sleep(for: .milliseconds(500)) }
         }
         let constancy = try #require(check, "no qc.dosecal.constancy from dosecal-hotlab within 90 s:\n\(daemon.log.suffix(3000))")
@@ -43,7 +59,7 @@ import Testing
         let lines = text.stdout.split(separator: "\n").map(String.init)
         let section = try #require(lines.firstIndex(of: "Dose calibrators"), "\(text.stdout)")
         let hotlab = try #require(lines[section...].firstIndex(of: "  dosecal-hotlab"), "\(text.stdout)")
-        #expect(lines[(hotlab + 1)...].prefix(4).contains { $0.contains("constancy") && $0.contains("PASS") && $0.contains("Cs-137") }, "\(text.stdout)")
+        #expect(lines[(hotlab + 1)...].prefix(4).contains { $0.contains("constancy") && $0.contains("PASS") && $0.contains("CS137-0042") }, "\(text.stdout)")
 
         let html = try await runProgram(cli, socket + ["qc", "report", "--date", localDate, "--format", "html", "--output", dir + "/r.html"])
         #expect(html.status == 0 && html.stdout.isEmpty, "\(html.stderr)")

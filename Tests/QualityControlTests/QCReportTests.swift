@@ -161,6 +161,19 @@ import Testing
         #expect(csv.hasSuffix("\r\n") && !csv.replacingOccurrences(of: "\r\n", with: "").contains("\n"), "CRLF line ends")
     }
 
+    @Test func csvCellsFromHeadersNeverBecomeFormulas() throws {
+        let hostile = Self.events.map { event -> Event in
+            guard event.dataJSON.contains("\"P-5\"") else { return event }
+            var copy = event
+            copy.dataJSON = event.dataJSON.replacingOccurrences(of: "\"P-5\"", with: "\"=HYPERLINK(\\\"http://x\\\")\"")
+            return copy
+        }
+        let rows = try parseCSV(Self.report(hostile).csv)
+        let column = try #require(QCReport.csvColumns.firstIndex(of: "patient_id"))
+        #expect(rows.contains { $0[column] == "'=HYPERLINK(\"http://x\")" }, "\(rows.map { $0[column] })")
+        #expect(!rows.contains { $0[column].hasPrefix("=") })
+    }
+
     @Test func emptyDaySaysSo() throws {
         let report = Self.report([])
         #expect(report.text.contains("Summary: 0 findings: 0 pass, 0 investigate, 0 fail, 0 not judged\nNo QC findings on 2026-11-29.\n"))

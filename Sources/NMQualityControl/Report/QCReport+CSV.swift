@@ -16,8 +16,8 @@ extension QCReport {
             let fields = [
                 finding.localDay.description, Timestamp.format(finding.time), finding.kind, finding.device ?? "", finding.result,
                 finding.value.map(Self.csvNumber) ?? "", finding.unit, finding.limit,
-                finding.text("patient_id") ?? "", finding.text("accession_number") ?? "", finding.text("study_uid") ?? "",
-                finding.text("series_uid") ?? "", finding.detail, String(finding.seq),
+                Self.csvText(finding.text("patient_id")), Self.csvText(finding.text("accession_number")), finding.text("study_uid") ?? "",
+                finding.text("series_uid") ?? "", Self.csvText(finding.detail), String(finding.seq),
             ]
             out += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
         }
@@ -27,6 +27,13 @@ extension QCReport {
     /// `370000000`, `-0.42`: whole numbers without a decimal point.
     static func csvNumber(_ value: Double) -> String {
         value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
+    }
+
+    /// Text from a DICOM header or an instrument: a leading `=`, `+`, `-`, `@` or tab would
+    /// make a spreadsheet evaluate it as a formula, so such text gets a leading `'`.
+    static func csvText(_ text: String?) -> String {
+        guard let text, let first = text.unicodeScalars.first else { return text ?? "" }
+        return "=+-@\t\r".unicodeScalars.contains(first) ? "'" + text : text
     }
 
     static func csvField(_ text: String) -> String {
