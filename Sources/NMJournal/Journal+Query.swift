@@ -88,6 +88,24 @@ extension Journal {
             conditions.append("time < ?")
             arguments.append(Timestamp.format(until))
         }
+        // Ordered by seq with a LIMIT, SQLite walks the primary key from the start and
+        // tests every row's time: a scan of the whole journal for a recent window. The time
+        // index names the seqs of the window (times need not grow with seq: a QC finding is
+        // dated at the event it judged), so the walk can start and stop there.
+        if filter.since != nil || filter.until != nil {
+            var sql = "SELECT MIN(seq), MAX(seq) FROM events WHERE "
+            var timeArguments: [String] = []
+            if let since = filter.since { timeArguments.append(Timestamp.format(since)) }
+            if let until = filter.until { timeArguments.append(Timestamp.format(until)) }
+            sql += [filter.since.map { _ in "time >= ?" }, filter.until.map { _ in "time < ?" }].compactMap { $0 }.joined(separator: " AND ")
+            let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(timeArguments))
+            guard let low: Int64 = row?[0], let high: Int64 = row?[1] else {
+                return EventPage(events: [], oldestSeq: bounds.oldest, lastSeq: bounds.last)
+            }
+            conditions.append("seq BETWEEN ? AND ?")
+            arguments.append(low)
+            arguments.append(high)
+        }
         for (key, value) in query.dataEquals.sorted(by: { $0.key < $1.key }) {
             guard !key.isEmpty, key.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F }) else {
                 conditions.append("0")

@@ -17,9 +17,16 @@ public struct QCEngine: Sendable {
     let journal: Journal
     /// Series judged by this process (a lookup in the journal answers for earlier ones).
     private var seriesSeen: [String: Int64] = [:]
-    /// The site-local day of the last passing constancy check judged by this process, per
-    /// calibrator: a patient dose that day needs no journal lookup.
-    private var passedOn: [String: String] = [:]
+    /// Per calibrator with check sources: the constancy checks of the latest site-local day
+    /// this engine has seen (see `constancyChecks`).
+    private var days: [String: CalibratorDay] = [:]
+    /// The time of the first event this engine judged.
+    private var firstJudged: Date?
+
+    struct CalibratorDay {
+        var date: String
+        var checks: [QCRules.Constancy]
+    }
 
     public init(settings: Settings, zone: TimeZone, journal: Journal) {
         self.settings = settings
@@ -28,6 +35,7 @@ public struct QCEngine: Sendable {
     }
 
     public mutating func judge(_ event: Event) async throws -> [EventDraft] {
+        if firstJudged == nil { firstJudged = event.time }
         switch event.kind {
         case "dosecal.measurement": return try await judgeMeasurement(event)
         case "dicom.instance.stored": return try await judgeInstance(event)
@@ -47,10 +55,15 @@ public struct QCEngine: Sendable {
         var common: [String: JSONValue] = [
             "source_seq": .int(event.seq), "local_date": .string(localDate), "nuclide": .string(nuclide), "measured_bq": .double(measured.rounded()),
         ]
-        let sourceNuclides = Set(sources.map(\.nuclide))
-        if sourceNuclides.contains(nuclide) {
+        let isCheck = sources.contains { $0.nuclide == nuclide }
+        if !isCheck, QCRules.checkSourceNuclides.contains(nuclide) { return [] }  // a check source this calibrator has no reference for
+        var today: [QCRules.Constancy] = []
+        if !sources.isEmpty { today = try await constancyChecks(before: event, device: device, on: localDate, sources: sources) }
+
+        if isCheck {
             guard let check = QCRules.constancy(measuredBq: measured, at: event.time, sources: sources.filter { $0.nuclide == nuclide }, settings: settings)
             else { return [] }
+            if days[device]?.date == localDate { days[device]?.checks.append(check) }
             common["result"] = .string(check.result)
             common["deviation_pct"] = .double(Self.round(check.deviationPct, 2))
             common["expected_bq"] = .double(check.expectedBq.rounded())
@@ -60,72 +73,89 @@ public struct QCEngine: Sendable {
             common["investigate_pct"] = .double(settings.investigatePct)
             common["fail_pct"] = .double(settings.failPct)
             if let setting = data["calibration_number"] { common["calibration_number"] = setting }
-            if check.result == "pass" { passedOn[device] = localDate }
             let severity: Severity = check.result == "pass" ? .info : check.result == "investigate" ? .warning : .error
             return [draft(event, kind: "qc.dosecal.constancy", severity: severity, device: device, common)]
         }
-        if QCRules.checkSourceNuclides.contains(nuclide) { return [] }  // a check source this calibrator has no reference for
         // A patient dose: was there a passing constancy check on this calibrator today?
-        var reason: String
-        var lastResult: String?
-        if passedOn[device] == localDate { return [] }
+        if today.contains(where: { $0.result == "pass" }) { return [] }
         if sources.isEmpty {
-            reason = "no [[qc.check_source]] is configured for \(device)"
+            common["reason"] = .string("no [[qc.check_source]] is configured for \(device)")
+        } else if let last = today.last {
+            common["last_result"] = .string(last.result)
+            common["reason"] = .string(
+                "today's constancy check on \(device) did not pass (last: \(last.result), \(Self.signed(last.deviationPct)) %)")
         } else {
-            let dayStart = DicomDateTime.startOfDay(event.time, zone: zone)
-            var earlier: [Event] = []
-            for sourceNuclide in sourceNuclides.sorted() {
-                earlier += try await journal.events(
-                    EventQuery(
-                        before: event.seq, filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"], since: dayStart), limit: 10_000,
-                        dataEquals: ["nuclide": sourceNuclide])
-                ).events
-            }
-            earlier.sort { $0.seq < $1.seq }
-            var results: [QCRules.Constancy] = []
-            for measurement in earlier {
-                let d = measurement.data
-                guard let n = d["nuclide"]?.stringValue, sourceNuclides.contains(n), let bq = d["activity_bq"]?.doubleValue, bq > 0,
-                    let check = QCRules.constancy(measuredBq: bq, at: measurement.time, sources: sources.filter { $0.nuclide == n }, settings: settings)
-                else { continue }
-                results.append(check)
-            }
-            if results.contains(where: { $0.result == "pass" }) {
-                passedOn[device] = localDate
+            let names = sources.map { "\($0.nuclide) \($0.serial)" }.joined(separator: ", ")
+            common["reason"] = .string("no constancy check on \(device) since 00:00 \(zone.identifier) (check sources: \(names))")
+        }
+        return [draft(event, kind: "qc.dosecal.constancy_missing", severity: .warning, device: device, common)]
+    }
+
+    /// The constancy checks on `device` earlier on the site-local day `date` than `event`.
+    ///
+    /// The first time a calibrator is seen, they are read from the journal; from then on the
+    /// engine has judged every later measurement of it in order, so it keeps them itself
+    /// (a new day starts empty). Only a measurement dated before the day kept is read again.
+    private mutating func constancyChecks(before event: Event, device: String, on date: String, sources: [Settings.CheckSource])
+        async throws -> [QCRules.Constancy]
+    {
+        if let day = days[device] {
+            if day.date == date { return day.checks }
+            if day.date < date {
+                days[device] = CalibratorDay(date: date, checks: [])
                 return []
             }
-            let since = "since 00:00 \(zone.identifier)"
-            if let last = results.last {
-                lastResult = last.result
-                reason = "today's constancy check on \(device) did not pass (last: \(last.result), \(Self.signed(last.deviationPct)) %)"
-            } else {
-                reason = "no constancy check on \(device) \(since) (check sources: \(sources.map { "\($0.nuclide) \($0.serial)" }.joined(separator: ", ")))"
-            }
         }
-        common["reason"] = .string(reason)
-        if let lastResult { common["last_result"] = .string(lastResult) }
-        return [draft(event, kind: "qc.dosecal.constancy_missing", severity: .warning, device: device, common)]
+        let dayStart = DicomDateTime.startOfDay(event.time, zone: zone)
+        var earlier: [Event] = []
+        for nuclide in Set(sources.map(\.nuclide)).sorted() {
+            earlier += try await journal.events(
+                EventQuery(
+                    before: event.seq,
+                    filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"], since: dayStart, until: Self.bound(event.time)),
+                    limit: 10_000, dataEquals: ["nuclide": nuclide])
+            ).events
+        }
+        let checks = earlier.sorted { $0.seq < $1.seq }.compactMap { measurement -> QCRules.Constancy? in
+            let d = measurement.data
+            guard let n = d["nuclide"]?.stringValue, let bq = d["activity_bq"]?.doubleValue, bq > 0 else { return nil }
+            return QCRules.constancy(measuredBq: bq, at: measurement.time, sources: sources.filter { $0.nuclide == n }, settings: settings)
+        }
+        if days[device] == nil { days[device] = CalibratorDay(date: date, checks: checks) }
+        return checks
     }
 
     // MARK: Stored instances
 
     private mutating func judgeInstance(_ event: Event) async throws -> [EventDraft] {
         let data = event.data
-        let modality = data["modality"]?.stringValue?.uppercased()
-        guard modality == "NM" || modality == "PT", let series = data["series_uid"]?.stringValue, !series.isEmpty else { return [] }
+        guard let modality = data["modality"]?.stringValue?.uppercased(), modality == "NM" || modality == "PT",
+            let series = data["series_uid"]?.stringValue, !series.isEmpty
+        else { return [] }
         if seriesSeen[series] != nil { return [] }
         seriesSeen[series] = event.seq
         if seriesSeen.count > 20_000 {  // bounded: forget the oldest half (the journal lookup still answers)
             let cutoff = seriesSeen.values.sorted()[10_000]
             seriesSeen = seriesSeen.filter { $0.value >= cutoff }
         }
+        // Earlier instances of the series are looked for 12 hours back. When this engine
+        // has been judging since before that, it has seen them all: no lookup.
+        if let firstJudged, firstJudged < event.time.addingTimeInterval(-Self.seriesLookback - 3600) {
+            return try await judgeNewSeries(event, data: data, modality: modality)
+        }
         let earlier = try await journal.events(
             EventQuery(
-                before: event.seq, filter: EventFilter(kinds: ["dicom.instance.stored"], since: event.time.addingTimeInterval(-86_400)),
+                before: event.seq,
+                filter: EventFilter(
+                    kinds: ["dicom.instance.stored"], since: event.time.addingTimeInterval(-Self.seriesLookback), until: Self.bound(event.time)),
                 limit: 1, dataEquals: ["series_uid": series])
         ).events
         if !earlier.isEmpty { return [] }
+        return try await judgeNewSeries(event, data: data, modality: modality)
+    }
 
+    /// The findings for the first instance of a series.
+    private func judgeNewSeries(_ event: Event, data: [String: JSONValue], modality: String) async throws -> [EventDraft] {
         let pharma = data["radiopharmaceutical"]?.objectValue ?? [:]
         let offset = data["timezone_offset"]?.stringValue
         let acquisition = Self.acquisitionTime(data, offset: offset, zone: zone)
@@ -133,9 +163,8 @@ public struct QCEngine: Sendable {
         let nuclide = pharma["nuclide"]?.stringValue
         var common: [String: JSONValue] = [
             "source_seq": .int(event.seq),
-            "local_date": .string(DicomDateTime.localDate(acquisition ?? injection ?? event.time, zone: zone)),
+            "local_date": .string(DicomDateTime.localDate(acquisition ?? injection ?? event.time, zone: zone)), "modality": .string(modality),
         ]
-        if let modality { common["modality"] = .string(modality) }
         for (field, key) in [
             ("study_uid", "study_uid"), ("series_uid", "series_uid"), ("patient_id", "patient_id"), ("accession_number", "accession_number"),
             ("series_description", "series_description"),
@@ -195,21 +224,22 @@ public struct QCEngine: Sendable {
             EventQuery(
                 before: event.seq, filter: EventFilter(kinds: ["dosecal.measurement"], since: windowStart, until: windowEnd), limit: 10_000,
                 dataEquals: ["nuclide": nuclide])
-        ).events.filter { ($0.data["activity_bq"]?.doubleValue ?? 0) > 0 }
-        let before = nearby.filter { $0.time <= injection }
-        guard let syringe = before.last, let syringeBq = syringe.data["activity_bq"]?.doubleValue else {
+        ).events.compactMap { event -> (event: Event, bq: Double)? in  // each payload parsed once
+            guard let bq = event.data["activity_bq"]?.doubleValue, bq > 0 else { return nil }
+            return (event, bq)
+        }
+        let before = nearby.filter { $0.event.time <= injection }
+        guard let (syringe, syringeBq) = before.last else {
             return finding(
                 "no_measurement",
                 "no \(nuclide) measurement in the \(Self.number(settings.reconciliationWindowMinutes)) min before the injection at \(Timestamp.format(injection))")
         }
         device = syringe.device ?? device
         // A residual: the same calibrator, after the injection, less than the syringe held.
-        let residual = nearby.first {
-            $0.time > injection && $0.device == syringe.device && ($0.data["activity_bq"]?.doubleValue ?? .infinity) < syringeBq
-        }
+        let residual = nearby.first { $0.event.time > injection && $0.event.device == syringe.device && $0.bq < syringeBq }
         let result = QCRules.administered(
             headerBq: header, injection: injection, measuredBq: syringeBq, measuredAt: syringe.time,
-            residualBq: residual?.data["activity_bq"]?.doubleValue, residualAt: residual?.time, halfLifeSeconds: halfLife,
+            residualBq: residual?.bq, residualAt: residual?.event.time, halfLifeSeconds: halfLife,
             tolerancePct: settings.reconciliationTolerancePct)
         out["measured_bq"] = .double(result.measuredBq.rounded())
         out["deviation_pct"] = .double(Self.round(result.deviationPct, 2))
@@ -219,7 +249,7 @@ public struct QCEngine: Sendable {
         out["measurement_bq"] = .double(syringeBq.rounded())
         out["candidates"] = .int(Int64(before.count))
         if let residual, let residualBq = result.residualBq {
-            out["residual_seq"] = .int(residual.seq)
+            out["residual_seq"] = .int(residual.event.seq)
             out["residual_bq"] = .double(residualBq.rounded())
         }
         let text =
@@ -285,6 +315,15 @@ public struct QCEngine: Sendable {
     }
 
     // MARK: Helpers
+
+    /// How far back an earlier instance of a series is looked for: a series arrives within
+    /// minutes; one sent again more than 12 hours later is judged again.
+    static let seriesLookback: TimeInterval = 12 * 3600
+
+    /// An upper time bound for lookups of events before `time`'s event (`seq <` it): the
+    /// journal then scans only the window's part of its time index. An hour of slack, as
+    /// events appended concurrently may carry slightly disordered times.
+    static func bound(_ time: Date) -> Date { time.addingTimeInterval(3600) }
 
     private func draft(_ source: Event, kind: String, severity: Severity, device: String?, _ data: [String: JSONValue]) -> EventDraft {
         EventDraft(time: source.time, device: device, driver: "qc", kind: kind, severity: severity, data: data)
