@@ -4,10 +4,11 @@ import NMJournal
 
 /// Judges one journal event at a time and returns the qc.* events it calls for.
 ///
-/// A judgement depends only on the event and on journal events *before* it (every lookup
-/// is bounded by `seq < event.seq`), so judging the same event again — after a crash
-/// between appending the findings and saving the cursor — gives the same findings, and
-/// the service can tell that they are already there.
+/// A judgement depends only on the event and on journal events *before* it: lookups are
+/// bounded by `seq < event.seq`, and what the engine keeps in memory (a calibrator's checks
+/// of the day, the series it has judged) is what those lookups would return. Judging the
+/// same event again — after a crash between appending the findings and saving the cursor —
+/// gives the same findings, and the service can tell that they are already there.
 public struct QCEngine: Sendable {
     public typealias Settings = DaemonConfiguration.QualityControl
     public static let inputKinds = ["dosecal.measurement", "dicom.instance.stored"]
