@@ -274,7 +274,7 @@ public struct QCEngine: Sendable {
             if result == "pass" { severity = .info }
             out["result"] = .string(result)
             out["finding"] = .string(
-                "acquired \(Self.duration(minutes)) after injection; protocol \(rule.name) allows \(Self.duration(window.lowerBound))–\(Self.duration(window.upperBound))"
+                "acquired \(Self.duration(minutes)) after injection; allowed \(Self.duration(window.lowerBound))–\(Self.duration(window.upperBound))"
             )
         } else {
             out["result"] = .string("unknown")
@@ -311,7 +311,7 @@ public struct QCEngine: Sendable {
             guard let w = j.window else { return "\(Self.number(j.photopeakKeV)) keV: no window holds it" }
             return "\(Self.number(j.photopeakKeV)) keV: \(Self.number(w.lowerKeV))–\(Self.number(w.upperKeV)) keV (\(Self.number(Self.round(w.widthPct, 1))) %) \(j.result)"
         }
-        out["finding"] = .string(parts.joined(separator: "; ") + " (protocol \(rule.name): \(limits))")
+        out["finding"] = .string(parts.joined(separator: "; ") + " (allowed: \(limits))")
         return draft(event, kind: "qc.protocol.energy_window", severity: result == "pass" ? .info : .warning, device: event.device, out)
     }
 
