@@ -195,26 +195,17 @@ public struct DepartmentFollower: Sendable {
                 }
                 try? await connection.close()
                 if !follow { return }
-            } catch is CancellationError {
+            } catch {
+                // Every way out closes the connection first.
                 try? await connection.close()
-                throw CancellationError()
-            } catch let error as PostgresFailure {
-                try? await connection.close()
-                if !follow { throw error }
-                onError("\(error); reconnecting")
-            } catch let error as ConnectionLost {
-                try? await connection.close()
-                let failure = PostgresFailure("lost \(connector)", error)
-                if !follow { throw failure }
-                onError("\(failure); reconnecting")
-            } catch let error as DeadlineExceeded {
-                try? await connection.close()
-                let failure = PostgresFailure("\(connector) does not answer", error)
-                if !follow { throw failure }
-                onError("\(failure); reconnecting")
-            } catch let error as PSQLError {
-                try? await connection.close()
-                let failure = PostgresFailure("lost \(connector)", error)
+                let failure: PostgresFailure
+                switch error {
+                case let error as PostgresFailure: failure = error
+                case let error as ConnectionLost: failure = PostgresFailure("lost \(connector)", error)
+                case let error as DeadlineExceeded: failure = PostgresFailure("\(connector) does not answer", error)
+                case let error as PSQLError: failure = PostgresFailure("lost \(connector)", error)
+                default: throw error  // cancellation, or `deliver` failed: not ours to retry
+                }
                 if !follow { throw failure }
                 onError("\(failure); reconnecting")
             }

@@ -24,16 +24,19 @@ struct DeadlineExceeded: Error, CustomStringConvertible {
 }
 
 /// Runs `operation`, but returns (throwing `DeadlineExceeded`) after `limit`, or
-/// (throwing `ConnectionLost`) when `connection` closes, even if it has not finished. For queries that could hang on a connection closed at the wrong
-/// moment (see `ensureOpen`): the stuck task is cancelled and left behind, and the caller
-/// reconnects. Inserts are idempotent, so an abandoned batch may land or not.
+/// (throwing `ConnectionLost`) when `connection` closes, even if it has not finished. For
+/// queries that could hang on a connection closed at the wrong moment (see `ensureOpen`):
+/// the stuck task is cancelled and left behind, and the caller reconnects. Inserts are
+/// idempotent, so an abandoned batch may land or not.
+///
+/// A watcher task checks the connection and the deadline every `watchInterval` and ends
+/// with the operation. (Not a `closeFuture` callback: those stay registered until the
+/// connection closes, one per query, on a connection that may live for months.)
 func withDeadline<T: Sendable>(
     _ limit: Duration, _ what: String, closing connection: PostgresConnection? = nil,
     _ operation: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let race = DeadlineRace<T>()
-    // The connection closing ends the wait at once (the query may never be answered).
-    connection?.closeFuture.whenComplete { _ in race.finish(.failure(ConnectionLost())) }
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             race.start(continuation)
@@ -46,15 +49,25 @@ func withDeadline<T: Sendable>(
             }
             race.setWork(work)
             Task {
-                try? await Task.sleep(for: limit)
-                work.cancel()
-                race.finish(.failure(DeadlineExceeded(what: what, limit: limit)))
+                let deadline = ContinuousClock.now + limit
+                while !race.isDone {
+                    if connection?.isClosed == true {
+                        race.finish(.failure(ConnectionLost()))  // the query may never be answered
+                    } else if ContinuousClock.now >= deadline {
+                        race.finish(.failure(DeadlineExceeded(what: what, limit: limit)))
+                    } else {
+                        try? await Task.sleep(for: min(watchInterval, deadline - ContinuousClock.now))
+                    }
+                }
             }
         }
     } onCancel: {
         race.cancel()
     }
 }
+
+/// How often `withDeadline` looks at the connection and the clock.
+let watchInterval: Duration = .milliseconds(100)
 
 /// The first of work, deadline, connection loss and cancellation resumes the caller; the
 /// others are ignored. A result that comes before the caller waits is kept for it.
@@ -67,6 +80,9 @@ final class DeadlineRace<T: Sendable>: Sendable {
         var cancelled = false
     }
     private let state = Mutex(State())
+
+    /// Whether the caller has been (or will be, when it waits) resumed.
+    var isDone: Bool { state.withLock { $0.done } }
 
     func start(_ continuation: CheckedContinuation<T, any Error>) {
         let early = state.withLock { s -> Result<T, any Error>? in

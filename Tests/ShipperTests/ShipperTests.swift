@@ -252,6 +252,21 @@ import Testing
         #expect(error?.message.contains(dir + "/missing") == true)
     }
 
+    @Test func deadlinesReturnTheResultOrGiveUp() async throws {
+        #expect(try await withDeadline(.seconds(60), "a quick query") { 42 } == 42)
+        await #expect(throws: DeadlineExceeded.self) {
+            try await withDeadline(.milliseconds(200), "a query that hangs") { () async throws -> Int in
+                try await Task.sleep(for: .seconds(3600))
+                return 0
+            }
+        }
+        // The watcher's loop ends when the race is done, also for a result that came first.
+        let race = DeadlineRace<Int>()
+        #expect(!race.isDone)
+        race.finish(.success(1))
+        #expect(race.isDone)
+    }
+
     @Test func mergeKeepsEachHistoryInOrder() {
         let id = UUID()
         func event(_ node: String, _ seq: Int64, _ t: Double) -> Event {
