@@ -123,10 +123,11 @@ public struct JournalShipper: Service {
             } catch is CancellationError {
                 break
             } catch let expired as CursorExpired {
-                // Only reachable with retention_may_drop_unshipped: the deleted range is in
-                // the journal.truncated event, which ships like any other.
+                // Reachable with retention_may_drop_unshipped (the deleted range is in the
+                // journal.truncated event, which ships like any other), or when the server's
+                // cursor went back behind retention: a database restored from an old backup.
                 logger.warning(
-                    "retention deleted events before they were shipped; continuing after them",
+                    "the server's cursor is older than the oldest event kept here: events retention deleted (retention_may_drop_unshipped, or a database restored from an older backup) cannot be shipped; continuing after them",
                     metadata: ["shipper.cursor": "\(expired.cursor)", "journal.oldest_seq": "\(expired.oldestSeq)"])
                 iterator = journal.follow(after: expired.oldestSeq - 1).makeAsyncIterator()
                 pending = []
