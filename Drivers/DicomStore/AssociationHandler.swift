@@ -134,7 +134,7 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        peerAddress = context.remoteAddress?.ipAddress ?? "unknown"
+        peerAddress = context.remoteAddress?.ipAddress.map { IPAddress.canonical($0) ?? $0 } ?? "unknown"
         arm(seconds: shared.settings.artimTimeout, reason: "no A-ASSOCIATE-RQ within \(Int(shared.settings.artimTimeout)) s")
         context.fireChannelActive()
     }

@@ -131,7 +131,11 @@ extension DaemonConfiguration {
         for peer in table.tables("peer", name: { index, t in "peer[\(t["ae_title"]?.string ?? "#\(index + 1)")]" }) {
             let title = peer.string("ae_title", required: true)
             let device = peer.string("device", required: true)
-            let host = peer.string("host")
+            var host = peer.string("host")
+            if let text = host {
+                host = IPAddress.canonical(text)
+                if host == nil { peer.problem("host", "\"\(text)\" is not an IP address (such as \"10.0.0.5\" or \"fd00::5\")") }
+            }
             if let title, !isValidAETitle(title) {
                 peer.problem("ae_title", "\"\(title)\" must be 1–16 printable ASCII characters without backslash or leading/trailing spaces")
             } else if let title, let first = seen[title] {

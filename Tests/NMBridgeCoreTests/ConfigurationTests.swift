@@ -181,6 +181,24 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         #expect(problems.count == expected.count, "\(problems.joined(separator: "\n"))")
     }
 
+    @Test func ipAddressesHaveOneSpelling() throws {
+        #expect(IPAddress.canonical("10.0.0.5") == "10.0.0.5")
+        #expect(IPAddress.canonical("::ffff:10.0.0.5") == "10.0.0.5", "an IPv4 peer on a dual-stack socket")
+        #expect(IPAddress.canonical("fe80:0:0:0::1") == "fe80::1")
+        #expect(IPAddress.canonical("FD00::5") == "fd00::5")
+        for bad in ["", "localhost", "10.0.0", "10.0.0.256", "::g", "10.0.0.5 "] {
+            #expect(IPAddress.canonical(bad) == nil, "\(bad)")
+        }
+        let configuration = try load("[dicom]\n[[dicom.peer]]\nae_title = \"CONSOLE\"\nhost = \"::ffff:10.0.0.5\"\ndevice = \"spect-1\"\n")
+        #expect(configuration.dicom?.peers.first?.host == "10.0.0.5")
+        let error = #expect(throws: ConfigurationError.self) {
+            try load("[dicom]\n[[dicom.peer]]\nae_title = \"CONSOLE\"\nhost = \"console.example\"\ndevice = \"spect-1\"\n")
+        }
+        #expect(error?.problems.map(\.description) == [
+            "test.toml:4: dicom.peer[CONSOLE].host: \"console.example\" is not an IP address (such as \"10.0.0.5\" or \"fd00::5\")"
+        ])
+    }
+
     @Test func overlongSocketPathIsAProblem() {
         let long = "/run/" + String(repeating: "n", count: 110) + "/api.sock"
         #expect { try load("[api]\nsocket = \"\(long)\"") } throws: { error in
