@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import NMBridgeCore
+import Synchronization
 
 /// Why an instance could not be stored; the C-STORE status it maps to.
 public struct StoreError: Error, Sendable, CustomStringConvertible {
@@ -238,6 +239,10 @@ enum StoragePath {
                 throw .resources("cannot create \(directory): \(InstanceFile.errorText())")
             }
         }
+        // Two associations may store the same instance at once: the check of what is
+        // there and the rename are one step per target path.
+        while !committing.withLock({ $0.insert(target).inserted }) { usleep(1000) }
+        defer { _ = committing.withLock { $0.remove(target) } }
         var replaced: String?
         if access(target, F_OK) == 0 {
             let existing = sha256OfFile(target) ?? "unreadable"
@@ -263,6 +268,9 @@ enum StoragePath {
         syncDirectory(directory)
         return (target, .stored(replacedSHA256: replaced))
     }
+
+    /// Target paths being committed by some association now.
+    private static let committing = Mutex<Set<String>>([])
 
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

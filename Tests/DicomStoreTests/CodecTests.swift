@@ -332,3 +332,34 @@ struct DatasetBuilder {
         #expect(try reader.read().string(Tag(0x0010, 0x0010)) == "Doe^Jane")
     }
 }
+
+@Suite struct StorageCommitTests {
+    /// Two associations storing the same instance with different bytes at the same moment:
+    /// with duplicates = "reject", exactly one is stored and the other is refused (0x0111).
+    @Test func concurrentCommitsOfOneInstanceDecideOnce() async throws {
+        let root = FileManager.default.temporaryDirectory.path + "/nmb-commit-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        for round in 0..<50 {
+            let outcomes = try await withThrowingTaskGroup(of: String.self) { group in
+                for writer in 0..<2 {
+                    group.addTask {
+                        let file = try InstanceFile(
+                            root: root, sopClass: "1.2.840.10008.5.1.4.1.1.20", sopInstance: "1.2.3.\(round)",
+                            transferSyntax: "1.2.840.10008.1.2.1", callingAE: "A\(writer)")
+                        try file.append([0x08, 0x00, 0x16, 0x00, 0x55, 0x49, 0x02, 0x00, 0x31, UInt8(0x30 + writer)])
+                        let sha = try file.finish()
+                        do throws(StoreError) {
+                            let (_, outcome) = try StoragePath.commit(file, sha256: sha, relativePath: "s/\(round).dcm", policy: .reject)
+                            return outcome == .stored(replacedSHA256: nil) ? "stored" : "\(outcome)"
+                        } catch {
+                            file.discard()
+                            return error.status == DICOM.Status.duplicateInstance ? "rejected" : "\(error)"
+                        }
+                    }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(outcomes.sorted() == ["rejected", "stored"], "round \(round)")
+        }
+    }
+}
