@@ -16,6 +16,8 @@ public struct QualityControlService: Service {
     let settings: DaemonConfiguration.QualityControl
     let zone: TimeZone
     let logger: Logger
+    /// Progress for `/metrics` and `nmbridge status`.
+    public let status = QCStatus()
 
     public init(journal: Journal, settings: DaemonConfiguration.QualityControl, zone: TimeZone, logger: Logger) {
         self.journal = journal
@@ -36,6 +38,11 @@ public struct QualityControlService: Service {
                 return
             } catch {
                 logger.error("QC service failed; starting over from its cursor", metadata: ["error": "\(error)", "retry_s": "\(pause)"])
+                status.update {
+                    $0.failures += 1
+                    $0.lastError = "\(error)"
+                    $0.lastErrorTime = Date()
+                }
                 let until = ContinuousClock.now + .seconds(pause)
                 while ContinuousClock.now < until, !Task.isCancelled, !journal.followersClosed {
                     try? await Task.sleep(for: .milliseconds(100))
@@ -48,6 +55,7 @@ public struct QualityControlService: Service {
     private func follow() async throws {
         var engine = QCEngine(settings: settings, zone: zone, journal: journal)
         var cursor = try await resumeCursor()
+        status.update { [cursor] in $0.judgedSeq = cursor }
         var saved = cursor
         var lastSave = ContinuousClock.now
         logger.info(
@@ -76,9 +84,11 @@ public struct QualityControlService: Service {
                 let findings = try await engine.judge(event)
                 if !findings.isEmpty { try await appendRetrying(findings, for: event) }
                 cursor = event.seq
+                status.update { $0.findings += Int64(findings.count) }
             case .idle:
                 cursor = max(cursor, iterator.cursor)
             }
+            status.update { [cursor] in $0.judgedSeq = cursor }
             if cursor != saved, ContinuousClock.now - lastSave > .seconds(2) {
                 save(cursor)
                 saved = cursor

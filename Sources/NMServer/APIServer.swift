@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NMBridgeCore
 import NMJournal
+import NMQualityControl
 import NMShipper
 
 /// The HTTP API (docs/api in README): events, live stream (SSE), devices, health, metrics.
@@ -18,6 +19,8 @@ public struct APIRoutes: Sendable {
     let started: Date
     /// The PostgreSQL shipper's progress, when `[shipper]` is configured.
     let shipper: ShipperStatus?
+    /// The QC service's progress, when `[qc]` is configured.
+    let qc: QCStatus?
     /// Silence after which the stream sends a keep-alive comment.
     let keepAlive: Duration
     /// The largest page `GET /v1/events` returns.
@@ -25,9 +28,10 @@ public struct APIRoutes: Sendable {
 
     public init(
         journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15),
-        shipper: ShipperStatus? = nil
+        shipper: ShipperStatus? = nil, qc: QCStatus? = nil
     ) {
         self.shipper = shipper
+        self.qc = qc
         self.keepAlive = keepAlive
         self.journal = journal
         self.monitor = monitor
@@ -212,6 +216,15 @@ public struct APIRoutes: Sendable {
         ]
         // An unreachable PostgreSQL does not degrade the daemon: events are journaled and
         // ship later. The lag says how far behind the department table is.
+        if let qc = qc?.snapshot, case .object(var fields) = body {
+            fields["qc"] = [
+                "judged_seq": .int(qc.judgedSeq), "behind_events": .int(max(0, bounds.last - qc.judgedSeq)),
+                "findings": .int(qc.findings), "failures": .int(qc.failures),
+                "last_error": qc.lastError.map(JSONValue.string) ?? .null,
+                "last_error_time": qc.lastErrorTime.map { .string(Timestamp.format($0)) } ?? .null,
+            ]
+            body = .object(fields)
+        }
         if let shipper = shipper?.snapshot, case .object(var fields) = body {
             fields["shipper"] = [
                 "server": .string(shipper.server), "connected": .bool(shipper.connected),
@@ -244,6 +257,11 @@ public struct APIRoutes: Sendable {
         text.metric("nmbridge_device_up", .gauge, "1 when the device's link is up.", devices.map { (["device": $0.id, "driver": $0.driver], $0.link == "up" ? 1 : 0) })
         text.metric("nmbridge_device_stale", .gauge, "1 when the device is stale.", devices.map { (["device": $0.id], $0.stale ? 1 : 0) })
         text.metric("nmbridge_driver_restarts_total", .counter, "Driver restarts after crashes.", devices.map { (["device": $0.id], Double($0.restarts)) })
+        if let qc = qc?.snapshot {
+            text.metric("nmbridge_qc_judged_seq", .gauge, "The journal seq through which the QC service has judged every input.", [([:], Double(qc.judgedSeq))])
+            text.metric("nmbridge_qc_findings_total", .counter, "qc.* findings journaled since the daemon started.", [([:], Double(qc.findings))])
+            text.metric("nmbridge_qc_failures_total", .counter, "Times the QC service failed and started over.", [([:], Double(qc.failures))])
+        }
         if let shipper = shipper?.snapshot {
             let server = ["server": shipper.server]
             text.metric("nmbridge_shipper_connected", .gauge, "1 while the shipper is connected to PostgreSQL.", [(server, shipper.connected ? 1 : 0)])

@@ -49,7 +49,13 @@ public enum Daemon {
             let connector = try PostgresConnector(settings, environment: environment)
             shipper = JournalShipper(journal: journal, settings: settings, connector: connector, logger: logger)
         }
-        let routes = APIRoutes(journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status)
+        let qualityControl = configuration.qualityControl.map { settings in
+            QualityControlService(
+                journal: journal, settings: settings,
+                zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, logger: logger)
+        }
+        let routes = APIRoutes(
+            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
         let readiness = Readiness(expected: configuration.api.tcpPort == nil ? 1 : 2) {
             notifier.notify("READY=1\nSTATUS=journaling \(configuration.devices.count) device(s)")
             announce()
@@ -103,10 +109,7 @@ public enum Daemon {
             let inherited = SocketActivation.descriptors(environment: environment)["dicom"]
             services.append(DicomReceiver(settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited))
         }
-        if let qc = configuration.qualityControl {
-            let zone = configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current
-            services.append(QualityControlService(journal: journal, settings: qc, zone: zone, logger: logger))
-        }
+        if let qualityControl { services.append(qualityControl) }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))
         }

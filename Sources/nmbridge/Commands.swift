@@ -55,6 +55,12 @@ struct Status: AsyncParsableCommand {
             if let error = j["last_append_error"]?.stringValue {
                 text += "last append error: \(error) (\(j["append_failures"]?.intValue ?? 0) failure(s))\n"
             }
+            if let q = body["qc"], q != .null {
+                text += "qc:       judged through seq \(q["judged_seq"]?.intValue ?? 0) (\(q["behind_events"]?.intValue ?? 0) event(s) behind), \(q["findings"]?.intValue ?? 0) finding(s) since start\n"
+                if let error = q["last_error"]?.stringValue {
+                    text += "last QC error: \(error) (\(q["failures"]?.intValue ?? 0) failure(s))\n"
+                }
+            }
             if let s = body["shipper"], s != .null {
                 let shipped = s["shipped_seq"]?.intValue.map(String.init) ?? "unknown"
                 text += """

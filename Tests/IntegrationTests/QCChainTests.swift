@@ -108,6 +108,15 @@ import Testing
         #expect(qc.first { $0.kind == "qc.protocol.uptake_delay" }?.data["delay_min"]?.doubleValue == 180)
         #expect(qc.first { $0.kind == "qc.protocol.energy_window" }?.data["result"] == .string("pass"))
 
+        // Its progress, as `nmbridge status` and Prometheus see it.
+        let health = try JSONValue.parse(try await daemon.client.get("/v1/health").text)
+        #expect(health["qc"]?["findings"]?.intValue ?? 0 >= 3, "\(health)")
+        #expect(health["qc"]?["judged_seq"]?.intValue ?? 0 >= stored.seq, "\(health)")
+        let metrics = try await daemon.client.get("/metrics").text
+        #expect(metrics.contains("nmbridge_qc_findings_total "), "\(metrics)")
+        let status = try await runProgram(productsDirectory + "/nmbridge", ["--socket", daemon.socketPath, "status"])
+        #expect(status.stdout.contains("qc:       judged through seq"), "\(status.stdout)")
+
         // A graceful restart judges nothing again.
         #expect(try await daemon.stop() == 0)
         daemon = try await DaemonProcess.start(directory: dir, config: config)
