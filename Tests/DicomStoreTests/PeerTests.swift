@@ -10,10 +10,8 @@ import Testing
 /// pynetdicom installs a `storescu` of its own) and pynetdicom/pydicom
 /// (Tests/Peers/dicom_peer.py in .venv-test). scripts/test installs both.
 enum DicomPeers {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-    static let python = ProcessInfo.processInfo.environment["NMBRIDGE_TEST_PYTHON"] ?? root + "/.venv-test/bin/python"
-    static let peer = root + "/Tests/Peers/dicom_peer.py"
+    static let python = testPython
+    static let peer = repositoryRoot + "/Tests/Peers/dicom_peer.py"
 
     /// Runs a program to its end: exit status and output (DCMTK with TCP_NODELAY=1, its fast setting).
     static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {

@@ -251,11 +251,7 @@ struct DriverRig {
 /// The CRC-35R driver against an independent implementation of the protocol (a Python
 /// script written from the framing rules, no shared code), over a socat pty pair.
 @Suite struct IndependentPeerTests {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
-        return url.path
-    }()
+    static let root = repositoryRoot
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/socat"), "socat is installed by scripts/test"))
     func crc35rAgainstAPythonDeviceOverSocat() async throws {

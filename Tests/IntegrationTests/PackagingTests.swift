@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 /// Runs scripts/check-packaging: systemd unit (verify + security score),
@@ -6,14 +7,8 @@ import Testing
 /// Needs Debian 12 as root (it installs systemd/udev/umockdev when missing).
 /// Where that is not possible, e.g. no systemd-analyze, it fails: never skips.
 @Test func packagingChecksPass() async throws {
-    var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
-        let parent = root.deletingLastPathComponent()
-        try #require(parent.path != root.path, "no Package.swift above \(#filePath)")
-        root = parent
-    }
-    let script = root.appendingPathComponent("scripts/check-packaging").path
-    let result = try await runProgram("/bin/bash", ["-c", "cd \"$1\" && exec bash \"$2\" 2>&1", "check", root.path, script])
+    let script = repositoryRoot + "/scripts/check-packaging"
+    let result = try await runProgram("/bin/bash", ["-c", "cd \"$1\" && exec bash \"$2\" 2>&1", "check", repositoryRoot, script])
     let output = result.stdout
     #expect(result.status == 0, "scripts/check-packaging failed:\n\(output)")
     #expect(output.contains("PASS: all packaging checks passed"), "no PASS line from scripts/check-packaging:\n\(output)")
@@ -27,7 +22,7 @@ import Testing
 /// Policy: no rule, active or one of the commented examples an admin uncomments, names a
 /// USB chip id or hands a device to nmbridge without naming the adapter's serial.
 @Suite struct UdevRulesFile {
-    static let rulesPath = repositoryRoot() + "/udev-rules/70-nmbridge.rules"
+    static let rulesPath = repositoryRoot + "/udev-rules/70-nmbridge.rules"
 
     @Test func parsesAndNeverSelectsByChipIDAlone() throws {
         let lint = UdevRulesLint(text: try String(contentsOfFile: Self.rulesPath, encoding: .utf8))
@@ -232,16 +227,6 @@ struct UdevRulesLint {
     }
 }
 
-/// The directory holding Package.swift above this file.
-private func repositoryRoot() -> String {
-    var root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    while !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
-        let parent = root.deletingLastPathComponent()
-        if parent.path == root.path { break }
-        root = parent
-    }
-    return root.path
-}
 
 /// Runs a program, returning its exit status and combined output.
 private func run(_ executable: String, _ arguments: [String]) throws -> (Int32, String) {

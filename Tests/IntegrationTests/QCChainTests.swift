@@ -8,9 +8,6 @@ import Testing
 /// it. Constancy → patient dose → injection → NM study → reconciliation, with a kill -9
 /// in the middle.
 @Suite struct QCChainTests {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-    static let python = ProcessInfo.processInfo.environment["NMBRIDGE_TEST_PYTHON"] ?? root + "/.venv-test/bin/python"
-
     static func dicomDateTime(_ date: Date) -> String {
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
@@ -76,9 +73,9 @@ import Testing
         let headerMBq = 740 * Radionuclide.named("Tc-99m")!.decay(1, over: 120)
         let file = dir + "/nm.dcm"
         let made = try await runProgram(
-            Self.python,
+            testPython,
             [
-                Self.root + "/Tests/Peers/dicom_peer.py", "make-nm", file, "--dose", String(format: "%.2f", headerMBq),
+                repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-nm", file, "--dose", String(format: "%.2f", headerMBq),
                 "--start-datetime", Self.dicomDateTime(injection) + "+0000", "--acquisition",
                 Self.dicomDateTime(injection.addingTimeInterval(3 * 3600)), "--timezone-offset", "+0000",
             ])

@@ -12,9 +12,8 @@ import Testing
 /// mbpoll as an independent client of the simulator, and the driver against both.
 /// scripts/test installs them (pymodbus into .venv-test); these tests fail, not skip, without.
 enum Peers {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().path
-    static let python = ProcessInfo.processInfo.environment["NMBRIDGE_TEST_PYTHON"] ?? root + "/.venv-test/bin/python"
+    static let root = repositoryRoot
+    static let python = testPython
 
     static func temporaryDirectory() throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-modbus-\(UUID().uuidString)").path

@@ -1,5 +1,6 @@
 import Foundation
 import ScriptDriver
+import TestSupport
 import Testing
 
 @testable import NMBridgeCore
@@ -286,9 +287,7 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
 
 @Suite struct EventModelTests {
     @Test func docsEventsMdMatchesTheRegistry() throws {
-        var url = URL(fileURLWithPath: #filePath)
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { url.deleteLastPathComponent() }
-        let doc = try String(contentsOf: url.appendingPathComponent("docs/events.md"), encoding: .utf8)
+        let doc = try String(contentsOfFile: repositoryRoot + "/docs/events.md", encoding: .utf8)
         #expect(doc == EventKindRegistry.standard.markdown(), "docs/events.md is stale: regenerate it with `nmbridge kinds --markdown > docs/events.md`")
     }
 
