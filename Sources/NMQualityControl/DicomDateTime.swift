@@ -81,21 +81,6 @@ public enum DicomDateTime {
         guard let date = calendar.date(from: components), calendar.component(.day, from: date) == day else { return nil }
         return date.addingTimeInterval(seconds - Double(whole))
     }
-
-    /// The site-local calendar day of `date` as `YYYY-MM-DD`.
-    public static func localDate(_ date: Date, zone: TimeZone) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        let c = calendar.dateComponents([.year, .month, .day], from: date)
-        return String(format: "%04d-%02d-%02d", c.year!, c.month!, c.day!)
-    }
-
-    /// The start of the site-local day that holds `date`.
-    public static func startOfDay(_ date: Date, zone: TimeZone) -> Date {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = zone
-        return calendar.startOfDay(for: date)
-    }
 }
 
 extension Character {

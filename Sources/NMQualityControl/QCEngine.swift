@@ -25,7 +25,7 @@ public struct QCEngine: Sendable {
     private var firstJudged: Date?
 
     struct CalibratorDay {
-        var date: String
+        var date: LocalDay
         var checks: [QCRules.Constancy]
     }
 
@@ -52,9 +52,9 @@ public struct QCEngine: Sendable {
             measured > 0
         else { return [] }
         let sources = settings.checkSources.filter { $0.device == device }
-        let localDate = DicomDateTime.localDate(event.time, zone: zone)
+        let localDate = LocalDay(containing: event.time, zone: zone)
         var common: [String: JSONValue] = [
-            "source_seq": .int(event.seq), "local_date": .string(localDate), "nuclide": .string(nuclide), "measured_bq": .double(measured.rounded()),
+            "source_seq": .int(event.seq), "local_date": .string(localDate.description), "nuclide": .string(nuclide), "measured_bq": .double(measured.rounded()),
         ]
         let isCheck = sources.contains { $0.nuclide == nuclide }
         if !isCheck, QCRules.checkSourceNuclides.contains(nuclide) { return [] }  // a check source this calibrator has no reference for
@@ -97,7 +97,7 @@ public struct QCEngine: Sendable {
     /// The first time a calibrator is seen, they are read from the journal; from then on the
     /// engine has judged every later measurement of it in order, so it keeps them itself
     /// (a new day starts empty). Only a measurement dated before the day kept is read again.
-    private mutating func constancyChecks(before event: Event, device: String, on date: String, sources: [Settings.CheckSource])
+    private mutating func constancyChecks(before event: Event, device: String, on date: LocalDay, sources: [Settings.CheckSource])
         async throws -> [QCRules.Constancy]
     {
         if let day = days[device] {
@@ -107,7 +107,7 @@ public struct QCEngine: Sendable {
                 return []
             }
         }
-        let dayStart = DicomDateTime.startOfDay(event.time, zone: zone)
+        let dayStart = date.start(in: zone)
         var earlier: [Event] = []
         for nuclide in Set(sources.map(\.nuclide)).sorted() {
             earlier += try await journal.events(
@@ -164,7 +164,7 @@ public struct QCEngine: Sendable {
         let nuclide = pharma["nuclide"]?.stringValue
         var common: [String: JSONValue] = [
             "source_seq": .int(event.seq),
-            "local_date": .string(DicomDateTime.localDate(acquisition ?? injection ?? event.time, zone: zone)), "modality": .string(modality),
+            "local_date": .string(LocalDay(containing: acquisition ?? injection ?? event.time, zone: zone).description), "modality": .string(modality),
         ]
         for (field, key) in [
             ("study_uid", "study_uid"), ("series_uid", "series_uid"), ("patient_id", "patient_id"), ("accession_number", "accession_number"),
@@ -204,7 +204,7 @@ public struct QCEngine: Sendable {
         if let nuclide { out["nuclide"] = .string(nuclide) }
         if let injection { out["injection_time"] = .string(Timestamp.format(injection)) }
         guard !pharma.isEmpty else { return finding("no_header_dose", "the instance has no Radiopharmaceutical Information Sequence") }
-        let headerText = pharma["total_dose_header"]?.doubleValue.map { Self.number($0) } ?? "none"
+        let headerText = pharma["total_dose_header"]?.doubleValue.map { QCText.decimal($0) } ?? "none"
         if let suspect = pharma["total_dose_suspect"]?.stringValue {
             return finding("implausible_header", "Radionuclide Total Dose \(headerText): \(suspect); not compared")
         }
@@ -233,7 +233,7 @@ public struct QCEngine: Sendable {
         guard let (syringe, syringeBq) = before.last else {
             return finding(
                 "no_measurement",
-                "no \(nuclide) measurement in the \(Self.number(settings.reconciliationWindowMinutes)) min before the injection at \(Timestamp.format(injection))")
+                "no \(nuclide) measurement in the \(QCText.decimal(settings.reconciliationWindowMinutes)) min before the injection at \(Timestamp.format(injection))")
         }
         device = syringe.device ?? device
         // A residual: the same calibrator, after the injection, less than the syringe held.
@@ -254,7 +254,7 @@ public struct QCEngine: Sendable {
             out["residual_bq"] = .double(residualBq.rounded())
         }
         let text =
-            "header \(Self.mbq(header)) MBq vs measured \(Self.mbq(result.measuredBq)) MBq at injection (\(Self.signed(result.deviationPct)) %, limit ±\(Self.number(settings.reconciliationTolerancePct)) %)"
+            "header \(Self.mbq(header)) MBq vs measured \(Self.mbq(result.measuredBq)) MBq at injection (\(Self.signed(result.deviationPct)) %, limit ±\(QCText.decimal(settings.reconciliationTolerancePct)) %)"
         return result.pass ? finding("pass", text, .info) : finding("fail", text, .warning)
     }
 
@@ -306,10 +306,10 @@ public struct QCEngine: Sendable {
                 }
                 return .object(w)
             })
-        let limits = "\(Self.number(rule.windowWidthPct.lowerBound))–\(Self.number(rule.windowWidthPct.upperBound)) % wide, centre within ±\(Self.number(rule.windowCenterTolerancePct)) %"
+        let limits = "\(QCText.decimal(rule.windowWidthPct.lowerBound))–\(QCText.decimal(rule.windowWidthPct.upperBound)) % wide, centre within ±\(QCText.decimal(rule.windowCenterTolerancePct)) %"
         let parts = judged.map { j in
-            guard let w = j.window else { return "\(Self.number(j.photopeakKeV)) keV: no window holds it" }
-            return "\(Self.number(j.photopeakKeV)) keV: \(Self.number(w.lowerKeV))–\(Self.number(w.upperKeV)) keV (\(Self.number(Self.round(w.widthPct, 1))) %) \(j.result)"
+            guard let w = j.window else { return "\(QCText.decimal(j.photopeakKeV)) keV: no window holds it" }
+            return "\(QCText.decimal(j.photopeakKeV)) keV: \(QCText.decimal(w.lowerKeV))–\(QCText.decimal(w.upperKeV)) keV (\(QCText.decimal(Self.round(w.widthPct, 1))) %) \(j.result)"
         }
         out["finding"] = .string(parts.joined(separator: "; ") + " (allowed: \(limits))")
         return draft(event, kind: "qc.protocol.energy_window", severity: result == "pass" ? .info : .warning, device: event.device, out)
@@ -366,9 +366,6 @@ public struct QCEngine: Sendable {
         return (value * factor).rounded() / factor
     }
 
-    static func number(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
-    }
 
     static func signed(_ value: Double) -> String { (value >= 0 ? "+" : "") + String(format: "%.1f", value) }
 

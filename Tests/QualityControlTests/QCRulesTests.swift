@@ -135,7 +135,7 @@ import Testing
         let acquisition = try #require(DicomDateTime.instant(date: "20260329", time: "043000", zone: berlin))
         #expect(acquisition.timeIntervalSince(injection) == 7200)
         // The site-local day: 23:30 UTC on 30 June is already 1 July in Berlin.
-        #expect(DicomDateTime.localDate(at("2026-06-30T23:30:00Z"), zone: berlin) == "2026-07-01")
-        #expect(DicomDateTime.startOfDay(at("2026-06-30T23:30:00Z"), zone: berlin) == at("2026-06-30T22:00:00Z"))
+        #expect(LocalDay(containing: at("2026-06-30T23:30:00Z"), zone: berlin).description == "2026-07-01")
+        #expect(LocalDay(containing: at("2026-06-30T23:30:00Z"), zone: berlin).start(in: berlin) == at("2026-06-30T22:00:00Z"))
     }
 }

@@ -15,18 +15,13 @@ extension QCReport {
         for finding in findings {
             let fields = [
                 finding.localDay.description, Timestamp.format(finding.time), finding.kind, finding.device ?? "", finding.result,
-                finding.value.map(Self.csvNumber) ?? "", finding.unit, finding.limit,
+                finding.value.map(QCText.decimal) ?? "", finding.unit, finding.limit,
                 Self.csvText(finding.text("patient_id")), Self.csvText(finding.text("accession_number")), finding.text("study_uid") ?? "",
                 finding.text("series_uid") ?? "", Self.csvText(finding.detail), String(finding.seq),
             ]
             out += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
         }
         return out
-    }
-
-    /// `370000000`, `-0.42`: whole numbers without a decimal point.
-    static func csvNumber(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
     }
 
     /// Text from a DICOM header or an instrument: a leading `=`, `+`, `-`, `@` or tab would

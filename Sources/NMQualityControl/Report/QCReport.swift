@@ -254,6 +254,11 @@ public struct QCFinding: Sendable {
 
 /// Number and text formatting shared by the renderers.
 enum QCText {
+    /// `370000000`, `-0.42`: whole numbers without a decimal point, others in full.
+    static func decimal(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+
     /// `5`, `2.5`; `?` when absent.
     static func number(_ value: Double?) -> String {
         guard let value else { return "?" }
