@@ -66,6 +66,9 @@ struct QualityControlCatchUp: BenchCommand {
         let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: .normal), logger: benchLogger())
         let start = Date(timeIntervalSince1970: 1_795_000_000)
         var batch: [EventDraft] = []
+        let formatter = DateFormatter()
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd HHmmss"
         for i in 0..<events {
             let time = start.addingTimeInterval(Double(i) * 2)
             if i % 50 == 0 {
@@ -80,9 +83,6 @@ struct QualityControlCatchUp: BenchCommand {
             } else if i % 100 == 1 {
                 let series = i / 2000
                 let wall = time.addingTimeInterval(-3 * 3600)
-                let formatter = DateFormatter()
-                formatter.timeZone = TimeZone(identifier: "UTC")
-                formatter.dateFormat = "yyyyMMdd HHmmss"
                 let parts = formatter.string(from: wall).split(separator: " ").map(String.init)
                 batch.append(
                     EventDraft(
