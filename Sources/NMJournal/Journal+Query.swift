@@ -80,24 +80,24 @@ extension Journal {
             conditions.append("(" + filter.kinds.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")")
             arguments.append(contentsOf: filter.kinds.map { $0 as (any DatabaseValueConvertible)? })
         }
+        var timeConditions: [String] = []
+        var timeArguments: [String] = []
         if let since = filter.since {
-            conditions.append("time >= ?")
-            arguments.append(Timestamp.format(since))
+            timeConditions.append("time >= ?")
+            timeArguments.append(Timestamp.format(since))
         }
         if let until = filter.until {
-            conditions.append("time < ?")
-            arguments.append(Timestamp.format(until))
+            timeConditions.append("time < ?")
+            timeArguments.append(Timestamp.format(until))
         }
         // Ordered by seq with a LIMIT, SQLite walks the primary key from the start and
         // tests every row's time: a scan of the whole journal for a recent window. The time
         // index names the seqs of the window (times need not grow with seq: a QC finding is
         // dated at the event it judged), so the walk can start and stop there.
-        if filter.since != nil || filter.until != nil {
-            var sql = "SELECT MIN(seq), MAX(seq) FROM events WHERE "
-            var timeArguments: [String] = []
-            if let since = filter.since { timeArguments.append(Timestamp.format(since)) }
-            if let until = filter.until { timeArguments.append(Timestamp.format(until)) }
-            sql += [filter.since.map { _ in "time >= ?" }, filter.until.map { _ in "time < ?" }].compactMap { $0 }.joined(separator: " AND ")
+        if !timeConditions.isEmpty {
+            conditions += timeConditions
+            arguments += timeArguments.map { $0 as (any DatabaseValueConvertible)? }
+            let sql = "SELECT MIN(seq), MAX(seq) FROM events WHERE " + timeConditions.joined(separator: " AND ")
             let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(timeArguments))
             guard let low: Int64 = row?[0], let high: Int64 = row?[1] else {
                 return EventPage(events: [], oldestSeq: bounds.oldest, lastSeq: bounds.last)

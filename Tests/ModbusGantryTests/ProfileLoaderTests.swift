@@ -1,13 +1,12 @@
 import Foundation
 import NMBridgeCore
+import TestSupport
 import Testing
 
 @testable import ModbusGantry
 
 /// The profiles shipped in the source tree (the tests run from the package's build folder).
-let profilesDirectory = URL(fileURLWithPath: #filePath)
-    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Drivers/ModbusGantry/profiles").path
+let profilesDirectory = repositoryRoot + "/Drivers/ModbusGantry/profiles"
 
 /// The 1-based line of the first line of `text` containing `marker`, so tests name lines
 /// by content rather than by counting.

@@ -32,7 +32,7 @@ struct QualityControlCatchUp: BenchCommand {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let path = dir + "/journal.db"
         if fillOnly {
-            try? FileManager.default.removeItem(atPath: path)
+            removeDatabase(path)
             try await fill(path)
             return
         }
@@ -55,9 +55,15 @@ struct QualityControlCatchUp: BenchCommand {
             if !drafts.isEmpty { try await journal.append(drafts) }
         }
         let seconds = (ContinuousClock.now - start) / .seconds(1)
-        print(
-            "{\"bench\":\"qc-catchup\",\"impl\":\"\(followOnly ? "nmbridge-follow" : "nmbridge")\",\"events\":\(events),\"inputs\":\(inputs),\"findings\":\(findings),\"seconds\":\(String(format: "%.3f", seconds)),\"inputs_per_s\":\(Int(Double(inputs) / seconds))}"
-        )
+        var line = JSONLine()
+        line.add("bench", "qc-catchup")
+        line.add("impl", followOnly ? "nmbridge-follow" : "nmbridge")
+        line.add("events", events)
+        line.add("inputs", inputs)
+        line.add("findings", findings)
+        line.add("seconds", seconds)
+        line.add("inputs_per_s", Int(Double(inputs) / seconds))
+        line.print()
     }
 
     /// One event every 2 s of a day and onwards; every 50th a measurement (a check source
