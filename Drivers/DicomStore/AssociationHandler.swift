@@ -89,7 +89,6 @@ final class AssociationHandler: ChannelInboundHandler {
     private var device = ""
     private var peerAddress = ""
     private var contexts: [UInt8: (abstractSyntax: String, transferSyntax: String)] = [:]
-    private var peerMaxPDU = 0
     private var started = Date()
     private var stored = 0
     private var failed = 0
@@ -227,7 +226,6 @@ final class AssociationHandler: ChannelInboundHandler {
             answers.append(AcceptedContext(id: proposed.id, result: .acceptance, transferSyntax: syntax))
             contexts[proposed.id] = (proposed.abstractSyntax, syntax)
         }
-        peerMaxPDU = request.maxPDULength == 0 ? Int(UInt32.max) : Int(request.maxPDULength)
         let accept = AssociateAccept(
             calledAE: request.calledAE, callingAE: request.callingAE, contexts: answers, maxPDULength: UInt32(settings.maxPDULength),
             implementationClassUID: DICOM.implementationClassUID, implementationVersionName: DICOM.implementationVersionName,

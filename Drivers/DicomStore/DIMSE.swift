@@ -15,7 +15,6 @@ public struct Command: Sendable, Equatable {
     public var dataSetType: UInt16
     public var status: UInt16?
     public var priority: UInt16?
-    public var moveOriginatorAE: String?
 
     public init(
         field: UInt16, messageID: UInt16? = nil, respondingTo: UInt16? = nil, affectedSOPClass: String? = nil,
@@ -42,12 +41,10 @@ public struct Command: Sendable, Equatable {
             return UInt16(value[value.startIndex]) | UInt16(value[value.startIndex + 1]) << 8
         }
         guard let field = u16(0x0100) else { throw DatasetError(message: "command set without a command field (0000,0100)") }
-        var command = Command(
+        return Command(
             field: field, messageID: u16(0x0110), respondingTo: u16(0x0120), affectedSOPClass: set.string(Tag(0x0000, 0x0002)),
             affectedSOPInstance: set.string(Tag(0x0000, 0x1000)), dataSetType: u16(0x0800) ?? Command.noDataSet,
             status: u16(0x0900), priority: u16(0x0700))
-        command.moveOriginatorAE = set.string(Tag(0x0000, 0x1030))
-        return command
     }
 
     /// The command set's bytes, with its group length first.

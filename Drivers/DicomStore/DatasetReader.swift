@@ -1,5 +1,5 @@
 /// A data element tag: group and element.
-public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible {
+public struct Tag: Hashable, Sendable, CustomStringConvertible {
     public let group: UInt16
     public let element: UInt16
 
@@ -8,8 +8,6 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible {
         self.element = element
     }
 
-    var value: UInt32 { UInt32(group) << 16 | UInt32(element) }
-    public static func < (a: Tag, b: Tag) -> Bool { a.value < b.value }
     /// `(0054,0016)`.
     public var description: String {
         func hex(_ v: UInt16) -> String {
@@ -25,10 +23,8 @@ public struct Tag: Hashable, Sendable, Comparable, CustomStringConvertible {
     static let pixelData = Tag(0x7FE0, 0x0010)
 }
 
-/// One element as read: its VR (from the stream, or from a small dictionary for implicit
-/// VR), its value bytes, and for a sequence its items.
+/// One element as read: its value bytes, and for a sequence its items.
 public struct DataElement: Sendable {
-    public var vr: String
     public var value: ArraySlice<UInt8>
     public var items: [Dataset]?
 }
@@ -36,8 +32,6 @@ public struct DataElement: Sendable {
 /// The elements of a dataset or of a sequence item, by tag.
 public struct Dataset: Sendable {
     public var elements: [Tag: DataElement] = [:]
-    /// The byte order of the values (for numbers).
-    var bigEndian = false
 
     public subscript(tag: Tag) -> DataElement? { elements[tag] }
 
@@ -122,8 +116,8 @@ public struct DatasetReader {
             ? UInt16(bytes[at]) << 8 | UInt16(bytes[at + 1]) : UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8
     }
 
-    private func u32(_ at: Int, bigEndian: Bool? = nil) -> UInt32 {
-        let big = bigEndian ?? (encoding == .explicitBig)
+    private func u32(_ at: Int) -> UInt32 {
+        let big = encoding == .explicitBig
         let b = (UInt32(bytes[at]), UInt32(bytes[at + 1]), UInt32(bytes[at + 2]), UInt32(bytes[at + 3]))
         return big ? b.0 << 24 | b.1 << 16 | b.2 << 8 | b.3 : b.0 | b.1 << 8 | b.2 << 16 | b.3 << 24
     }
@@ -134,7 +128,7 @@ public struct DatasetReader {
         guard depth <= Self.maximumDepth else {
             throw DatasetError(message: "sequences nested deeper than \(Self.maximumDepth) levels")
         }
-        var dataset = Dataset(bigEndian: encoding == .explicitBig)
+        var dataset = Dataset()
         while index < end {
             guard end - index >= 8 else {
                 truncated = true
@@ -177,7 +171,7 @@ public struct DatasetReader {
                 // Undefined length: a sequence (or, in implicit VR, an unknown one), or
                 // encapsulated data, which ends with a sequence delimiter.
                 let items = try readItems(&index, end: end, depth: depth + 1, definedEnd: nil)
-                dataset.elements[tag] = DataElement(vr: vr == "UN" ? "SQ" : vr, value: [], items: items)
+                dataset.elements[tag] = DataElement(value: [], items: items)
                 if truncated { return dataset }
                 continue
             }
@@ -189,10 +183,10 @@ public struct DatasetReader {
             if vr == "SQ" {
                 let itemsEnd = index + valueLength
                 let items = try readItems(&index, end: itemsEnd, depth: depth + 1, definedEnd: itemsEnd)
-                dataset.elements[tag] = DataElement(vr: vr, value: [], items: items)
+                dataset.elements[tag] = DataElement(value: [], items: items)
                 index = itemsEnd
             } else {
-                dataset.elements[tag] = DataElement(vr: vr, value: bytes[index..<(index + valueLength)], items: nil)
+                dataset.elements[tag] = DataElement(value: bytes[index..<(index + valueLength)], items: nil)
                 index += valueLength
             }
         }

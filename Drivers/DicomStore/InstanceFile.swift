@@ -21,7 +21,6 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 final class InstanceFile: @unchecked Sendable {
     let root: String
     let temporaryPath: String
-    let transferSyntax: String
     let encoding: DatasetReader.Encoding
     /// Deflated: the bytes on the wire are compressed; stored as received, inflated to read.
     let deflated: Bool
@@ -39,7 +38,6 @@ final class InstanceFile: @unchecked Sendable {
 
     init(root: String, sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String) throws(StoreError) {
         self.root = root
-        self.transferSyntax = transferSyntax
         encoding = DatasetReader.Encoding(transferSyntax: transferSyntax)
         deflated = transferSyntax == DICOM.TransferSyntax.deflatedExplicitLittle
         // Group 0002 elements cannot be recognised inside compressed bytes.
@@ -167,7 +165,7 @@ final class InstanceFile: @unchecked Sendable {
         guard fsync(fd) == 0 else { throw .resources("cannot fsync \(temporaryPath): \(Self.errorText())") }
         close(fd)
         fd = -1
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(hasher.finalize())
     }
 
     /// The first `limit` bytes of the dataset, read back from the file (inflated when
@@ -205,7 +203,7 @@ enum StoragePath {
     /// `x` and the first 40 hex digits of its SHA-256, which cannot leave the directory.
     static func component(_ uid: String) -> String {
         if DICOM.isValidUID(uid) { return uid }
-        return "x" + SHA256.hash(data: Array(uid.utf8)).map { String(format: "%02x", $0) }.joined().prefix(40)
+        return "x" + Hex.encode(SHA256.hash(data: Array(uid.utf8))).prefix(40)
     }
 
     static func relative(study: String, series: String, instance: String) -> String {
@@ -291,6 +289,6 @@ enum StoragePath {
             if n == 0 { break }
             hasher.update(data: buffer[0..<n])
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(hasher.finalize())
     }
 }

@@ -13,7 +13,6 @@ public enum PDU: Sendable, Equatable {
     case abort(source: UInt8, reason: UInt8)
 
     /// PDU types (the first byte).
-    public static let associateRequestType: UInt8 = 0x01
     public static let dataType: UInt8 = 0x04
 }
 
