@@ -74,11 +74,12 @@ public struct GantryTracker: Sendable {
             guard let resource = profile[name], let new = latest[name] else { continue }
             let now = Self.faults(of: resource, new)
             let before = previous[name].map { Self.faults(of: resource, $0) } ?? []
-            var word: JSONValue?
-            if case .registers(let registers)? = try? resource.encode(new), let register = registers.first {
+            let raised = now.subtracting(before)
+            var word: JSONValue?  // the register as read, only when something was raised
+            if !raised.isEmpty, case .registers(let registers)? = try? resource.encode(new), let register = registers.first {
                 word = .string("\(name)=0x" + String(register, radix: 16, uppercase: true))
             }
-            for fault in now.subtracting(before).sorted() {
+            for fault in raised.sorted() {
                 var data: [String: JSONValue] = ["fault": .string(fault), "resource": .string(name)]
                 data["word"] = word
                 events.append(GantryEvent(kind: "gantry.fault.raised", data: data))

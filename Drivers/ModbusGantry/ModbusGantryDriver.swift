@@ -151,6 +151,8 @@ private struct Poller {
     var schedule: PollSchedule
     var unanswered = 0
     var linkUp = false
+    /// The read plan of each combination of due resources (the same few, poll after poll).
+    var plans: [[String]: [ReadRequest]] = [:]
 
     init(settings: ModbusGantrySettings, context: DriverContext, bus: ModbusBus) {
         self.settings = settings
@@ -169,7 +171,12 @@ private struct Poller {
         while true {
             try Task.checkCancellation()
             let due = schedule.takeDue(now: .now)
-            if !due.isEmpty { try await poll(readPlan(resources: due)) }
+            if !due.isEmpty {
+                let key = due.map(\.name)
+                let plan = plans[key] ?? readPlan(resources: due)
+                plans[key] = plan
+                try await poll(plan)
+            }
             var pause = schedule.untilNext(now: .now)
             if unanswered >= ModbusGantryDriver.unansweredBeforeDown {
                 // A silent unit: ask again later and later, everything at once when we do.
