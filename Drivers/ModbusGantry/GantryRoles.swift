@@ -37,8 +37,6 @@ public struct GantryRoles: Sendable, Equatable {
 }
 
 extension ModbusProfileLoader {
-    static let gantryKeys = ["motion", "moving_states", "acquisition", "acquiring_states", "paused_states", "positions", "faults"]
-
     /// Reads `[gantry]`; without it: no motion or acquisition events, every bitfield a fault word.
     static func readGantryRoles(_ reader: ConfigTableReader, resources: [ModbusResource]) -> GantryRoles {
         let byName = Dictionary(resources.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
@@ -104,7 +102,7 @@ extension ModbusProfileLoader {
         } else {
             roles.faults = resources.filter { $0.type == .bitfield }.map(\.name)
         }
-        table.reportUnknownKeys(known: gantryKeys)
+        table.reportUnknownKeys()
         return roles
     }
 }

@@ -100,7 +100,7 @@ public struct ModbusGantryDriver: Driver {
                 for key in ["rs485", "rts"] where modbus.has(key) { modbus.problem(key, "applies to rtu only") }
                 if reader.has("serial") { reader.problem("serial", "applies to modbus rtu only") }
             }
-            modbus.reportUnknownKeys(known: ["tcp", "rtu", "unit", "rs485", "rts"])
+            modbus.reportUnknownKeys()
         } else {
             reader.problem("modbus", "is required: { tcp = \"HOST:PORT\", unit = 1 } or { rtu = \"/dev/ttyUSB1\", unit = 1 }")
         }

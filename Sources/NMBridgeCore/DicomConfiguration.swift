@@ -70,11 +70,6 @@ extension DaemonConfiguration {
         }
     }
 
-    static let dicomKeys = [
-        "ae_title", "listen", "port", "storage", "peer", "accept_any_calling_ae", "accept_unknown", "transfer_syntaxes", "sop_classes",
-        "max_pdu", "max_associations", "artim_timeout_s", "idle_timeout_s", "stable_after_s", "duplicates", "tls",
-    ]
-
     /// Reads `[dicom]`; problems go to `reader` with key and line.
     static func readDicom(_ reader: ConfigTableReader, stateDirectory: String) -> Dicom? {
         guard reader.has("dicom"), let table = reader.table("dicom") else { return nil }
@@ -153,7 +148,7 @@ extension DaemonConfiguration {
         if dicom.peers.isEmpty, !dicom.acceptAnyCallingAE {
             table.tableProblem("no [[dicom.peer]] is allowed to send: add one, or set accept_any_calling_ae = true")
         }
-        table.reportUnknownKeys(known: dicomKeys)
+        table.reportUnknownKeys()
         return dicom
     }
 

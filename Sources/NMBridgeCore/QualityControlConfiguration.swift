@@ -75,8 +75,6 @@ extension DaemonConfiguration {
         public init(cursorFile: String) { self.cursorFile = cursorFile }
     }
 
-    static let qcKeys = ["enabled", "constancy", "check_source", "reconciliation", "protocol", "cursor_file"]
-
     /// Reads `[qc]`; problems go to `reader` with key and line. `nil` when absent or disabled.
     static func readQualityControl(_ reader: ConfigTableReader, stateDirectory: String, deviceIDs: Set<String>) -> QualityControl? {
         guard reader.has("qc"), let table = reader.table("qc") else { return nil }
@@ -193,7 +191,7 @@ extension DaemonConfiguration {
             entry.reportUnknownKeys()
             qc.protocols.append(rule)
         }
-        table.reportUnknownKeys(known: qcKeys)
+        table.reportUnknownKeys()
         return enabled ? qc : nil
     }
 
