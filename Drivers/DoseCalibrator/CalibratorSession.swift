@@ -189,10 +189,8 @@ struct CalibratorSession {
             wedge.replyReceived()
             settlers[chamber]?.reset()
         case .violation(let violation):
-            guard let suppressed = errors.admit(now: ContinuousClock.now) else { return }
-            var data: [String: JSONValue] = ["error": .string(violation.error)]
+            guard var data = errors.admit(violation.error, now: ContinuousClock.now) else { return }
             if !violation.bytes.isEmpty { data["bytes_hex"] = .string(Hex.encode(violation.bytes)) }
-            if suppressed > 0 { data["suppressed"] = .int(Int64(suppressed)) }
             try await context.emit("device.protocol_error", data: data, raw: violation.bytes.isEmpty ? nil : violation.bytes)
         }
     }

@@ -56,7 +56,7 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
             DriverConfigKey("settle_band_pct", "number", "How much a poll may differ from the one before, in % (default 1.0)."),
             DriverConfigKey("min_activity_bq", "number", "Below this the chamber counts as empty (default 1e5 Bq)."),
             DriverConfigKey("emit_readings", "boolean", "Journal every reading as `dosecal.reading` (default false; for diagnosis)."),
-            DriverConfigKey("protocol_error_interval_s", "number", "At most one `device.protocol_error` per this many seconds (default 60)."),
+            ProtocolErrorLimiter.configKey,
         ]
         if Family.isPolled {
             keys += [
@@ -96,13 +96,13 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
         }
         let minActivity = reader.double("min_activity_bq", in: 0...1e12) ?? 100_000
         let emitReadings = reader.bool("emit_readings") ?? false
-        let errorInterval = reader.double("protocol_error_interval_s", in: 0...86_400) ?? 60
+        let errorInterval = ProtocolErrorLimiter.interval(from: reader)
         let dialect = Family.dialect(from: reader)
         guard reader.problems.count == problemsBefore, let selector, let serial, let dialect else { return nil }
         return Settings(
             selector: selector, serial: serial, pollInterval: .milliseconds(pollMs), replyTimeout: .milliseconds(replyMs),
             settle: SettleRule(mode: mode, minActivityBq: minActivity), emitReadings: emitReadings,
-            errorInterval: .milliseconds(Int64(errorInterval * 1000)), usbResetAfterTimeouts: resetAfter, dialect: dialect)
+            errorInterval: errorInterval, usbResetAfterTimeouts: resetAfter, dialect: dialect)
     }
 
     public static func defaultStaleAfter(_ settings: Settings) -> Double? {

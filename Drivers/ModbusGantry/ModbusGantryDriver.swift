@@ -64,7 +64,7 @@ public struct ModbusGantryDriver: Driver {
                 DriverConfigKey("timeout_ms", "integer", "Response timeout per request, 10–10000 (default 500)."),
                 DriverConfigKey("retries", "integer", "Immediate retries after a timeout or a malformed answer, 0–5 (default 1)."),
                 DriverConfigKey("unit_backoff_max_s", "number", "Longest pause before asking a silent unit again, 1–3600 (default 30)."),
-                DriverConfigKey("protocol_error_interval_s", "number", "At most one `device.protocol_error` per this many seconds (default 60)."),
+                ProtocolErrorLimiter.configKey,
             ])
     }
 
@@ -108,11 +108,11 @@ public struct ModbusGantryDriver: Driver {
         let timeoutMs = reader.int("timeout_ms", in: 10...10_000) ?? 500
         let retries = reader.int("retries", in: 0...5) ?? 1
         let backoff = reader.double("unit_backoff_max_s", in: 1...3600) ?? 30
-        let errorInterval = reader.double("protocol_error_interval_s", in: 0...86_400) ?? 60
+        let errorInterval = ProtocolErrorLimiter.interval(from: reader)
         guard reader.problems.count == problemsBefore, let profile, let endpoint else { return nil }
         return Settings(
             profile: profile, endpoint: endpoint, unit: unit, line: line, pollInterval: .milliseconds(pollMs),
-            timeout: .milliseconds(timeoutMs), retries: Int(retries), errorInterval: .milliseconds(Int64(errorInterval * 1000)),
+            timeout: .milliseconds(timeoutMs), retries: Int(retries), errorInterval: errorInterval,
             maximumBackoff: .milliseconds(Int64(backoff * 1000)))
     }
 
@@ -277,9 +277,7 @@ private struct Poller {
     }
 
     mutating func protocolError(_ message: String, raw: ModbusRawValue?) async throws {
-        guard let suppressed = errors.admit(now: .now) else { return }
-        var data: [String: JSONValue] = ["error": .string(message)]
-        if suppressed > 0 { data["suppressed"] = .int(Int64(suppressed)) }
+        guard var data = errors.admit(message, now: .now) else { return }
         if case .registers(let registers)? = raw {
             data["bytes_hex"] = .string(registers.map { String(format: "%04x", $0) }.joined(separator: " "))
         }
