@@ -197,8 +197,43 @@ extension PDU {
     }
 
     /// UIDs in items are padded with NUL (or, wrongly, space) by some peers.
-    static func uid(_ bytes: ArraySlice<UInt8>) -> String {
-        String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: [" ", "\0"])
+    static func uid(_ bytes: ArraySlice<UInt8>) -> String { aeTitle(bytes) }
+
+    /// Protocol version, reserved bytes, called and calling AE titles of an A-ASSOCIATE-RQ/AC.
+    private static func associateHeader(_ reader: inout ByteReader, _ pdu: String) throws(PDUError) -> (called: String, calling: String) {
+        _ = try reader.u16("protocol version")
+        try reader.skip(2, "\(pdu) reserved")
+        let called = aeTitle(try reader.take(16, "called AE title"))
+        let calling = aeTitle(try reader.take(16, "calling AE title"))
+        try reader.skip(32, "\(pdu) reserved")
+        return (called, calling)
+    }
+
+    /// The user-information item (0x50) of an A-ASSOCIATE-RQ or -AC.
+    private struct UserInformation {
+        var maxPDULength: UInt32 = 0
+        var implementationClassUID: String?
+        var implementationVersionName: String?
+        var asyncOperations: (invoked: UInt16, performed: UInt16)?
+        var roles: [RoleSelection] = []
+    }
+
+    private static func userInformation(_ item: inout ByteReader) throws(PDUError) -> UserInformation {
+        var info = UserInformation()
+        while item.remaining > 0 {
+            let subType = try item.u8("user sub-item type")
+            try item.skip(1, "user sub-item reserved")
+            var sub = ByteReader(try item.take(Int(try item.u16("user sub-item length")), "user sub-item"))
+            switch subType {
+            case 0x51: info.maxPDULength = try sub.u32("maximum length")
+            case 0x52: info.implementationClassUID = uid(sub.bytes)
+            case 0x53: info.asyncOperations = (try sub.u16("invoked operations"), try sub.u16("performed operations"))
+            case 0x54: info.roles.append(try roleSelection(&sub))
+            case 0x55: info.implementationVersionName = aeTitle(sub.bytes)
+            default: break  // 56 (extended negotiation), 58 (user identity), unknown: skipped
+            }
+        }
+        return info
     }
 
     private static func roleSelection(_ sub: inout ByteReader) throws(PDUError) -> RoleSelection {
@@ -208,11 +243,7 @@ extension PDU {
     }
 
     private static func decodeAssociateRequest(_ reader: inout ByteReader) throws(PDUError) -> AssociateRequest {
-        _ = try reader.u16("protocol version")
-        try reader.skip(2, "A-ASSOCIATE-RQ reserved")
-        let called = aeTitle(try reader.take(16, "called AE title"))
-        let calling = aeTitle(try reader.take(16, "calling AE title"))
-        try reader.skip(32, "A-ASSOCIATE-RQ reserved")
+        let (called, calling) = try associateHeader(&reader, "A-ASSOCIATE-RQ")
         var request = AssociateRequest(
             calledAE: called, callingAE: calling, applicationContext: "", contexts: [], maxPDULength: 0,
             implementationClassUID: nil, implementationVersionName: nil, asyncOperations: nil, roles: [])
@@ -235,19 +266,12 @@ extension PDU {
                 }
                 request.contexts.append(context)
             case 0x50:
-                while item.remaining > 0 {
-                    let subType = try item.u8("user sub-item type")
-                    try item.skip(1, "user sub-item reserved")
-                    var sub = ByteReader(try item.take(Int(try item.u16("user sub-item length")), "user sub-item"))
-                    switch subType {
-                    case 0x51: request.maxPDULength = try sub.u32("maximum length")
-                    case 0x52: request.implementationClassUID = uid(sub.bytes)
-                    case 0x53: request.asyncOperations = (try sub.u16("invoked operations"), try sub.u16("performed operations"))
-                    case 0x54: request.roles.append(try roleSelection(&sub))
-                    case 0x55: request.implementationVersionName = aeTitle(sub.bytes)
-                    default: break  // 56 (extended negotiation), 58 (user identity), unknown: skipped
-                    }
-                }
+                let info = try userInformation(&item)
+                request.maxPDULength = info.maxPDULength
+                request.implementationClassUID = info.implementationClassUID
+                request.implementationVersionName = info.implementationVersionName
+                request.asyncOperations = info.asyncOperations
+                request.roles = info.roles
             default:
                 break  // unknown items are skipped (PS3.8 §9.3.1)
             }
@@ -256,11 +280,7 @@ extension PDU {
     }
 
     private static func decodeAssociateAccept(_ reader: inout ByteReader) throws(PDUError) -> AssociateAccept {
-        _ = try reader.u16("protocol version")
-        try reader.skip(2, "A-ASSOCIATE-AC reserved")
-        let called = aeTitle(try reader.take(16, "called AE title"))
-        let calling = aeTitle(try reader.take(16, "calling AE title"))
-        try reader.skip(32, "A-ASSOCIATE-AC reserved")
+        let (called, calling) = try associateHeader(&reader, "A-ASSOCIATE-AC")
         var accept = AssociateAccept(
             calledAE: called, callingAE: calling, contexts: [], maxPDULength: 0, implementationClassUID: "",
             implementationVersionName: "", asyncOperations: nil, roles: [])
@@ -283,19 +303,12 @@ extension PDU {
                 }
                 accept.contexts.append(AcceptedContext(id: id, result: result, transferSyntax: syntax))
             case 0x50:
-                while item.remaining > 0 {
-                    let subType = try item.u8("user sub-item type")
-                    try item.skip(1, "reserved")
-                    var sub = ByteReader(try item.take(Int(try item.u16("user sub-item length")), "user sub-item"))
-                    switch subType {
-                    case 0x51: accept.maxPDULength = try sub.u32("maximum length")
-                    case 0x52: accept.implementationClassUID = uid(sub.bytes)
-                    case 0x55: accept.implementationVersionName = aeTitle(sub.bytes)
-                    case 0x53: accept.asyncOperations = (try sub.u16("invoked"), try sub.u16("performed"))
-                    case 0x54: accept.roles.append(try roleSelection(&sub))
-                    default: break
-                    }
-                }
+                let info = try userInformation(&item)
+                accept.maxPDULength = info.maxPDULength
+                accept.implementationClassUID = info.implementationClassUID ?? accept.implementationClassUID
+                accept.implementationVersionName = info.implementationVersionName ?? accept.implementationVersionName
+                accept.asyncOperations = info.asyncOperations
+                accept.roles = info.roles
             default:
                 break
             }
