@@ -22,11 +22,7 @@ enum DicomPeers {
         try await run(python, [peer] + arguments)
     }
 
-    static func temporaryDirectory() throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-dicom-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
+    static func temporaryDirectory(_ name: String = #function) throws -> String { try makeTemporaryDirectory("dicom", name) }
 
     /// Every regular file under `directory`, recursively.
     static func files(under directory: String) -> [String] {

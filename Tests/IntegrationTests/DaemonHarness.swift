@@ -1,6 +1,7 @@
 import Foundation
 import NMBridgeCore
 import NMClient
+import TestSupport
 import Testing
 
 /// Where `swift build` put the executables (next to the test bundle).
@@ -13,12 +14,7 @@ let productsDirectory: String = {
     return FileManager.default.currentDirectoryPath + "/.build/debug"
 }()
 
-func temporaryDirectory(_ name: String = #function) throws -> String {
-    let base = FileManager.default.temporaryDirectory.path
-    let path = "\(base)/nmb-it-\(name.filter { $0.isLetter || $0.isNumber }.prefix(40))-\(UUID().uuidString.prefix(8))"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+func temporaryDirectory(_ name: String = #function) throws -> String { try makeTemporaryDirectory("it", name) }
 
 /// Runs a program to completion and returns its exit status and output. The waiting
 /// happens on a thread of its own: tests run in parallel on a cooperative pool as wide as

@@ -15,11 +15,7 @@ enum Peers {
     static let root = repositoryRoot
     static let python = testPython
 
-    static func temporaryDirectory() throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-modbus-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        return path
-    }
+    static func temporaryDirectory(_ name: String = #function) throws -> String { try makeTemporaryDirectory("modbus", name) }
 
     static func accepts(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

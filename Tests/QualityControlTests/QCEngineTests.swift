@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NMBridgeCore
 import NMJournal
+import TestSupport
 import Testing
 
 @testable import NMQualityControl
@@ -13,8 +14,7 @@ final class QCFixture: Sendable {
     let logger = Logger(label: "qc-test")
 
     init(_ name: String = #function) throws {
-        directory = FileManager.default.temporaryDirectory.path + "/nmb-qc-\(name.filter(\.isLetter).prefix(24))-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        directory = try makeTemporaryDirectory("qc", name)
         journal = try Journal.open(JournalOptions(path: directory + "/journal.db", node: "qc-node", sync: .normal), logger: logger)
     }
 

@@ -11,8 +11,7 @@ import Testing
             executable(named: ["chromium", "chromium-browser"]), "chromium is not installed (scripts/test installs it: apt-get install chromium)")
         let pdftotext = try #require(
             executable(named: ["pdftotext"]), "pdftotext is not installed (scripts/test installs it: apt-get install poppler-utils)")
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-qcreport-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let dir = try makeTemporaryDirectory("qcreport")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try QCReportTests.report().html.write(toFile: dir + "/r.html", atomically: true, encoding: .utf8)
 

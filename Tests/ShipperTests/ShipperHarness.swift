@@ -7,11 +7,7 @@ import TestSupport
 import Testing
 
 /// A fresh directory per test, removed by the test: tests run in parallel.
-func temporaryDirectory(_ name: String = #function) throws -> String {
-    let path = "\(FileManager.default.temporaryDirectory.path)/nmb-ship-\(name.filter { $0.isLetter }.prefix(30))-\(UUID().uuidString.prefix(8))"
-    try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    return path
-}
+func temporaryDirectory(_ name: String = #function) throws -> String { try makeTemporaryDirectory("ship", name) }
 
 let quietLogger: Logger = {
     var logger = Logger(label: "shipper-test")
