@@ -1,6 +1,6 @@
 # nmbridge — build and install.
 #
-#   make                      swift build -c release
+#   make                      swift build -c release --static-swift-stdlib
 #   sudo make install         build, install, then create the user, the
 #                             directories and reload udev/systemd
 #   make install DESTDIR=/tmp/stage
@@ -36,7 +36,7 @@ EXAMPLE_CONF  := docs/nmbridge.example.toml
 all: build
 
 build:
-	$(SWIFT) build -c release
+	$(SWIFT) build -c release --static-swift-stdlib
 
 install: build
 	$(MAKE) install-files BINDIR_SRC=.build/release
@@ -45,7 +45,7 @@ install: build
 install-files:
 	@for b in $(BINARIES); do \
 		if [ ! -x "$(BINDIR_SRC)/$$b" ]; then \
-			echo "error: $(BINDIR_SRC)/$$b not found or not executable (run 'swift build -c release' or set BINDIR_SRC)" >&2; \
+			echo "error: $(BINDIR_SRC)/$$b not found or not executable (run 'make build' or set BINDIR_SRC)" >&2; \
 			exit 1; \
 		fi; \
 	done

@@ -2,6 +2,24 @@
 import PackageDescription
 
 // Versions are the ones mirrored for this build environment (see README "Building").
+
+// How the two programs are linked on Linux; this decides most of the daemon's idle memory,
+// which is mapped code rather than data (docs/performance.md, "Idle memory"):
+// - the Swift runtime and Foundation statically, so that only the parts used are loaded;
+// - with lld and packed relative relocations (DT_RELR, glibc ≥ 2.36), so that the loader
+//   reads a few kB of relocations instead of 3 MB;
+// - without exporting every Swift symbol of the executable to the dynamic symbol table,
+//   which the loader would otherwise search first for each symbol of each library.
+let programLinking: [LinkerSetting] = [
+    .unsafeFlags(
+        [
+            "-use-ld=lld",
+            "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+            "-Xlinker", "--no-export-dynamic",
+        ],
+        .when(platforms: [.linux])
+    )
+]
 let package = Package(
     name: "nmbridge",
     platforms: [.macOS(.v14)],
@@ -163,7 +181,8 @@ let package = Package(
                 "NMServer",
                 "DoseCalibrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            linkerSettings: programLinking
         ),
         .executableTarget(
             name: "nmbridge",
@@ -176,7 +195,8 @@ let package = Package(
                 "DoseCalibrator",
                 "ModbusGantry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            linkerSettings: programLinking
         ),
         .executableTarget(
             name: "nmbridge-bench",
@@ -200,7 +220,7 @@ let package = Package(
         // recording driver sink, stopping test peers.
         .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
         .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver", "TestSupport"]),
-        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
             dependencies: ["NMServer", "NMClient", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]

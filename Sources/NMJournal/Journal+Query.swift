@@ -61,21 +61,25 @@ extension Journal {
 
     static func readPage(_ db: Database, query: EventQuery, journalID: UUID) throws -> EventPage {
         let bounds = try readBounds(db)
+        var page = EventPage(events: [], oldestSeq: bounds.oldest, lastSeq: bounds.last)
+        // The seqs the answer can come from, narrowed below.
+        var low = bounds.oldest ?? 1
+        var high = bounds.last
         var conditions: [String] = []
         var arguments: [(any DatabaseValueConvertible)?] = []
         if let after = query.after {
             conditions.append("seq > ?")
             arguments.append(after)
+            guard after < high else { return page }
+            low = max(low, after + 1)
         }
         if let before = query.before {
             conditions.append("seq < ?")
             arguments.append(before)
+            guard before > low else { return page }
+            high = min(high, before - 1)
         }
         let filter = query.filter
-        if !filter.devices.isEmpty {
-            conditions.append("device IN (" + filter.devices.map { _ in "?" }.joined(separator: ",") + ")")
-            arguments.append(contentsOf: filter.devices.map { $0 as (any DatabaseValueConvertible)? })
-        }
         if !filter.kinds.isEmpty {
             conditions.append("(" + filter.kinds.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")")
             arguments.append(contentsOf: filter.kinds.map { $0 as (any DatabaseValueConvertible)? })
@@ -99,12 +103,12 @@ extension Journal {
             arguments += timeArguments.map { $0 as (any DatabaseValueConvertible)? }
             let sql = "SELECT MIN(seq), MAX(seq) FROM events WHERE " + timeConditions.joined(separator: " AND ")
             let row = try Row.fetchOne(db, sql: sql, arguments: StatementArguments(timeArguments))
-            guard let low: Int64 = row?[0], let high: Int64 = row?[1] else {
-                return EventPage(events: [], oldestSeq: bounds.oldest, lastSeq: bounds.last)
-            }
+            guard let windowLow: Int64 = row?[0], let windowHigh: Int64 = row?[1] else { return page }
             conditions.append("seq BETWEEN ? AND ?")
-            arguments.append(low)
-            arguments.append(high)
+            arguments.append(windowLow)
+            arguments.append(windowHigh)
+            low = max(low, windowLow)
+            high = min(high, windowHigh)
         }
         for (key, value) in query.dataEquals.sorted(by: { $0.key < $1.key }) {
             guard !key.isEmpty, key.utf8.allSatisfy({ (0x61...0x7A).contains($0) || (0x30...0x39).contains($0) || $0 == 0x5F }) else {
@@ -114,18 +118,43 @@ extension Journal {
             conditions.append("json_extract(data, '$.\(key)') = ?")
             arguments.append(value)
         }
-        var sql = "SELECT seq, time, node, device, driver, kind, severity, data, raw FROM events"
-        if !conditions.isEmpty { sql += " WHERE " + conditions.joined(separator: " AND ") }
-        sql += query.newestFirst ? " ORDER BY seq DESC" : " ORDER BY seq"
-        sql += " LIMIT ?"
-        arguments.append(max(0, query.limit))
+        let limit = max(0, query.limit)
+        let order = query.newestFirst ? " ORDER BY seq DESC LIMIT ?" : " ORDER BY seq LIMIT ?"
+        let columns = "SELECT seq, time, node, device, driver, kind, severity, data, raw FROM events"
+
+        if filter.devices.isEmpty {
+            let sql = columns + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")) + order
+            let statement = try db.makeStatement(sql: sql)
+            page.events = try fetch(statement, arguments: arguments + [limit], journalID: journalID)
+        } else if low <= high {
+            // The device index is keyed (block of seqs, device): one seek per block of the
+            // range, newest or oldest block first, until the page is full.
+            conditions.append("(seq >> \(Journal.deviceBlockShift)) = ?")
+            conditions.append("device IN (" + filter.devices.map { _ in "?" }.joined(separator: ",") + ")")
+            let sql = columns + " INDEXED BY events_device_block WHERE " + conditions.joined(separator: " AND ") + order
+            let statement = try db.makeStatement(sql: sql)
+            let devices = filter.devices.map { $0 as (any DatabaseValueConvertible)? }
+            let blocks = (low >> Journal.deviceBlockShift)...(high >> Journal.deviceBlockShift)
+            var block = query.newestFirst ? blocks.upperBound : blocks.lowerBound
+            while page.events.count < limit && blocks.contains(block) {
+                let blockArguments = arguments + [block] + devices + [limit - page.events.count]
+                page.events += try fetch(statement, arguments: blockArguments, journalID: journalID)
+                block += query.newestFirst ? -1 : 1
+            }
+        }
+        if query.newestFirst { page.events.reverse() }
+        return page
+    }
+
+    private static func fetch(
+        _ statement: Statement, arguments: [(any DatabaseValueConvertible)?], journalID: UUID
+    ) throws -> [Event] {
         var events: [Event] = []
-        let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(arguments))
+        let cursor = try Row.fetchCursor(statement, arguments: StatementArguments(arguments))
         while let row = try cursor.next() {
             events.append(try decode(row, journalID: journalID))
         }
-        if query.newestFirst { events.reverse() }
-        return EventPage(events: events, oldestSeq: bounds.oldest, lastSeq: bounds.last)
+        return events
     }
 
     private static func decode(_ row: Row, journalID: UUID) throws -> Event {

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Logging
 import NMBridgeCore
+import TestSupport
 import Testing
 
 @testable import NMJournal
@@ -205,6 +206,84 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
         let all = try await journal.events(EventQuery(limit: 100)).events
         let filter = EventFilter(devices: ["dosecal-2"], kinds: ["experimental.?"])
         #expect(all.filter(filter.matches).map(\.seq) == (try await seqs(EventQuery(filter: filter))))
+    }
+
+    /// The device index is searched block by block (1024 seqs each): queries whose range
+    /// spans many blocks, starts or ends inside one, or meets empty blocks must give what a
+    /// plain filter over all events gives.
+    @Test func deviceQueriesAcrossIndexBlocksMatchAFilterOverAllEvents() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let journal = try openJournal(dir)
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        // 5000 events over 5 blocks: a chatty gantry, a calibrator every 7th event, and a
+        // rare device at the edges of blocks and nowhere in block 2 (seqs 2048…3071).
+        let rareSeqs: Set<Int> = [1, 1023, 1024, 2047, 3072, 4999]
+        var drafts: [EventDraft] = []
+        for seq in 1...5000 {
+            let device = rareSeqs.contains(seq) ? "rare" : (seq % 7 == 0 ? "dosecal-1" : "gantry-1")
+            let kind = seq % 2 == 0 ? "experimental.even" : "experimental.odd"
+            drafts.append(draft(seq, device: device, kind: kind, time: t0.addingTimeInterval(Double(seq))))
+        }
+        for chunk in stride(from: 0, to: drafts.count, by: 500) {
+            try await journal.append(Array(drafts[chunk..<min(chunk + 500, drafts.count)]))
+        }
+        let all = try await journal.events(EventQuery(limit: 10_000)).events
+        #expect(all.count == 5000)
+
+        var random = SeededGenerator(state: 0x6E6D_6272)
+        for round in 0..<300 {
+            let devices = [["rare"], ["dosecal-1"], ["gantry-1"], ["rare", "dosecal-1"], ["nobody"]][round % 5]
+            let after: Int64? = Bool.random(using: &random) ? Int64.random(in: -5...5010, using: &random) : nil
+            let before: Int64? = Bool.random(using: &random) ? Int64.random(in: -5...5010, using: &random) : nil
+            let since: Date? = Bool.random(using: &random) ? t0.addingTimeInterval(Double.random(in: 0...5000, using: &random)) : nil
+            let kinds = Bool.random(using: &random) ? ["experimental.odd"] : []
+            let limit = [0, 1, 3, 50, 10_000][Int.random(in: 0..<5, using: &random)]
+            let newestFirst = Bool.random(using: &random)
+            let filter = EventFilter(devices: devices, kinds: kinds, since: since)
+            let query = EventQuery(after: after, before: before, filter: filter, limit: limit, newestFirst: newestFirst)
+
+            var expected = all.filter { event in
+                filter.matches(event) && after.map { event.seq > $0 } ?? true && before.map { event.seq < $0 } ?? true
+            }
+            expected = newestFirst ? Array(expected.suffix(limit)) : Array(expected.prefix(limit))
+            let got = try await journal.events(query).events
+            #expect(got.map(\.seq) == expected.map(\.seq), "query \(query)")
+        }
+    }
+
+    /// A journal written by a version with the old device index is migrated when opened;
+    /// its events, id and queries are unchanged.
+    @Test func aVersion1JournalIsMigratedWhenOpened() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/journal.db"
+        let id = "2f1c4be0-8a43-4d7e-9b1e-0c5a7d1e3f20"
+        let script = """
+            PRAGMA application_id = \(Journal.applicationID); PRAGMA user_version = 1;
+            CREATE TABLE journal_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE events (seq INTEGER PRIMARY KEY, time TEXT NOT NULL, node TEXT NOT NULL, device TEXT,
+                driver TEXT, kind TEXT NOT NULL, severity TEXT NOT NULL, data TEXT NOT NULL, raw TEXT);
+            CREATE INDEX events_time ON events(time);
+            CREATE INDEX events_device ON events(device, seq);
+            INSERT INTO journal_meta VALUES ('journal_id', '\(id)'), ('created', '2026-01-01T00:00:00.000000Z');
+            WITH RECURSIVE n(seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM n WHERE seq < 3000)
+            INSERT INTO events SELECT seq, '2026-01-01T00:00:00.000000Z', 'old',
+                CASE WHEN seq % 3 = 0 THEN 'dosecal-1' ELSE 'gantry-1' END,
+                'script', 'experimental.test', 'info', json_object('i', seq), NULL FROM n;
+            """
+        let created = try run("/usr/bin/sqlite3", [path, script])
+        #expect(created.status == 0, "\(created.output)")
+
+        let journal = try openJournal(dir)
+        #expect(journal.id.uuidString.lowercased() == id)
+        #expect(journal.lastSeq == 3000)
+        let page = try await journal.events(EventQuery(filter: EventFilter(devices: ["dosecal-1"]), limit: 5000))
+        #expect(page.events.map(\.seq) == Array(stride(from: 3, through: 3000, by: 3)).map(Int64.init))
+        try await journal.append(draft(1, device: "dosecal-1"))
+
+        let schema = try run("/usr/bin/sqlite3", ["-readonly", path, "PRAGMA user_version; SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL ORDER BY name;"])
+        #expect(schema.output == "2\nevents_device_block\nevents_time\n")
     }
 
     @Test func theFileIsReadableWithTheSqlite3Tool() async throws {
