@@ -14,6 +14,20 @@ import Testing
     #expect(output.contains("PASS: all packaging checks passed"), "no PASS line from scripts/check-packaging:\n\(output)")
 }
 
+/// Runs scripts/check-systemd: the installed unit under a real systemd 252 (booted as PID 1
+/// of its own namespaces, the host untouched) starts the daemon built here through
+/// READY=1 in the unit's whole sandbox, the CLI reads it over the API socket, the watchdog
+/// restarts it when frozen, and `systemctl stop` ends it with status 0.
+@Test func theInstalledUnitRunsTheDaemonUnderSystemd() async throws {
+    let script = repositoryRoot + "/scripts/check-systemd"
+    let result = try await runProgram(
+        "/bin/bash", ["-c", "BINDIR_SRC=\"$1\" exec bash \"$2\" 2>&1", "check", productsDirectory, script])
+    let output = result.stdout
+    #expect(result.status == 0, "scripts/check-systemd failed:\n\(output)")
+    #expect(output.contains("systemd check passed"), "no pass line from scripts/check-systemd:\n\(output)")
+    #expect(output.contains("watchdog timeout, restarted"), "\(output)")
+}
+
 /// Static checks of udev-rules/70-nmbridge.rules that need neither root nor udevd (the
 /// behaviour under udev itself is checked by scripts/check-packaging, step d).
 ///
