@@ -3,13 +3,12 @@ import PackageDescription
 
 // Versions are the ones mirrored for this build environment (see README "Building").
 
-// How the two programs are linked on Linux; this decides most of the daemon's idle memory,
-// which is mapped code rather than data (docs/performance.md, "Idle memory"):
-// - the Swift runtime and Foundation statically, so that only the parts used are loaded;
-// - with lld and packed relative relocations (DT_RELR, glibc ≥ 2.36), so that the loader
-//   reads a few kB of relocations instead of 3 MB;
-// - without exporting every Swift symbol of the executable to the dynamic symbol table,
-//   which the loader would otherwise search first for each symbol of each library.
+// How the two programs are linked on Linux. Most of the daemon's idle memory is mapped code,
+// not data (docs/performance.md, "Idle memory"), so they are linked with lld and packed
+// relative relocations (DT_RELR, glibc >= 2.36), so that the loader reads a few kB of
+// relocations instead of 3 MB, and without exporting every Swift symbol to the dynamic
+// symbol table, which the loader would search for each symbol of each library. The
+// Makefile also builds them with --static-swift-stdlib (runtime and Foundation linked in).
 let programLinking: [LinkerSetting] = [
     .unsafeFlags(
         [

@@ -217,13 +217,13 @@ public final class Journal: Sendable {
 
     /// The device index. Keyed by the event's block of 1024 seqs first, so that the
     /// entries a commit adds sit together at the end of the index, whichever devices the
-    /// events come from; keyed by device first, every device in a commit dirtied its own
-    /// index page (64 devices: 64 pages written to the WAL and fsynced per commit). A query
-    /// by device seeks (block, device) block by block (see `readPage`).
+    /// events come from; keyed by device first, every device in a commit dirtied an index
+    /// page of its own, each written to the WAL and fsynced. A query by device seeks
+    /// (block, device) block by block (see `readPage`).
     static let deviceIndexSQL = "CREATE INDEX events_device_block ON events(seq >> \(deviceBlockShift), device)"
 
-    /// Version 1 → 2: replaces the device index. Takes a few seconds per million events,
-    /// once, inside the opening transaction (so an interrupted migration leaves version 1).
+    /// Version 1 → 2: replaces the device index, once, inside the opening transaction (an
+    /// interrupted migration leaves version 1).
     private static func migrateFromVersion1(_ db: Database, path: String, logger: Logger) throws {
         let count = try Int64.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0
         logger.notice(
