@@ -51,6 +51,22 @@ func runProgramBlocking(_ executable: String, _ arguments: [String], environment
 }
 
 /// A test configuration for a daemon whose files all live in `directory`.
+/// A `[qc]` table with one Cs-137 check source (serial CS137-0042) on `device`, certified
+/// `days` ago with the activity that has decayed to `bq` today.
+func qcWithCheckSource(device: String, readsTodayBq bq: Double, certifiedDaysAgo days: Double) -> String {
+    let seconds = days * 86_400
+    let referenceBq = bq / Radionuclide.named("Cs-137")!.decay(1, over: seconds)
+    return """
+        [qc]
+        [[qc.check_source]]
+        device = "\(device)"
+        nuclide = "Cs-137"
+        reference_bq = \(referenceBq)
+        reference_date = "\(Timestamp.format(Date().addingTimeInterval(-seconds)))"
+        serial = "CS137-0042"
+        """
+}
+
 func daemonConfig(_ directory: String, devices: String = "", extra: String = "") -> String {
     """
     [daemon]

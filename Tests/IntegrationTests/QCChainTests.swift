@@ -29,9 +29,6 @@ import Testing
         let simulator = try SimulatorProcess(model: "crc35r", link: dir + "/dosecal.tty", script: dir + "/session.sim")
         defer { simulator.stop() }
         try await simulator.waitForLink(dir + "/dosecal.tty")
-        // A check source certified so that 6.60 MBq is what it should read today.
-        let reference = Date().addingTimeInterval(-400 * 86_400)
-        let referenceBq = 6.60e6 / Radionuclide.named("Cs-137")!.decay(1, over: 400 * 86_400)
         let port = try freeTCPPort()
         let config = daemonConfig(
             dir,
@@ -47,13 +44,7 @@ import Testing
                 port = \(port)
                 accept_any_calling_ae = true
 
-                [qc]
-                [[qc.check_source]]
-                device = "dosecal-hotlab"
-                nuclide = "Cs-137"
-                reference_bq = \(referenceBq)
-                reference_date = "\(Timestamp.format(reference))"
-                serial = "CS137-0042"
+                \(qcWithCheckSource(device: "dosecal-hotlab", readsTodayBq: 6.60e6, certifiedDaysAgo: 400))
                 """)
         var daemon = try await DaemonProcess.start(directory: dir, config: config)
         defer { daemon.signal(SIGKILL) }

@@ -12,8 +12,6 @@ import Testing
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // The script's 7.0485 MBq is what this source should read today.
-        let reference = Date().addingTimeInterval(-100 * 86_400)
-        let referenceBq = 7.0485e6 / Radionuclide.named("Cs-137")!.decay(1, over: 100 * 86_400)
         let daemon = try await DaemonProcess.start(
             directory: dir,
             config: daemonConfig(
@@ -24,15 +22,7 @@ import Testing
                     driver = "script"
                     builtin = "dosecal-demo"
                     """,
-                extra: """
-                    [qc]
-                    [[qc.check_source]]
-                    device = "dosecal-hotlab"
-                    nuclide = "Cs-137"
-                    reference_bq = \(referenceBq)
-                    reference_date = "\(Timestamp.format(reference))"
-                    serial = "CS137-0042"
-                    """))
+                extra: qcWithCheckSource(device: "dosecal-hotlab", readsTodayBq: 7.0485e6, certifiedDaysAgo: 100)))
         let socket = ["--socket", daemon.socketPath]
 
         // Generous: a loaded machine may take a while.
