@@ -325,6 +325,10 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         for text in ["2026-11-29T07:00:00.123456Z", "1970-01-01T00:00:00.000000Z", "2024-02-29T23:59:59.999999Z", "1999-12-31T00:00:00.000001Z"] {
             #expect(Timestamp.format(try #require(Timestamp.parse(text))) == text)
         }
+        // Out-of-range dates are clamped to the four-digit years, never wider.
+        #expect(Timestamp.format(Date(timeIntervalSince1970: 1e12)) == "9999-12-31T23:59:59.999999Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: -1e12)) == "0001-01-01T00:00:00.000000Z")
+        #expect(Timestamp.format(.distantFuture) == "4001-01-01T00:00:00.000000Z")
         #expect(Timestamp.parse("2026-11-29T08:00:00+01:00") == Timestamp.parse("2026-11-29T07:00:00Z"))
         #expect(Timestamp.parse("2026-11-29 07:00:00Z") == Timestamp.parse("2026-11-29T07:00:00Z"))
         #expect(Timestamp.parse("2026-11-29") == Timestamp.parse("2026-11-29T00:00:00Z"))
