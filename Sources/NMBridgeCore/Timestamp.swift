@@ -8,8 +8,12 @@ public enum Timestamp {
     /// Formats `date` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, to the nearest microsecond,
     /// so that `format(parse(text)!) == text`).
     public static func format(_ date: Date) -> String {
-        let totalMicros = (date.timeIntervalSince1970 * 1_000_000).rounded()
-        let micros = Int64(max(min(totalMicros, 253_402_300_799_999_999), -62_135_596_800_000_000))
+        // Clamped to years 1…9999, compared as Double (the upper bound rounds up to the
+        // next representable value) and converted only when in range; NaN gives the lower.
+        let upper: Int64 = 253_402_300_799_999_999  // 9999-12-31T23:59:59.999999Z
+        let lower: Int64 = -62_135_596_800_000_000  // 0001-01-01T00:00:00.000000Z
+        let scaled = (date.timeIntervalSince1970 * 1_000_000).rounded()
+        let micros = scaled >= Double(upper) ? upper : scaled > Double(lower) ? Int64(scaled) : lower
         var seconds = micros / 1_000_000
         var fraction = micros % 1_000_000
         if fraction < 0 {

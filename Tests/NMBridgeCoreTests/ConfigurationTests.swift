@@ -329,6 +329,8 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         #expect(Timestamp.format(Date(timeIntervalSince1970: 1e12)) == "9999-12-31T23:59:59.999999Z")
         #expect(Timestamp.format(Date(timeIntervalSince1970: -1e12)) == "0001-01-01T00:00:00.000000Z")
         #expect(Timestamp.format(.distantFuture) == "4001-01-01T00:00:00.000000Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: .nan)) == "0001-01-01T00:00:00.000000Z")
+        #expect(Timestamp.format(Date(timeIntervalSince1970: .infinity)) == "9999-12-31T23:59:59.999999Z")
         #expect(Timestamp.parse("2026-11-29T08:00:00+01:00") == Timestamp.parse("2026-11-29T07:00:00Z"))
         #expect(Timestamp.parse("2026-11-29 07:00:00Z") == Timestamp.parse("2026-11-29T07:00:00Z"))
         #expect(Timestamp.parse("2026-11-29") == Timestamp.parse("2026-11-29T00:00:00Z"))
