@@ -36,7 +36,10 @@ public struct DicomReceiver: Service {
             ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(ChannelOptions.backlog, value: 64)
                 .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+                // tcpOption, not socketOption: at the socket level the same number is
+                // SO_DEBUG, which needs CAP_NET_ADMIN; without it every accepted connection
+                // was closed at once (found under systemd, where the daemon has no capabilities).
+                .childChannelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
                     let id = ObjectIdentifier(channel)
                     shared.connections.withLock { $0[id] = channel }

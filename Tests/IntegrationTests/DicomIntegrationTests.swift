@@ -29,4 +29,30 @@ import Testing
         _ = try await runProgram("/usr/bin/pkill", ["-TERM", "-f", "^\(productsDirectory)/nmbridged --config \(dir)/"])
         #expect(try await daemon.waitForExit() == 0)
     }
+
+    /// The daemon runs without root and without capabilities (as the systemd unit starts
+    /// it). Tests run as root, where a socket option that needs CAP_NET_ADMIN (SO_DEBUG, set
+    /// by mistake instead of TCP_NODELAY) succeeded; without it every association was
+    /// dropped on accept.
+    @Test func anUnprivilegedDaemonAcceptsAssociations() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: dir)
+        let port = try freeTCPPort()
+        let config = daemonConfig(dir, extra: "[dicom]\nport = \(port)\naccept_any_calling_ae = true\n")
+        try config.write(toFile: dir + "/nmbridge.toml", atomically: true, encoding: .utf8)
+        // A shell stays the parent, as above; setpriv execs nmbridged as nobody, which drops
+        // every capability.
+        let launch = "/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups \"$@\"; exit $?"
+        let daemon = try DaemonProcess(
+            directory: dir, arguments: ["--config", dir + "/nmbridge.toml"], launcher: ["/bin/sh", "-c", launch, "sh"])
+        try await daemon.waitUntilReady()
+        let echo = try await runProgram(
+            "/usr/bin/echoscu", ["-to", "30", "-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)"])
+        #expect(echo.status == 0, "echoscu: \(echo.stdout)\(echo.stderr)\n\(daemon.log)")
+        let events = try await daemon.waitForEvents { events in events.contains { $0.kind == "dicom.association.released" } }
+        #expect(events.contains { $0.kind == "dicom.association.accepted" && $0.device == "dicom-CONSOLE1" })
+        _ = try await runProgram("/usr/bin/pkill", ["-TERM", "-f", "^\(productsDirectory)/nmbridged --config \(dir)/"])
+        #expect(try await daemon.waitForExit() == 0)
+    }
 }
