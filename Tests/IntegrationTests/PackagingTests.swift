@@ -17,7 +17,8 @@ import Testing
 /// Runs scripts/check-systemd: the installed unit under a real systemd 252 (booted as PID 1
 /// of its own namespaces, the host untouched) starts the daemon built here through
 /// READY=1 in the unit's whole sandbox, the CLI reads it over the API socket, the Modbus
-/// driver polls a simulator, storescu stores an image on port 104 through the socket unit,
+/// driver polls a simulator, the shipper delivers to PostgreSQL, storescu stores an image
+/// on port 104 through the socket unit,
 /// the watchdog restarts it when frozen, and `systemctl stop` ends it with status 0.
 @Test func theInstalledUnitRunsTheDaemonUnderSystemd() async throws {
     let script = repositoryRoot + "/scripts/check-systemd"
@@ -28,6 +29,7 @@ import Testing
     #expect(output.contains("systemd check passed"), "no pass line from scripts/check-systemd:\n\(output)")
     #expect(output.contains("watchdog timeout, restarted"), "\(output)")
     #expect(output.contains("port 104 → systemd's socket → nmbridged: stored and journaled"), "\(output)")
+    #expect(output.contains("the shipper delivers to PostgreSQL over TCP"), "\(output)")
 }
 
 /// Static checks of udev-rules/70-nmbridge.rules that need neither root nor udevd (the
