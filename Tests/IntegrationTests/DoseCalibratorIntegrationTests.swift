@@ -60,7 +60,10 @@ final class SimulatorProcess {
         var events = try await daemon.waitForEvents(timeout: .seconds(90)) { events in
             events.contains { $0.kind == "dosecal.measurement" && $0.data["nuclide"] == .string("F-18") }
         }
-        var kinds = events.filter { $0.device == "dosecal-hotlab" }.map(\.kind)
+        // Once, in a full parallel run on a loaded machine, the driver also reported a
+        // device.protocol_error after the recovery (a reply it could not read in time) and
+        // went on. Reporting that is the driver's job, not what this test checks.
+        var kinds = events.filter { $0.device == "dosecal-hotlab" && $0.kind != "device.protocol_error" }.map(\.kind)
         #expect(
             kinds == ["device.connected", "dosecal.measurement", "device.stale", "device.recovered", "dosecal.measurement"],
             "\(kinds)")
