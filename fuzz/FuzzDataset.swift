@@ -6,8 +6,15 @@ public func fuzzDataset(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     guard let first = bytes.first else { return 0 }
     let encoding: DatasetReader.Encoding = [.implicitLittle, .explicitLittle, .explicitBig][Int(first) % 3]
-    var reader = DatasetReader(bytes: Array(bytes.dropFirst()), encoding: encoding)
-    if let dataset = try? reader.read() { _ = dataset.elements.keys.map { (dataset.string($0), dataset.number($0)) } }
+    let dataset = Array(bytes.dropFirst())
+    var reader = DatasetReader(bytes: dataset, encoding: encoding)
+    if let read = try? reader.read() { _ = read.elements.keys.map { (read.string($0), read.number($0)) } }
+    // What follows the pixel data, walked by headers as the receiver does on the stored file.
+    if let pixelData = reader.pixelDataOffset {
+        try? DatasetReader.checkTail(from: pixelData, end: dataset.count, encoding: encoding) { offset, count in
+            offset >= 0 && offset < dataset.count ? Array(dataset[offset..<min(dataset.count, offset + count)]) : []
+        }
+    }
     _ = try? Command.decode(Array(bytes.dropFirst()))
     return 0
 }

@@ -13,6 +13,8 @@ final class ReceiverContext: Sendable {
     let acceptedSyntaxes: Set<String>
     let acceptedSOPClasses: Set<String>
     let openAssociations = Atomic<Int>(0)
+    /// Association handlers not yet deallocated (tests check that closed connections free theirs).
+    let liveHandlers = Atomic<Int>(0)
     /// Every open connection, so that stopping the receiver closes them too.
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let studies: StudyTracker
@@ -26,16 +28,88 @@ final class ReceiverContext: Sendable {
         studies = StudyTracker(storage: settings.storage, quiet: settings.stableAfter, logger: logger)
     }
 
+    /// The device a calling AE's instances are journaled under: its configured peer's, or
+    /// `dicom-<AE>` (characters a device id may not hold as `_`).
+    func device(forCallingAE callingAE: String) -> String {
+        if let peer = settings.peers.first(where: { $0.aeTitle == callingAE }) { return peer.device }
+        return "dicom-" + String(callingAE.map { DaemonConfiguration.isValidDeviceID(String($0)) ? $0 : "_" })
+    }
+
     /// Journals an event of the receiver. Returns false (and logs) when the journal failed:
-    /// a C-STORE is then not answered with success.
+    /// a C-STORE is then not answered with success. The event is not lost: it waits in
+    /// `backlog` and is journaled, with its own time, once the journal takes writes again
+    /// (a full disk is the usual cause); `journaled` runs then.
     @discardableResult
-    func emit(_ kind: String, device: String, severity: Severity? = nil, data: [String: JSONValue]) async -> Bool {
+    func emit(
+        _ kind: String, device: String, severity: Severity? = nil, data: [String: JSONValue],
+        laterData: [String: JSONValue]? = nil, journaled: @escaping @Sendable () -> Void = {}
+    ) async -> Bool {
+        var draft = EventDraft(device: device, driver: "dicom", kind: kind, severity: severity, data: data)
         do {
-            try await sink.emit(EventDraft(device: device, driver: "dicom", kind: kind, severity: severity, data: data))
+            try await sink.emit(draft)
             return true
         } catch {
-            logger.error("cannot journal \(kind)", metadata: ["error": "\(error)", "device.id": "\(device)"])
+            logger.error("cannot journal \(kind); kept to journal later", metadata: ["error": "\(error)", "device.id": "\(device)"])
+            if let laterData { draft.data = laterData }
+            backlog.add(draft, journaled: journaled, sink: sink, logger: logger)
             return false
+        }
+    }
+
+    let backlog = ReceiverBacklog()
+}
+
+/// Receiver events the journal refused (disk full), retried every 2 s in their order until
+/// it takes them. Bounded: beyond `capacity` the oldest are dropped, and said so in the log.
+final class ReceiverBacklog: Sendable {
+    private struct Item {
+        let id: UInt64
+        let draft: EventDraft
+        let journaled: @Sendable () -> Void
+    }
+    private struct State {
+        var waiting: [Item] = []
+        var nextID: UInt64 = 0
+        var retrying = false
+        var dropped = 0
+    }
+    private let state = Mutex(State())
+    static let capacity = 10_000
+
+    var count: Int { state.withLock { $0.waiting.count } }
+
+    func add(_ draft: EventDraft, journaled: @escaping @Sendable () -> Void, sink: any DriverEventSink, logger: Logger) {
+        let start = state.withLock { s -> Bool in
+            s.waiting.append(Item(id: s.nextID, draft: draft, journaled: journaled))
+            s.nextID += 1
+            if s.waiting.count > Self.capacity {
+                s.waiting.removeFirst()
+                s.dropped += 1
+            }
+            defer { s.retrying = true }
+            return !s.retrying
+        }
+        guard start else { return }
+        Task {
+            while true {
+                try? await Task.sleep(for: .seconds(2))
+                let dropped = state.withLock { s in defer { s.dropped = 0 }; return s.dropped }
+                if dropped > 0 { logger.error("dropped receiver events that could not be journaled", metadata: ["count": "\(dropped)"]) }
+                while let item = state.withLock({ $0.waiting.first }) {
+                    do {
+                        try await sink.emit(item.draft)
+                    } catch {
+                        break
+                    }
+                    state.withLock { $0.waiting.removeAll { $0.id == item.id } }
+                    item.journaled()
+                }
+                let done = state.withLock { s -> Bool in
+                    if s.waiting.isEmpty { s.retrying = false }
+                    return s.waiting.isEmpty
+                }
+                if done { return }
+            }
         }
     }
 }
@@ -114,9 +188,11 @@ final class AssociationHandler: ChannelInboundHandler {
         Task {
             for await work in stream { await work() }
         }
+        shared.liveHandlers.add(1, ordering: .relaxed)
     }
 
     deinit {
+        shared.liveHandlers.subtract(1, ordering: .relaxed)
         // Behind whatever the storage queue still has to journal.
         let journal = journal
         storage.async { journal.finish() }
@@ -130,6 +206,20 @@ final class AssociationHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+    }
+
+    /// Breaks the references that would keep a closed association alive: the context
+    /// (which holds this handler) and the ARTIM/idle timer (whose task holds it too, even
+    /// cancelled, through the `Scheduled` value). Before this, every connection leaked
+    /// its handler, storage queue and journal task (about 3.4 KB each).
+    func handlerRemoved(context: ChannelHandlerContext) {
+        disarm()
+        self.context = nil
+    }
+
+    private func disarm() {
+        timer?.cancel()
+        timer = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -191,7 +281,15 @@ final class AssociationHandler: ChannelInboundHandler {
         calledAE = request.calledAE
         let settings = shared.settings
         // Reject reasons (PS3.8 §9.3.4): 7 called AE not recognized, 3 calling AE not recognized;
-        // 2 (source 3, transient) local limit exceeded.
+        // 2 (source 3, transient) local limit exceeded. A title that is not a valid AE value
+        // (control characters, backslash, NUL, non-ASCII) is refused before anything else;
+        // it is journaled in its escaped form only.
+        guard PDU.isValidAETitle(request.callingAE) else {
+            return reject(result: 1, source: 1, reason: 3, why: "calling AE \"\(request.callingAE)\" is not a valid AE title (PS3.5: printable ASCII without backslash)")
+        }
+        guard PDU.isValidAETitle(request.calledAE) else {
+            return reject(result: 1, source: 1, reason: 7, why: "called AE \"\(request.calledAE)\" is not a valid AE title (PS3.5: printable ASCII without backslash)")
+        }
         guard request.calledAE == settings.aeTitle else {
             return reject(result: 1, source: 1, reason: 7, why: "called AE \"\(request.calledAE)\" is not \"\(settings.aeTitle)\"")
         }
@@ -202,7 +300,7 @@ final class AssociationHandler: ChannelInboundHandler {
             }
             device = peer.device
         } else if settings.acceptAnyCallingAE {
-            device = "dicom-" + String(request.callingAE.map { DaemonConfiguration.isValidDeviceID(String($0)) ? $0 : "_" })
+            device = shared.device(forCallingAE: request.callingAE)
         } else {
             return reject(result: 1, source: 1, reason: 3, why: "calling AE \"\(request.callingAE)\" is not a configured peer")
         }
@@ -293,7 +391,7 @@ final class AssociationHandler: ChannelInboundHandler {
     private func finish(kind: String, reason: String?) {
         guard state == .established else { return }
         state = .released
-        timer?.cancel()
+        disarm()
         if let transfer { storage.async { transfer.file?.discard() } }
         transfer = nil
         var data: [String: JSONValue] = [
@@ -309,7 +407,7 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        disarm()
         if state == .established { finish(kind: "dicom.association.aborted", reason: "the connection closed without release") }
         if counted {
             shared.openAssociations.subtract(1, ordering: .relaxed)
@@ -449,11 +547,22 @@ final class AssociationHandler: ChannelInboundHandler {
                                    "sop_instance_uid": data["sop_instance_uid"] ?? .null])
                     }
                     // The file is durable; without its event the sender must not hear "stored".
-                    if await shared.emit("dicom.instance.stored", device: device, data: data) {
-                        if data["duplicate"] == nil, let study = data["study_uid"]?.stringValue, let series = data["series_uid"]?.stringValue {
+                    // Journaled later (the sender having heard 0xA700), it says `recovered`.
+                    let stored = data
+                    let journaled: @Sendable () -> Void = {
+                        // Recovery has nothing to do for this file any more.
+                        transfer.file?.unstage()
+                        if stored["duplicate"] == nil, let study = stored["study_uid"]?.stringValue,
+                            let series = stored["series_uid"]?.stringValue
+                        {
                             shared.studies.add(
-                                study: study, series: series, device: device, fields: data, bytes: Int(data["bytes"]?.intValue ?? 0))
+                                study: study, series: series, device: device, fields: stored, bytes: Int(stored["bytes"]?.intValue ?? 0))
                         }
+                    }
+                    var later = data
+                    later["recovered"] = .bool(true)
+                    if await shared.emit("dicom.instance.stored", device: device, data: data, laterData: later, journaled: journaled) {
+                        journaled()
                     } else {
                         status = DICOM.Status.outOfResources
                     }
@@ -479,6 +588,42 @@ final class AssociationHandler: ChannelInboundHandler {
         send(.data([PDV(contextID: contextID, isCommand: true, isLast: true, bytes: command.encoded())]))
     }
 
+    /// Reads a finished file's dataset up to its pixel data and checks the structure of the
+    /// rest: a dataset cut short or with lengths that do not fit is unreadable (0xC000).
+    static func readDataset(_ file: InstanceFile) throws(StoreError) -> Dataset {
+        var dataset = Dataset()
+        var limit = 65_536
+        var pixelData: Int?
+        while true {
+            guard let prefix = file.datasetPrefix(limit: limit) else { throw .unreadable("the deflated dataset does not inflate") }
+            var reader = DatasetReader(bytes: prefix, encoding: file.encoding)
+            do {
+                dataset = try reader.read()
+            } catch {
+                throw .unreadable("the dataset cannot be parsed: \(error)")
+            }
+            pixelData = reader.pixelDataOffset
+            guard reader.truncated else { break }
+            // Running out of the whole dataset is not the end of a header: it is cut short.
+            let whole = file.deflated ? prefix.count < limit : prefix.count >= file.size - file.datasetOffset
+            if whole { throw .unreadable("the dataset is cut short: it ends inside \(reader.truncation ?? "an element")") }
+            // Headers are small; read more of a long one, up to 8 MiB.
+            guard limit < 8 << 20 else { break }
+            limit *= 4
+        }
+        // The pixel data and whatever follows it: lengths that fit, sequences closed.
+        if let pixelData, !file.deflated {
+            do throws(DatasetError) {
+                try file.withDatasetReader { read throws(DatasetError) in
+                    try DatasetReader.checkTail(from: pixelData, end: file.size - file.datasetOffset, encoding: file.encoding, read: read)
+                }
+            } catch {
+                throw .unreadable("the dataset cannot be parsed: \(error)")
+            }
+        }
+        return dataset
+    }
+
     /// On the storage queue: finish, read, check, commit. Never throws: the outcome says.
     private static func store(_ transfer: Transfer, settings: DaemonConfiguration.Dicom) -> (
         error: StoreError?, data: [String: JSONValue], replaced: String?
@@ -489,20 +634,7 @@ final class AssociationHandler: ChannelInboundHandler {
         }
         do throws(StoreError) {
             let sha256 = try file.finish()
-            var dataset = Dataset()
-            var limit = 65_536
-            while true {
-                guard let prefix = file.datasetPrefix(limit: limit) else { throw .unreadable("the deflated dataset does not inflate") }
-                var reader = DatasetReader(bytes: prefix, encoding: file.encoding)
-                do {
-                    dataset = try reader.read()
-                } catch {
-                    throw .unreadable("the dataset cannot be parsed: \(error)")
-                }
-                // Headers are small; read more of a long one, up to 8 MiB.
-                guard reader.truncated, limit < 8 << 20, file.deflated || limit < file.size - file.datasetOffset else { break }
-                limit *= 4
-            }
+            let dataset = try Self.readDataset(file)
             var data = InstanceSummary.fields(of: dataset)
             let sopClass = dataset.string(Tag(0x0008, 0x0016))
             let instance = dataset.string(Tag(0x0008, 0x0018))

@@ -96,8 +96,14 @@ public struct DatasetReader {
 
     let bytes: [UInt8]
     let encoding: Encoding
-    /// Set when the input ended inside an element (the caller gave only a prefix).
+    /// Set when the input ended inside an element, or before an undefined-length sequence
+    /// or item was closed (the caller gave only a prefix, or the dataset is cut short).
     public private(set) var truncated = false
+    /// What was being read when the input ran out, for the caller's message when the
+    /// input was the whole dataset.
+    public private(set) var truncation: String?
+    /// Where the top-level Pixel Data element starts, when reading stopped there.
+    public private(set) var pixelDataOffset: Int?
 
     public init(bytes: [UInt8], encoding: Encoding) {
         self.bytes = bytes
@@ -131,7 +137,7 @@ public struct DatasetReader {
         var dataset = Dataset()
         while index < end {
             guard end - index >= 8 else {
-                truncated = true
+                ranOut("an element header at byte \(index)")
                 return dataset
             }
             let tag = Tag(u16(index), u16(index + 2))
@@ -140,7 +146,10 @@ public struct DatasetReader {
                 if stopAtItemDelimiter { return dataset }
                 continue
             }
-            if tag == Tag.pixelData, depth == 0 { return dataset }
+            if tag == Tag.pixelData, depth == 0 {
+                pixelDataOffset = index
+                return dataset
+            }
             // Item tags are always implicit: (FFFE,xxxx) + 4-byte length.
             var vr: String
             var length: UInt32
@@ -156,7 +165,7 @@ public struct DatasetReader {
                 }
                 if Self.longVRs.contains(vr) {
                     guard end - index >= 12 else {
-                        truncated = true
+                        ranOut("the header of element \(tag) at byte \(index)")
                         return dataset
                     }
                     length = u32(index + 8)
@@ -177,7 +186,7 @@ public struct DatasetReader {
             }
             let valueLength = Int(length)
             guard valueLength <= end - index else {
-                truncated = true
+                ranOut("element \(tag), which claims \(length) bytes at byte \(index) where \(end - index) remain")
                 return dataset
             }
             if vr == "SQ" {
@@ -190,7 +199,13 @@ public struct DatasetReader {
                 index += valueLength
             }
         }
+        if stopAtItemDelimiter, !truncated { ranOut("an item of undefined length that is never closed") }
         return dataset
+    }
+
+    private mutating func ranOut(_ what: String) {
+        truncated = true
+        if truncation == nil { truncation = what }
     }
 
     /// Items of a sequence until its end (defined length) or its delimiter.
@@ -198,7 +213,7 @@ public struct DatasetReader {
         var items: [Dataset] = []
         while index < (definedEnd ?? end) {
             guard end - index >= 8 else {
-                truncated = true
+                ranOut("an item header at byte \(index)")
                 return items
             }
             let tag = Tag(u16(index), u16(index + 2))
@@ -211,7 +226,7 @@ public struct DatasetReader {
             } else {
                 let itemLength = Int(length)
                 guard itemLength <= end - index else {
-                    truncated = true
+                    ranOut("an item that claims \(length) bytes at byte \(index) where \(end - index) remain")
                     return items
                 }
                 let itemEnd = index + itemLength
@@ -222,6 +237,116 @@ public struct DatasetReader {
             }
             if truncated { return items }
         }
+        if definedEnd == nil, !truncated { ranOut("a sequence of undefined length that is never closed") }
         return items
+    }
+}
+
+extension DatasetReader {
+    /// Checks what the header reader does not read: from the top-level Pixel Data element
+    /// at `offset` to `end`, every element's length must fit in what is there, and
+    /// encapsulated data, undefined-length sequences and their items must be closed. Reads
+    /// element and item headers only (through `read(offset, count)`, which may return
+    /// fewer bytes at the end), so a 500 MB image costs a few reads.
+    public static func checkTail(
+        from offset: Int, end: Int, encoding: Encoding, read: (Int, Int) -> [UInt8]
+    ) throws(DatasetError) {
+        try withoutActuallyEscaping(read) { read throws(DatasetError) in
+            let walker = TailWalker(end: end, big: encoding == .explicitBig, implicit: encoding == .implicitLittle, read: read)
+            var index = offset
+            try walker.elements(&index, depth: 0, untilItemDelimiter: false)
+        }
+    }
+}
+
+/// The walk behind `DatasetReader.checkTail`.
+private struct TailWalker {
+    let end: Int
+    let big: Bool
+    let implicit: Bool
+    let read: (Int, Int) -> [UInt8]
+
+    func u16(_ b: [UInt8], _ at: Int) -> UInt32 {
+        big ? UInt32(b[at]) << 8 | UInt32(b[at + 1]) : UInt32(b[at]) | UInt32(b[at + 1]) << 8
+    }
+
+    func u32(_ b: [UInt8], _ at: Int) -> UInt32 {
+        big ? u16(b, at) << 16 | u16(b, at + 2) : u16(b, at) | u16(b, at + 2) << 16
+    }
+
+    /// The 8 (or 12) header bytes at `index`, or an error saying the data ends there.
+    func header(_ index: Int, _ count: Int, _ what: String) throws(DatasetError) -> [UInt8] {
+        let bytes = end - index >= count ? read(index, count) : []
+        guard bytes.count == count else {
+            throw DatasetError(message: "the dataset ends inside \(what) at byte \(index)")
+        }
+        return bytes
+    }
+
+    /// Elements until the end (top level) or an item delimiter (inside an item).
+    func elements(_ index: inout Int, depth: Int, untilItemDelimiter: Bool) throws(DatasetError) {
+        guard depth <= DatasetReader.maximumDepth else {
+            throw DatasetError(message: "sequences nested deeper than \(DatasetReader.maximumDepth) levels")
+        }
+        while index < end {
+            var bytes = try header(index, 8, "an element header")
+            let tag = Tag(UInt16(u16(bytes, 0)), UInt16(u16(bytes, 2)))
+            if tag == Tag.itemDelimitation, untilItemDelimiter {
+                index += 8
+                return
+            }
+            var length = u32(bytes, 4)
+            var size = 8
+            if !implicit, tag.group != 0xFFFE {
+                let vr = String(decoding: bytes[4..<6], as: UTF8.self)
+                guard vr.utf8.allSatisfy({ (0x41...0x5A).contains($0) }) else {
+                    throw DatasetError(message: "element \(tag) at byte \(index) has no valid VR (\"\(vr)\")")
+                }
+                if DatasetReader.longVRs.contains(vr) {
+                    bytes = try header(index, 12, "the header of element \(tag)")
+                    length = u32(bytes, 8)
+                    size = 12
+                } else {
+                    length = u16(bytes, 6)
+                }
+            }
+            let start = index
+            index += size
+            if length == 0xFFFF_FFFF {
+                try items(&index, depth: depth + 1, of: tag)
+            } else {
+                guard Int(length) <= end - index else {
+                    throw DatasetError(
+                        message: "element \(tag) at byte \(start) claims \(length) bytes but \(end - index) follow (the dataset is cut short)")
+                }
+                index += Int(length)
+            }
+        }
+        if untilItemDelimiter { throw DatasetError(message: "an item of undefined length is never closed") }
+    }
+
+    /// Items (encapsulated fragments or sequence items) until the sequence delimiter.
+    func items(_ index: inout Int, depth: Int, of tag: Tag) throws(DatasetError) {
+        while index < end {
+            let bytes = try header(index, 8, "an item header of \(tag)")
+            let itemTag = Tag(UInt16(u16(bytes, 0)), UInt16(u16(bytes, 2)))
+            let length = u32(bytes, 4)
+            let start = index
+            index += 8
+            if itemTag == Tag.sequenceDelimitation { return }
+            guard itemTag == Tag.item else {
+                throw DatasetError(message: "expected an item of \(tag) at byte \(start), found \(itemTag)")
+            }
+            if length == 0xFFFF_FFFF {
+                try elements(&index, depth: depth, untilItemDelimiter: true)
+            } else {
+                guard Int(length) <= end - index else {
+                    throw DatasetError(
+                        message: "an item of \(tag) at byte \(start) claims \(length) bytes but \(end - index) follow (the dataset is cut short)")
+                }
+                index += Int(length)
+            }
+        }
+        throw DatasetError(message: "\(tag) of undefined length is never closed by a sequence delimiter")
     }
 }

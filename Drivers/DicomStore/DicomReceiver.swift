@@ -14,13 +14,18 @@ public struct DicomReceiver: Service {
     let onListening: @Sendable (_ port: Int, _ tlsPort: Int?) -> Void
     /// A listening socket passed by systemd (socket activation), used instead of binding.
     let inheritedSocket: Int32?
+    /// Whether the journal holds a `dicom.instance.stored` for a path and SHA-256 (for
+    /// recovery at start; without it a file found in place is journaled again).
+    let isJournaled: (@Sendable (_ path: String, _ sha256: String) async throws -> Bool)?
 
     public init(
         settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger, inheritedSocket: Int32? = nil,
+        isJournaled: (@Sendable (_ path: String, _ sha256: String) async throws -> Bool)? = nil,
         onListening: @escaping @Sendable (_ port: Int, _ tlsPort: Int?) -> Void = { _, _ in }
     ) {
         shared = ReceiverContext(settings: settings, sink: sink, logger: logger)
         self.inheritedSocket = inheritedSocket
+        self.isJournaled = isJournaled
         self.onListening = onListening
     }
 
@@ -29,9 +34,8 @@ public struct DicomReceiver: Service {
         let settings = shared.settings
         // A P-DATA-TF may be as large as we announced; the framer keeps the rest to 64 KiB.
         let maximumPDU = settings.maxPDULength
-        // Transfers cut short by a crash or kill left their partial files: nothing in
-        // .incoming belongs to a live association yet.
-        Self.removeLeftovers(in: settings.storage + "/.incoming", logger: shared.logger)
+        // What a crash or kill left in .incoming: nothing there belongs to a live association yet.
+        _ = await IncomingRecovery.run(shared, isJournaled: isJournaled)
         func bootstrap(tls: NIOSSLContext?) -> ServerBootstrap {
             ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(ChannelOptions.backlog, value: 64)
@@ -134,14 +138,6 @@ public struct DicomReceiver: Service {
         } catch {
             throw NMBridgeError(
                 .invalidConfiguration, "[dicom.tls] cannot set up TLS with \(tls.certificate) and \(tls.key): \(error)")
-        }
-    }
-
-    static func removeLeftovers(in directory: String, logger: Logger) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for name in names where name.hasSuffix(".part") {
-            let path = directory + "/" + name
-            if unlink(path) == 0 { logger.notice("removed a partial transfer left from before", metadata: ["path": "\(path)"]) }
         }
     }
 }

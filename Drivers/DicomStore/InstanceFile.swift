@@ -33,11 +33,16 @@ final class InstanceFile: @unchecked Sendable {
     /// Dataset bytes held back while group 0002 elements at its start are dropped.
     private var pending: [UInt8] = []
     private var stripping = true
+    /// A recovered file's Source AE Title (0002,0016): the calling AE that sent it.
+    private(set) var sourceAE: String?
+    /// The transfer syntax the dataset is encoded in.
+    private(set) var transferSyntax = ""
 
     static let maximumStrippedElement = 65_536
 
     init(root: String, sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String) throws(StoreError) {
         self.root = root
+        self.transferSyntax = transferSyntax
         encoding = DatasetReader.Encoding(transferSyntax: transferSyntax)
         deflated = transferSyntax == DICOM.TransferSyntax.deflatedExplicitLittle
         // Group 0002 elements cannot be recognised inside compressed bytes.
@@ -50,7 +55,55 @@ final class InstanceFile: @unchecked Sendable {
         guard fd >= 0 else { throw .resources("cannot create \(temporaryPath): \(Self.errorText())") }
         let meta = Self.fileMeta(sopClass: sopClass, sopInstance: sopInstance, transferSyntax: transferSyntax, callingAE: callingAE)
         datasetOffset = meta.count
-        try write(meta)
+        do {
+            try write(meta)
+        } catch {
+            // A full disk: nothing may stay behind (an empty .part once did, for good).
+            discard()
+            throw error
+        }
+    }
+
+    /// A finished file found in .incoming at start (see `IncomingRecovery`): its file meta
+    /// says where the dataset starts and how it is encoded. Nil when it is not one of ours.
+    init?(recovering path: String, root: String) {
+        self.root = root
+        temporaryPath = path
+        fd = -1
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        size = Int(info.st_size)
+        let reader = open(path, O_RDONLY | O_CLOEXEC)
+        guard reader >= 0 else { return nil }
+        defer { close(reader) }
+        var head = [UInt8](repeating: 0, count: 4096)
+        let n = head.withUnsafeMutableBytes { pread(reader, $0.baseAddress, $0.count, 0) }
+        guard n >= 144, Array(head[128..<132]) == Array("DICM".utf8), head[132] == 0x02, head[133] == 0x00, head[134] == 0x00,
+            head[135] == 0x00
+        else { return nil }
+        let groupLength = Int(Self.u32(head, 140, big: false))
+        guard groupLength < n - 144 else { return nil }
+        datasetOffset = 144 + groupLength
+        // (0002,0010) Transfer Syntax UID, explicit VR little endian like the rest of group 0002.
+        var index = 144
+        var syntax: String?
+        while index + 8 <= datasetOffset {
+            let element = UInt16(head[index + 2]) | UInt16(head[index + 3]) << 8
+            let vr = String(decoding: head[(index + 4)..<(index + 6)], as: UTF8.self)
+            let long = DatasetReader.longVRs.contains(vr)
+            let length = long ? Int(Self.u32(head, index + 8, big: false)) : Int(UInt16(head[index + 6]) | UInt16(head[index + 7]) << 8)
+            let start = index + (long ? 12 : 8)
+            guard start + length <= datasetOffset else { return nil }
+            let value = String(decoding: head[start..<(start + length)], as: UTF8.self).trimmingCharacters(in: ["\0", " "])
+            if element == 0x0010 { syntax = value }
+            if element == 0x0016 { sourceAE = value }
+            index = start + length
+        }
+        guard let syntax else { return nil }
+        transferSyntax = syntax
+        encoding = DatasetReader.Encoding(transferSyntax: syntax)
+        deflated = syntax == DICOM.TransferSyntax.deflatedExplicitLittle
+        stripping = false
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -185,6 +238,26 @@ final class InstanceFile: @unchecked Sendable {
         return n > 0 ? Array(buffer.prefix(n)) : []
     }
 
+    /// Calls `body` with a reader of the finished file's dataset bytes (`offset` from the
+    /// dataset's start, `count`; fewer bytes at the end or on a read error).
+    func withDatasetReader<E: Error>(_ body: ((Int, Int) -> [UInt8]) throws(E) -> Void) throws(E) {
+        let reader = open(temporaryPath, O_RDONLY | O_CLOEXEC)
+        defer { if reader >= 0 { close(reader) } }
+        let base = datasetOffset
+        try body { offset, count in
+            guard reader >= 0, count > 0 else { return [] }
+            var buffer = [UInt8](repeating: 0, count: count)
+            let n = buffer.withUnsafeMutableBytes { pread(reader, $0.baseAddress, count, off_t(base + offset)) }
+            return n > 0 ? Array(buffer.prefix(n)) : []
+        }
+    }
+
+    /// Drops the file's name in .incoming once its event is journaled (it stays at its
+    /// place under the storage root). Only unlinks a fixed path: safe from any thread.
+    func unstage() {
+        unlink(temporaryPath)
+    }
+
     /// Removes the temporary file (a failed or aborted transfer leaves nothing behind).
     func discard() {
         if fd >= 0 {
@@ -260,8 +333,18 @@ enum StoragePath {
                     message: "\(target) is already stored with other bytes (SHA-256 \(existing)) and duplicates = \"reject\"")
             }
         }
-        guard rename(file.temporaryPath, target) == 0 else {
-            throw .resources("cannot move the instance to \(target): \(InstanceFile.errorText())")
+        // The file gets its place under a second name and keeps its name in .incoming until
+        // its event is journaled (`unstage`): after a crash in between, recovery finds it
+        // there with two links and journals it (IncomingRecovery). link + rename, not link
+        // alone: rename replaces an existing file atomically.
+        let staged = file.temporaryPath + ".link"
+        guard link(file.temporaryPath, staged) == 0 else {
+            throw .resources("cannot link \(file.temporaryPath): \(InstanceFile.errorText())")
+        }
+        guard rename(staged, target) == 0 else {
+            let error = InstanceFile.errorText()
+            unlink(staged)
+            throw .resources("cannot move the instance to \(target): \(error)")
         }
         syncDirectory(directory)
         return (target, .stored(replacedSHA256: replaced))

@@ -191,9 +191,31 @@ extension PDU {
         }
     }
 
-    /// AE titles are 16 bytes, space padded; leading and trailing spaces are not significant.
+    /// AE titles are 16 bytes, space padded; leading and trailing spaces are not significant
+    /// (trailing NULs, which some peers pad with, neither). What remains is returned as text
+    /// with every byte that an AE value may not hold (PS3.5 §6.2: control characters and
+    /// backslash; here also NUL and anything outside ASCII) written as `\xNN`, so that the
+    /// text is safe to log and journal and `isValidAETitle` can tell.
     static func aeTitle(_ bytes: ArraySlice<UInt8>) -> String {
-        String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: [" ", "\0"])
+        var value = bytes
+        while let last = value.last, last == 0x20 || last == 0 { value = value.dropLast() }
+        while value.first == 0x20 { value = value.dropFirst() }
+        var text = ""
+        for byte in value {
+            if (0x20...0x7E).contains(byte), byte != 0x5C {
+                text.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                text += "\\x" + (hex.count == 1 ? "0" : "") + hex
+            }
+        }
+        return text
+    }
+
+    /// Whether text from `aeTitle` is a valid AE value: not empty (all spaces) and nothing
+    /// that had to be escaped (an escape is the only way a backslash gets into it).
+    public static func isValidAETitle(_ text: String) -> Bool {
+        !text.isEmpty && !text.contains("\\")
     }
 
     /// UIDs in items are padded with NUL (or, wrongly, space) by some peers.

@@ -53,6 +53,9 @@ struct CalibratorSession {
     private mutating func pollOnce(_ port: SerialPort) async throws {
         let leftover = port.discardInput()
         if !leftover.isEmpty {
+            // Bytes after the last reply put that reply in doubt: it no longer counts
+            // towards settling.
+            settlers.removeAll()
             try await handle(.violation(ProtocolViolation("unexpected bytes between replies", bytes: Array(leftover.prefix(64)))))
         }
         switch settings.dialect {
@@ -64,10 +67,14 @@ struct CalibratorSession {
                 try await handle(.violation(ProtocolViolation("reply cut short after \(reply.count) bytes", bytes: reply)))
                 return
             }
-            try await handle(CapintecCRC15R.decode(Array(reply.prefix(CapintecCRC15R.replyLength)), unitCodes: unitCodes))
+            // The reply has no frame of its own; bytes after its 11 mean the 11 cannot be
+            // trusted either (a noisy line, another talker). Such a reply is an error only,
+            // never a reading that counts towards settling.
             if reply.count > CapintecCRC15R.replyLength {
-                try await handle(.violation(ProtocolViolation("bytes after the reply", bytes: Array(reply.dropFirst(CapintecCRC15R.replyLength).prefix(64)))))
+                settlers.removeAll()
+                return try await handle(.violation(ProtocolViolation("bytes after the reply", bytes: Array(reply.prefix(64)))))
             }
+            try await handle(CapintecCRC15R.decode(reply, unitCodes: unitCodes))
         case .crc35r(let unitCodes, let chambers):
             for chamber in chambers {
                 frames.reset()

@@ -48,6 +48,22 @@ public struct DaemonConfiguration: Sendable {
         public var tokenFile: String?
         /// Events buffered per live subscriber before it is cut off as lagged.
         public var subscriberBuffer: Int = 4096
+
+        /// Shortest bearer token accepted.
+        public static let minimumTokenLength = 16
+
+        /// The bearer token in `path` (surrounding white space removed), or what is wrong
+        /// with the file. The configuration loader and the daemon both read it this way.
+        public static func token(path: String) -> (token: String?, problem: String?) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                return (nil, "cannot read \(path)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard token.count >= minimumTokenLength else {
+                return (nil, "the token in \(path) has \(token.count) characters; it must have at least \(minimumTokenLength)")
+            }
+            return (token, nil)
+        }
     }
 
     public struct Supervisor: Sendable {
@@ -211,6 +227,11 @@ public struct DaemonConfiguration: Sendable {
             if table.has("tcp"), api.tokenFile == nil {
                 table.problem("tcp", "the TCP API requires token_file (a file holding the bearer token)")
             }
+            // The daemon reads the token at start; check it here so that `config check`
+            // finds what would stop the daemon, before anything touches the state directory.
+            if let path = api.tokenFile {
+                if let problem = API.token(path: path).problem { table.problem("token_file", problem) }
+            }
             if let buffer = table.int("subscriber_buffer", in: 16...1_000_000) { api.subscriberBuffer = Int(buffer) }
             table.reportUnknownKeys()
         }
@@ -305,6 +326,9 @@ public struct DaemonConfiguration: Sendable {
         }
         var shipper = Shipper(url: url ?? PostgresURL(user: "nmbridge", host: "localhost", database: "nmbridge"))
         shipper.passwordFile = table.string("password_file").map(resolve)
+        if let path = shipper.passwordFile, !FileManager.default.isReadableFile(atPath: path) {
+            table.problem("password_file", "cannot read \(path)")
+        }
         if let tls = table.choice("tls", ["disable", "prefer", "require"]) { shipper.tls = Shipper.TLSMode(rawValue: tls)! }
         shipper.tlsCAFile = table.string("tls_ca_file").map(resolve)
         if shipper.tlsCAFile != nil, shipper.tls == .disable {

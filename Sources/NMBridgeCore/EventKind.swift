@@ -286,6 +286,9 @@ extension EventKindRegistry {
                     "NM/PT: agent, radionuclide, nuclide (canonical), total_dose_header, total_dose_bq, total_dose_unit_rule, total_dose_suspect (a value of the wrong unit, flagged, never rescaled), half_life_s, start_time, start_datetime."),
                 EventField("energy_windows", .array, required: false, "NM: [{name, lower_kev, upper_kev}]."),
                 EventField("duplicate", .string, required: false, "Set when identical bytes were already stored (nothing changed)."),
+                EventField(
+                    "recovered", .boolean, required: false,
+                    "Set when the file was put in place before a crash and its event is journaled at the next start (its sender was not answered success)."),
             ]),
         EventKind(
             "dicom.study.stable", "A study has had no new instance for `stable_after_s` (also across a daemon restart).",
@@ -307,6 +310,16 @@ extension EventKindRegistry {
                 EventField("path", .string, "The file."),
                 EventField("old_sha256", .string, "SHA-256 of the replaced file."),
                 EventField("new_sha256", .string, "SHA-256 of the new file."),
+            ]),
+        EventKind(
+            "dicom.storage.recovered", severity: .notice,
+            "At start, before the receiver listens: what an earlier run left in the storage root's .incoming folder was dealt with.",
+            fields: [
+                EventField("removed_partial", .integer, "Partial transfers removed (never answered success, never in place)."),
+                EventField("removed_bytes", .integer, "Their size."),
+                EventField("recovered_instances", .integer, "Instances in place without their event, journaled now as dicom.instance.stored with recovered = true."),
+                EventField("already_journaled", .integer, "Instances in place whose event was journaled (only a leftover name removed)."),
+                EventField("unreadable", .integer, "Files in .incoming that were not readable instances, removed."),
             ]),
         EventKind(
             "dicom.instance.failed", severity: .error, "A C-STORE was answered with a failure status; nothing was stored.",

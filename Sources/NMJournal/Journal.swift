@@ -143,6 +143,7 @@ public final class Journal: Sendable {
                 }
             }
         }
+        try restrictFileModes(path: path, logger: logger)
 
         var config = GRDB.Configuration()
         config.label = "nmbridge.journal"
@@ -200,6 +201,28 @@ public final class Journal: Sendable {
         let last = try journal.readBoundsSync().last
         journal.stats.withLock { $0.lastSeq = last }
         return journal
+    }
+
+    /// The journal holds patient names: it is created 0640 whatever the umask (SQLite
+    /// gives its -wal and -shm files the database file's mode), and an existing file (or
+    /// WAL, SHM) that others may read loses those bits.
+    private static func restrictFileModes(path: String, logger: Logger) throws {
+        let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else {
+            throw NMBridgeError(.journalUnusable, "cannot create journal \(path): \(String(cString: strerror(errno)))")
+        }
+        close(fd)
+        for file in [path, path + "-wal", path + "-shm"] {
+            var info = stat()
+            guard stat(file, &info) == 0, info.st_mode & 0o007 != 0 else { continue }
+            let mode = info.st_mode & 0o770
+            if chmod(file, mode) == 0 {
+                logger.notice("journal: \(file) was readable by others; now mode \(String(mode, radix: 8))")
+            }
+        }
+        // A new (empty) file gets exactly 0640.
+        var info = stat()
+        if stat(path, &info) == 0, info.st_size == 0 { chmod(path, 0o640) }
     }
 
     private static func checkHeader(path: String) throws {

@@ -33,10 +33,20 @@ extension Journal {
     /// The follower reads the file while it is behind and switches to a bounded in-memory
     /// feed when it has caught up, so a slow follower never slows appends or other
     /// followers.
-    public func follow(after: Int64, filter: EventFilter = EventFilter(), onOverflow: OverflowPolicy = .catchUp)
-        -> JournalFollower
-    {
-        JournalFollower(journal: self, after: after, filter: filter, onOverflow: onOverflow)
+    ///
+    /// `whenOverflowed` is called at the moment the live buffer overflows (from the
+    /// committing thread, so it must be quick): a consumer blocked elsewhere, such as an
+    /// HTTP stream waiting on a client that stopped reading, learns of it at once.
+    public func follow(
+        after: Int64, filter: EventFilter = EventFilter(), onOverflow: OverflowPolicy = .catchUp,
+        whenOverflowed: (@Sendable () -> Void)? = nil
+    ) -> JournalFollower {
+        JournalFollower(journal: self, after: after, filter: filter, onOverflow: onOverflow, whenOverflowed: whenOverflowed)
+    }
+
+    /// Counts a live subscriber cut off for falling behind (`/metrics`).
+    public func countLaggedSubscriber() {
+        stats.withLock { $0.laggedSubscribers += 1 }
     }
 }
 
@@ -47,9 +57,10 @@ public struct JournalFollower: AsyncSequence, Sendable {
     let after: Int64
     let filter: EventFilter
     let onOverflow: OverflowPolicy
+    let whenOverflowed: (@Sendable () -> Void)?
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(journal: journal, cursor: after, filter: filter, onOverflow: onOverflow)
+        Iterator(journal: journal, cursor: after, filter: filter, onOverflow: onOverflow, whenOverflowed: whenOverflowed)
     }
 
     public struct Iterator: AsyncIteratorProtocol {
@@ -58,6 +69,7 @@ public struct JournalFollower: AsyncSequence, Sendable {
         public private(set) var cursor: Int64
         let filter: EventFilter
         let onOverflow: OverflowPolicy
+        let whenOverflowed: (@Sendable () -> Void)?
         var page: [Event] = []
         var pageIndex = 0
         /// Unsubscribes when the last copy of the iterator goes away (a consumer that
@@ -69,11 +81,12 @@ public struct JournalFollower: AsyncSequence, Sendable {
         }
         static let pageSize = 512
 
-        init(journal: Journal, cursor: Int64, filter: EventFilter, onOverflow: OverflowPolicy) {
+        init(journal: Journal, cursor: Int64, filter: EventFilter, onOverflow: OverflowPolicy, whenOverflowed: (@Sendable () -> Void)?) {
             self.journal = journal
             self.cursor = cursor
             self.filter = filter
             self.onOverflow = onOverflow
+            self.whenOverflowed = whenOverflowed
             self.liveHandle = LiveHandle(hub: journal.hub)
         }
 
@@ -114,8 +127,8 @@ public struct JournalFollower: AsyncSequence, Sendable {
                         cursor = event.seq
                         return .event(event)
                     case .overflow:
+                        // Counted when it happened (see readFromFile).
                         stopLive()
-                        journal.stats.withLock { $0.laggedSubscribers += 1 }
                         if onOverflow == .fail { throw Lagged(lastDeliveredSeq: cursor) }
                     case .cancelled:
                         stopLive()
@@ -136,7 +149,10 @@ public struct JournalFollower: AsyncSequence, Sendable {
             if first.events.count == Self.pageSize { return }
             // Caught up. Nothing matching exists up to lastSeq: the cursor may move there.
             let scannedTo = Swift.max(cursor, first.lastSeq)
-            let subscription = journal.hub.subscribe(filter: filter, capacity: journal.subscriberBuffer)
+            let subscription = journal.hub.subscribe(filter: filter, capacity: journal.subscriberBuffer) { [weak journal, whenOverflowed] in
+                journal?.countLaggedSubscriber()
+                whenOverflowed?()
+            }
             let second = try await journal.followPage(after: scannedTo, filter: filter, limit: Self.pageSize)
             if second.events.count == Self.pageSize {
                 // A burst landed between the two reads: stay on the file for now.
@@ -178,8 +194,8 @@ final class SubscriptionHub: Sendable {
     }
     private let state = Mutex(State())
 
-    func subscribe(filter: EventFilter, capacity: Int) -> LiveSubscription {
-        let subscription = LiveSubscription(filter: filter, capacity: capacity)
+    func subscribe(filter: EventFilter, capacity: Int, whenOverflowed: @escaping @Sendable () -> Void = {}) -> LiveSubscription {
+        let subscription = LiveSubscription(filter: filter, capacity: capacity, whenOverflowed: whenOverflowed)
         let closed = state.withLock { s -> Bool in
             if !s.closed { s.subscribers[ObjectIdentifier(subscription)] = subscription }
             return s.closed
@@ -204,7 +220,12 @@ final class SubscriptionHub: Sendable {
 
     func publish(_ events: [Event]) {
         let current = state.withLock { Array($0.subscribers.values) }
-        for subscriber in current { subscriber.offer(events) }
+        var overflowed: [LiveSubscription] = []
+        for subscriber in current where subscriber.offer(events) { overflowed.append(subscriber) }
+        // An overflowed subscriber gets nothing more; its follower unsubscribes too.
+        if !overflowed.isEmpty {
+            state.withLock { s in for subscriber in overflowed { s.subscribers.removeValue(forKey: ObjectIdentifier(subscriber)) } }
+        }
     }
 
     var count: Int { state.withLock { $0.subscribers.count } }
@@ -236,14 +257,20 @@ final class LiveSubscription: Sendable {
 
     let filter: EventFilter
     let capacity: Int
+    let whenOverflowed: @Sendable () -> Void
     private let state = Mutex(State())
 
-    init(filter: EventFilter, capacity: Int) {
+    init(filter: EventFilter, capacity: Int, whenOverflowed: @escaping @Sendable () -> Void = {}) {
         self.filter = filter
         self.capacity = capacity
+        self.whenOverflowed = whenOverflowed
     }
 
-    func offer(_ events: [Event]) {
+    /// Buffers what matches; returns true when this offer overflowed the buffer (its
+    /// events are then released at once, and `whenOverflowed` called).
+    @discardableResult
+    func offer(_ events: [Event]) -> Bool {
+        var overflowedNow = false
         let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
             guard !s.overflowed, !s.cancelled else { return nil }
             s.lastOfferedSeq = events.last?.seq ?? s.lastOfferedSeq
@@ -252,6 +279,7 @@ final class LiveSubscription: Sendable {
             // One commit is never an overflow on its own: an empty buffer takes a whole batch.
             if s.available > 0 && s.available + matching.count > capacity {
                 s.overflowed = true
+                overflowedNow = true
                 s.buffer = []
                 s.head = 0
             } else {
@@ -265,6 +293,8 @@ final class LiveSubscription: Sendable {
             return s.waiter
         }
         waiter?.resume()
+        if overflowedNow { whenOverflowed() }
+        return overflowedNow
     }
 
     func cancel() {

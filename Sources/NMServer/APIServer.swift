@@ -7,6 +7,7 @@ import NMBridgeCore
 import NMJournal
 import NMQualityControl
 import NMShipper
+import Synchronization
 
 /// The HTTP API (docs/api in README): events, live stream (SSE), devices, health, metrics.
 ///
@@ -23,16 +24,23 @@ public struct APIRoutes: Sendable {
     let qc: QCStatus?
     /// Silence after which the stream sends a keep-alive comment.
     let keepAlive: Duration
+    /// How long one write to a live stream may wait for the client before the stream is
+    /// cut off: a client that reads nothing blocks the write once the socket buffers fill
+    /// (a client that reads gets each write through in far less).
+    let stallTimeout: Duration
     /// The largest page `GET /v1/events` returns.
     static let maxLimit = 10_000
+    /// Most `kind` patterns or `device` ids one request may give.
+    static let maxFilterValues = 64
 
     public init(
         journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15),
-        shipper: ShipperStatus? = nil, qc: QCStatus? = nil
+        stallTimeout: Duration = .seconds(30), shipper: ShipperStatus? = nil, qc: QCStatus? = nil
     ) {
         self.shipper = shipper
         self.qc = qc
         self.keepAlive = keepAlive
+        self.stallTimeout = stallTimeout
         self.journal = journal
         self.monitor = monitor
         self.node = node
@@ -40,12 +48,12 @@ public struct APIRoutes: Sendable {
     }
 
     /// The router, with bearer-token checking when `token` is set.
-    public func router(token: String?) -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func router(token: String?) -> Router<APIRequestContext> {
+        let router = Router(context: APIRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
         if let token { router.add(middleware: BearerTokenMiddleware(token: token)) }
         router.get("/v1/events") { request, _ in try await events(request) }
-        router.get("/v1/events/stream") { request, _ in try await stream(request) }
+        router.get("/v1/events/stream") { request, context in try await stream(request, channel: context.channel, logger: context.logger) }
         router.get("/v1/devices") { _, _ in devices() }
         router.get("/v1/health") { _, _ in try await health() }
         router.get("/metrics") { _, _ in try await metrics() }
@@ -85,10 +93,16 @@ public struct APIRoutes: Sendable {
             query.getAll(name).flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
         }
         let kinds = list("kind")
+        let devices = list("device")
+        // Each pattern becomes a term of the query; beyond a few dozen they are a mistake
+        // or an attack (10 000 of them overflow SQLite's expression tree).
+        for (name, values) in [("kind", kinds), ("device", devices)] where values.count > Self.maxFilterValues {
+            throw APIRequestError.badRequest("\(name): \(values.count) values; at most \(Self.maxFilterValues) are allowed")
+        }
         for pattern in kinds {
             if let problem = EventFilter.invalidKindPattern(pattern) { throw APIRequestError.badRequest("kind=\(pattern): \(problem)") }
         }
-        let filter = EventFilter(devices: list("device"), kinds: kinds, since: try time("since"), until: try time("until"))
+        let filter = EventFilter(devices: devices, kinds: kinds, since: try time("since"), until: try time("until"))
         return Parameters(
             after: try integer("after", 0...Int64.max), last: try integer("last", 1...Int64(Self.maxLimit)).map(Int.init),
             limit: Int(try integer("limit", 1...Int64(Self.maxLimit)) ?? 1000), filter: filter)
@@ -125,7 +139,8 @@ public struct APIRoutes: Sendable {
         return Response.json(out)
     }
 
-    func stream(_ request: Request) async throws -> Response {
+
+    func stream(_ request: Request, channel: any Channel, logger: Logger) async throws -> Response {
         let p = try parameters(request)
         var after = p.after
         if let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] {
@@ -137,8 +152,14 @@ public struct APIRoutes: Sendable {
         let bounds = try await journal.bounds()
         let start = after ?? bounds.last
         try checkCursor(start, oldest: bounds.oldest, last: bounds.last)
-        let follower = journal.follow(after: start, filter: p.filter, onOverflow: .fail)
+        // A subscriber whose buffer overflows is counted as lagged and its buffer released
+        // at that moment, even while its response is stuck in a write to a client that
+        // stopped reading. A client that reads again gets `event: lagged`; one whose write
+        // stays blocked for `stallTimeout` is cut off (the connection closed).
+        let cutOff = StreamCutOff(channel: channel, journal: journal, logger: logger)
+        let follower = journal.follow(after: start, filter: p.filter, onOverflow: .fail) { cutOff.overflowed() }
         let journalID = journal.id.uuidString.lowercased()
+        let stallTimeout = stallTimeout
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
@@ -146,8 +167,10 @@ public struct APIRoutes: Sendable {
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
+                let watchdog = cutOff.watch(stallTimeout: stallTimeout)
+                defer { watchdog.cancel() }
                 // A first comment line tells the client the stream is open (and from where).
-                try await writer.write(ByteBuffer(string: ": nmbridge journal \(journalID) after \(start)\n\n"))
+                try await cutOff.timed { try await writer.write(ByteBuffer(string: ": nmbridge journal \(journalID) after \(start)\n\n")) }
                 var iterator = follower.makeAsyncIterator()
                 var lastSentID = start
                 do {
@@ -159,9 +182,10 @@ public struct APIRoutes: Sendable {
                             // events it skipped, so that its cursor does not age into retention.
                             if iterator.cursor > lastSentID {
                                 lastSentID = iterator.cursor
-                                try await writer.write(ByteBuffer(string: ": keep-alive\nid: \(lastSentID)\n\n"))
+                                let id = lastSentID
+                                try await cutOff.timed { try await writer.write(ByteBuffer(string: ": keep-alive\nid: \(id)\n\n")) }
                             } else {
-                                try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
+                                try await cutOff.timed { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
                             }
                             continue
                         }
@@ -169,16 +193,17 @@ public struct APIRoutes: Sendable {
                         var frame = "id: \(event.seq)\nevent: \(event.kind)\ndata: "
                         frame += event.jsonText
                         frame += "\n\n"
-                        try await writer.write(ByteBuffer(string: frame))
+                        let bytes = ByteBuffer(string: frame)
+                        try await cutOff.timed { try await writer.write(bytes) }
                     }
                 } catch let lagged as Lagged {
                     let data = "{\"error\":\"lagged\",\"last_seq\":\(lagged.lastDeliveredSeq),\"message\":\"\(lagged.description)\"}"
-                    try await writer.write(ByteBuffer(string: "event: lagged\ndata: \(data)\n\n"))
+                    try await cutOff.timed { try await writer.write(ByteBuffer(string: "event: lagged\ndata: \(data)\n\n")) }
                 } catch let expired as CursorExpired {
                     let data = "{\"error\":\"cursor_expired\",\"oldest_seq\":\(expired.oldestSeq),\"message\":\"\(expired.description)\"}"
-                    try await writer.write(ByteBuffer(string: "event: error\ndata: \(data)\n\n"))
+                    try await cutOff.timed { try await writer.write(ByteBuffer(string: "event: error\ndata: \(data)\n\n")) }
                 }
-                try await writer.finish(nil)
+                try await cutOff.timed { try await writer.finish(nil) }
             })
     }
 
@@ -326,7 +351,7 @@ extension Response {
 /// Every error leaves as JSON: `{"error": "<code>", "message": "…"}` (4xx for the
 /// caller's mistakes, 410 for an expired cursor, 5xx for ours).
 struct JSONErrorMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = APIRequestContext
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -349,15 +374,18 @@ struct JSONErrorMiddleware: RouterMiddleware {
             }
             return .jsonError(error.status, code: "http_\(error.status.code)", message: error.body ?? error.status.reasonPhrase)
         } catch {
+            // The error's text (an SQL statement, a path) stays in the daemon's log.
             context.logger.error("API request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
-            return .jsonError(.internalServerError, code: "internal_error", message: "\(error)")
+            return .jsonError(
+                .internalServerError, code: "internal_error",
+                message: "the daemon could not answer this request; its log (journalctl -u nmbridged) says why")
         }
     }
 }
 
 /// Requires `Authorization: Bearer <token>` (constant-time comparison).
 struct BearerTokenMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = APIRequestContext
     let token: String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -381,5 +409,68 @@ struct BearerTokenMiddleware: RouterMiddleware {
             difference |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
         }
         return difference == 0
+    }
+}
+
+/// The API's request context: Hummingbird's, plus the connection, so that a live stream
+/// whose client stopped reading can be closed from outside its blocked write.
+public struct APIRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = CoreRequestContextStorage(source: source)
+        channel = source.channel
+    }
+}
+
+/// Cuts a live stream off when one write has waited longer than the stall timeout: the
+/// client stopped reading. Closing the connection ends the blocked write, which nothing
+/// else would (the stream only learns of an overflow when it asks for the next event).
+final class StreamCutOff: Sendable {
+    let channel: any Channel
+    let journal: Journal
+    let logger: Logger
+    /// When the pending write started (`DispatchTime` nanoseconds), 0 when none is pending.
+    private let pendingSince = Atomic<UInt64>(0)
+    private let closed = Atomic<Bool>(false)
+    /// Set by the journal when the subscription overflowed (it counted it as lagged then).
+    private let hasOverflowed = Atomic<Bool>(false)
+
+    func overflowed() { hasOverflowed.store(true, ordering: .relaxed) }
+
+    init(channel: any Channel, journal: Journal, logger: Logger) {
+        self.channel = channel
+        self.journal = journal
+        self.logger = logger
+    }
+
+    func close(reason: String) {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        logger.notice(
+            "live stream cut off", metadata: ["reason": "\(reason)", "peer": "\(channel.remoteAddress?.description ?? "unix socket")"])
+        channel.close(promise: nil)
+    }
+
+    /// Runs one write, visible to the watchdog while it waits.
+    func timed(_ write: () async throws -> Void) async throws {
+        pendingSince.store(DispatchTime.now().uptimeNanoseconds, ordering: .relaxed)
+        defer { pendingSince.store(0, ordering: .relaxed) }
+        try await write()
+    }
+
+    /// Looks at the pending write every second (or a quarter of the timeout).
+    func watch(stallTimeout: Duration) -> Task<Void, Never> {
+        let limit = UInt64(stallTimeout.components.seconds) * 1_000_000_000 + UInt64(stallTimeout.components.attoseconds / 1_000_000_000)
+        return Task { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: min(stallTimeout / 4, .seconds(1)))
+                let since = pendingSince.load(ordering: .relaxed)
+                guard since != 0, DispatchTime.now().uptimeNanoseconds - since > limit else { continue }
+                if !hasOverflowed.load(ordering: .relaxed) { journal.countLaggedSubscriber() }
+                close(reason: "a write waited more than \(stallTimeout) for the client to read")
+                return
+            }
+        }
     }
 }

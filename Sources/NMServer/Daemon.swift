@@ -30,6 +30,8 @@ public enum Daemon {
         announce: @escaping @Sendable () -> Void = {}
     ) async throws {
         let notifier = SystemdNotifier(environment: environment, logger: logger)
+        // Files the configuration names are read before the state directory is touched.
+        let token = try configuration.api.tokenFile.map(readToken)
         let lock = try StateLock(journalPath: configuration.journal.path)
         defer { lock.release() }
         let journal = try Journal.open(
@@ -91,8 +93,7 @@ public enum Daemon {
                 },
                 logger: logger),
         ]
-        if let host = configuration.api.tcpHost, let port = configuration.api.tcpPort, let tokenFile = configuration.api.tokenFile {
-            let token = try readToken(tokenFile)
+        if let host = configuration.api.tcpHost, let port = configuration.api.tcpPort, let token {
             services.append(
                 Application(
                     router: routes.router(token: token),
@@ -107,7 +108,15 @@ public enum Daemon {
             // `FileDescriptorName=dicom` in nmbridged-dicom.socket: systemd listens (port 104
             // needs no privilege of ours); otherwise the receiver binds [dicom] listen/port.
             let inherited = SocketActivation.descriptors(environment: environment)["dicom"]
-            services.append(DicomReceiver(settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited))
+            services.append(
+                DicomReceiver(
+                    settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited,
+                    isJournaled: { path, sha256 in
+                        let query = EventQuery(
+                            filter: EventFilter(kinds: ["dicom.instance.stored"]), limit: 1, newestFirst: true,
+                            dataEquals: ["path": path, "sha256": sha256])
+                        return try await !journal.events(query).events.isEmpty
+                    }))
         }
         if let qualityControl { services.append(qualityControl) }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
@@ -139,13 +148,8 @@ public enum Daemon {
     }
 
     static func readToken(_ path: String) throws -> String {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw NMBridgeError(.invalidConfiguration, "api.token_file: cannot read \(path)")
-        }
-        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard token.count >= 16 else {
-            throw NMBridgeError(.invalidConfiguration, "api.token_file: the token in \(path) must be at least 16 characters")
-        }
+        let (token, problem) = DaemonConfiguration.API.token(path: path)
+        guard let token else { throw NMBridgeError(.invalidConfiguration, "api.token_file: \(problem ?? "unusable")") }
         return token
     }
 }

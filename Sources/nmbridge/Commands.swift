@@ -72,7 +72,7 @@ struct Status: AsyncParsableCommand {
                     text += "last shipper error: \(error) (\(s["failures"]?.intValue ?? 0) failure(s))\n"
                 }
             }
-            writeStdout(text)
+            writeStdout(TerminalText.escape(text, keepLayout: true))
         }
     }
 }
@@ -185,6 +185,8 @@ struct Kinds: AsyncParsableCommand {
 func table(_ rows: [[String]]) -> String {
     guard let columns = rows.map(\.count).max() else { return "" }
     var widths = [Int](repeating: 0, count: columns)
+    // Cells hold what devices and peers said: control characters are shown, not obeyed.
+    let rows = rows.map { $0.map { TerminalText.escape($0) } }
     for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
     return rows.map { row in
         row.enumerated().map { i, cell in i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }

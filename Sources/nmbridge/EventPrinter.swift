@@ -31,21 +31,26 @@ struct EventPrinter {
         }
     }
 
+    /// One line for people. Every piece that came from a device or a peer (device id, kind,
+    /// node, keys, values) is escaped: an AE title or a reading must not drive the terminal.
     func human(_ event: Event) -> String {
+        let safe = { (text: String) in TerminalText.escape(text) }
         let time = LocalTime.format(event.time)
-        let device = (event.device ?? "-").padding(toLength: max(14, event.device?.count ?? 0), withPad: " ", startingAt: 0)
-        let kind = event.kind.padding(toLength: max(22, event.kind.count), withPad: " ", startingAt: 0)
+        let deviceText = safe(event.device ?? "-")
+        let kindText = safe(event.kind)
+        let device = deviceText.padding(toLength: max(14, deviceText.count), withPad: " ", startingAt: 0)
+        let kind = kindText.padding(toLength: max(22, kindText.count), withPad: " ", startingAt: 0)
         var line = "\(time) \(device) \(kind)"
-        if showNode { line = "\(event.node) " + line }
+        if showNode { line = "\(safe(event.node)) " + line }
         let data = event.data
         for key in data.keys.sorted() {
             let value = data[key]!
             let text: String =
                 switch value {
-                case .string(let s): s.contains(" ") || s.isEmpty ? "\"\(s)\"" : s
-                default: value.jsonText
+                case .string(let s): s.contains(" ") || s.isEmpty ? "\"\(safe(s))\"" : safe(s)
+                default: safe(value.jsonText)
                 }
-            line += " \(key)=\(text)"
+            line += " \(safe(key))=\(text)"
         }
         guard colour else { return "\(event.seq) " + line }
         let code: String? =

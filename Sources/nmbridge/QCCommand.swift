@@ -54,7 +54,9 @@ struct QCCommand: AsyncParsableCommand {
                 let (events, node) = try await fetchEvents(since: since, until: until)
                 let report = QCReport(events: events, day: day, node: node, generated: now, zone: zone, chartDays: days)
                 let text = report.rendered(as: format)
-                guard let output else { return writeStdout(text) }
+                // The text sheet quotes DICOM headers and readings; on a terminal their
+                // control characters are shown, not obeyed (CSV and HTML escape their own).
+                guard let output else { return writeStdout(format == .text ? TerminalText.escape(text, keepLayout: true) : text) }
                 do {
                     try Data(text.utf8).write(to: URL(fileURLWithPath: output), options: .atomic)
                 } catch {

@@ -42,6 +42,11 @@ struct NMBridged: AsyncParsableCommand {
 
     func run() async throws {
         unblockTerminationSignals()
+        // What the daemon writes (journal, DICOM files, cursors) names patients: never
+        // readable or writable by others, whatever umask it was started with (the unit
+        // also sets UMask=0027).
+        let inherited = umask(0o027)
+        umask(inherited | 0o027)
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in JournaldLogHandler(label: label, level: level) }
         let logger = Logger(label: "nmbridged")
@@ -100,6 +105,8 @@ struct NMBridged: AsyncParsableCommand {
             }
         } catch {
             logger.critical("cannot run", metadata: ["error": "\(error)"])
+            // A configured file that became unusable after loading is still a configuration error.
+            if let error = error as? NMBridgeError, error.code == .invalidConfiguration { throw ExitCode(2) }
             throw ExitCode(1)
         }
     }

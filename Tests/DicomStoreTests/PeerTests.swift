@@ -41,6 +41,8 @@ struct ReceiverRig: Sendable {
     /// The DICOM TLS port, when configured.
     let tlsPort: Int?
     let task: Task<Void, any Error>
+    /// What the receiver's associations share (its counters).
+    let shared: ReceiverContext
 
     static func start(_ configure: (inout DaemonConfiguration.Dicom) -> Void = { _ in }) async throws -> ReceiverRig {
         let directory = try DicomPeers.temporaryDirectory()
@@ -51,14 +53,19 @@ struct ReceiverRig: Sendable {
         configure(&settings)
         let sink = RecordingSink()
         let (stream, continuation) = AsyncStream.makeStream(of: (Int, Int?).self)
-        let receiver = DicomReceiver(settings: settings, sink: sink, logger: Logger(label: "test")) { continuation.yield(($0, $1)) }
+        let receiver = DicomReceiver(settings: settings, sink: sink, logger: Logger(label: "test"), onListening: { continuation.yield(($0, $1)) })
         let task = Task { try await receiver.run() }
         var iterator = stream.makeAsyncIterator()
         guard let (port, tlsPort) = await iterator.next() else { throw DatasetError(message: "the receiver did not start") }
-        return ReceiverRig(sink: sink, directory: directory, storage: settings.storage, port: port, tlsPort: tlsPort, task: task)
+        return ReceiverRig(
+            sink: sink, directory: directory, storage: settings.storage, port: port, tlsPort: tlsPort, task: task, shared: receiver.shared)
     }
 
-    private init(sink: RecordingSink, directory: String, storage: String, port: Int, tlsPort: Int?, task: Task<Void, any Error>) {
+    private init(
+        sink: RecordingSink, directory: String, storage: String, port: Int, tlsPort: Int?, task: Task<Void, any Error>,
+        shared: ReceiverContext
+    ) {
+        self.shared = shared
         self.sink = sink
         self.directory = directory
         self.storage = storage

@@ -248,13 +248,17 @@ struct DriverRig {
     }
 }
 
-/// The CRC-35R driver against an independent implementation of the protocol (a Python
-/// script written from the framing rules, no shared code), over a socat pty pair.
+/// The drivers against independent implementations of the protocols (Python scripts
+/// written from the protocol notes, no shared code), over a socat pty pair.
 @Suite struct IndependentPeerTests {
     static let root = repositoryRoot
 
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/socat"), "socat is installed by scripts/test"))
-    func crc35rAgainstAPythonDeviceOverSocat() async throws {
+    /// Runs `driver` on one end of a socat pty pair with the Python `peer` on the other,
+    /// until `done` holds for what the driver emitted (or the wait gives up); returns the sink.
+    func withPeer(
+        _ peer: String, _ peerArguments: [String], driver: String, extra: String,
+        until done: @escaping @Sendable (RecordingSink) -> Bool
+    ) async throws -> (sink: RecordingSink, finished: Bool) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nmb-socat-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -272,7 +276,7 @@ struct DriverRig {
         }
         let device = Process()
         device.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        device.arguments = ["python3", Self.root + "/Tests/Peers/crc35r_device.py", dir + "/device", "Tc99m", "740.0", "4", "3"]
+        device.arguments = ["python3", Self.root + "/Tests/Peers/" + peer, dir + "/device"] + peerArguments
         device.standardOutput = FileHandle.nullDevice
         device.standardError = FileHandle.nullDevice
         try device.run()
@@ -280,16 +284,25 @@ struct DriverRig {
 
         let sink = RecordingSink()
         let configuration = try DaemonConfiguration.load(
-            text: "[[device]]\nid = \"pet\"\ndriver = \"capintec-crc35r\"\npath = \"\(dir)/driver\"\npoll_ms = 100\nprotocol_error_interval_s = 0",
+            text: "[[device]]\nid = \"peer\"\ndriver = \"\(driver)\"\npath = \"\(dir)/driver\"\n\(extra)",
             file: nil, drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "n")
-        let entry = DriverCatalog(doseCalibratorDrivers).entries["capintec-crc35r"]!
+        let entry = DriverCatalog(doseCalibratorDrivers).entries[driver]!
         let service = entry.make(
             configuration.devices[0].settings,
-            DriverContext(deviceID: "pet", driverName: "capintec-crc35r", logger: Logger(label: "t"), clock: ContinuousClock(), sink: sink))
+            DriverContext(deviceID: "peer", driverName: driver, logger: Logger(label: "t"), clock: ContinuousClock(), sink: sink))
         let task = Task { try await service.run() }
-        let arrived = await sink.wait { !sink.events("dosecal.measurement").isEmpty }
+        let finished = await sink.wait { done(sink) }
         task.cancel()
         _ = try? await task.value
+        return (sink, finished)
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/socat"), "socat is installed by scripts/test"))
+    func crc35rAgainstAPythonDeviceOverSocat() async throws {
+        let (sink, arrived) = try await withPeer(
+            "crc35r_device.py", ["Tc99m", "740.0", "4", "3"], driver: "capintec-crc35r",
+            extra: "poll_ms = 100\nprotocol_error_interval_s = 0"
+        ) { !$0.events("dosecal.measurement").isEmpty }
         #expect(arrived)
         let m = try #require(sink.events("dosecal.measurement").first)
         #expect(m.data["activity_bq"] == .double(740e6))
@@ -297,6 +310,30 @@ struct DriverRig {
         #expect(m.data["chamber"] == .int(1))
         let errors = sink.events("device.protocol_error").compactMap { $0.data["error"]?.stringValue }
         #expect(errors.contains { $0.hasPrefix("checksum") }, "\(errors)")
+    }
+
+    /// A CRC-15R reply followed by junk in the same burst once counted towards settling, so
+    /// 75 such replies still gave a measurement. Now each is an error only: the measurement
+    /// comes from clean replies after the junk, and none before.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/socat"), "socat is installed by scripts/test"))
+    func crc15rRepliesWithTrailingJunkNeverSettle() async throws {
+        let junkReplies = 12
+        let (sink, arrived) = try await withPeer(
+            "crc15r_device.py", ["Tc99m", "740.0", "5", "\(junkReplies)"], driver: "capintec-crc15r",
+            extra: "poll_ms = 100\nprotocol_error_interval_s = 0"
+        ) { !$0.events("dosecal.measurement").isEmpty }
+        #expect(arrived)
+        let m = try #require(sink.events("dosecal.measurement").first)
+        #expect(m.data["activity_bq"] == .double(740e6))
+        #expect(m.data["nuclide"] == .string("Tc-99m"))
+        // Everything emitted before the measurement: the junk replies were all errors.
+        // (A pty may deliver the junk apart from its reply; the next poll then finds it.)
+        let before = sink.drafts.withLock { events in Array(events.prefix { $0.kind != "dosecal.measurement" }) }
+        let junkErrors = before.filter { event in
+            guard event.kind == "device.protocol_error", let error = event.data["error"]?.stringValue else { return false }
+            return error.hasPrefix("bytes after the reply") || error.hasPrefix("unexpected bytes between replies")
+        }
+        #expect(junkErrors.count >= junkReplies - 1, "\(before.map { "\($0.kind) \($0.data)" })")
     }
 }
 

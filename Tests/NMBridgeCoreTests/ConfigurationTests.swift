@@ -13,6 +13,10 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
 
 @Suite struct ConfigurationTests {
     @Test func defaultsAndAFullConfiguration() throws {
+        let directory = try makeTemporaryDirectory("config")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let tokenFile = directory + "/api.token"
+        try "0123456789abcdef-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
         let minimal = try load("")
         #expect(minimal.daemon.node == "host-a")
         #expect(minimal.journal.path == "/var/lib/nmbridge/journal.db")
@@ -36,7 +40,7 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
             socket = "run/api.sock"
             socket_mode = "0600"
             tcp = "127.0.0.1:8470"
-            token_file = "api.token"
+            token_file = "\(tokenFile)"
             [supervisor]
             initial_backoff_s = 0.5
             max_backoff_s = 10
@@ -55,7 +59,7 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         #expect(full.api.socketMode == 0o600)
         #expect(full.api.tcpHost == "127.0.0.1")
         #expect(full.api.tcpPort == 8470)
-        #expect(full.api.tokenFile == "/etc/nmbridge/api.token")
+        #expect(full.api.tokenFile == tokenFile)
         #expect(full.supervisor.maxBackoff == 10)
         #expect(full.devices.map(\.id) == ["replay-1"])
         #expect(full.devices.first?.staleAfter == 30)
@@ -103,6 +107,28 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
             #expect(problems.contains { $0.hasPrefix(line) }, "missing: \(line)\nin: \(problems.joined(separator: "\n"))")
         }
         #expect(problems.count == expected.count, "\(problems.joined(separator: "\n"))")
+    }
+
+    /// What the daemon would refuse at start, `config check` reports (with key and line).
+    @Test func anUnusableTokenFileIsAConfigurationProblem() throws {
+        let directory = try makeTemporaryDirectory("config")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let short = directory + "/short.token"
+        try "too-short\n".write(toFile: short, atomically: true, encoding: .utf8)
+        for (file, message) in [
+            (directory + "/missing.token", "cannot read \(directory)/missing.token"),
+            (short, "the token in \(short) has 9 characters; it must have at least 16"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self) {
+                try load(
+                    """
+                    [api]
+                    tcp = "127.0.0.1:8470"
+                    token_file = "\(file)"
+                    """)
+            }
+            #expect(error?.problems.map(\.description) == ["test.toml:3: api.token_file: \(message)"])
+        }
     }
 
     @Test func qualityControlSettingsAreRead() throws {

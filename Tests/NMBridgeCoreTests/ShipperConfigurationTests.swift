@@ -1,3 +1,5 @@
+import Foundation
+import TestSupport
 import Testing
 
 @testable import NMBridgeCore
@@ -12,9 +14,13 @@ import Testing
     }
 
     @Test func everyKeyIsRead() throws {
+        // The password file must exist: the daemon reads it at start, so `config check` does too.
+        let base = try makeTemporaryDirectory("shipper")
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try "secret\n".write(toFile: base + "/pg.password", atomically: true, encoding: .utf8)
         let shipper = try #require(
-            try load(
-                """
+            try DaemonConfiguration.load(
+                text: """
                 [shipper]
                 postgres = "postgres://nmb@db.example:6543/department"
                 password_file = "pg.password"
@@ -26,10 +32,10 @@ import Testing
                 lag_alert_s = 120
                 lag_alert_events = 5000
                 retention_may_drop_unshipped = true
-                """
+                """, file: "test.toml", drivers: catalog, defaultNode: "host-a", baseDirectory: base
             ).shipper)
         #expect(shipper.url.port == 6543)
-        #expect(shipper.passwordFile == "/etc/nmbridge/pg.password", "relative to the configuration file")
+        #expect(shipper.passwordFile == base + "/pg.password", "relative to the configuration file")
         #expect(shipper.tls == .require && shipper.tlsCAFile == "/etc/ssl/department-ca.pem")
         #expect(shipper.batchSize == 500 && shipper.flushInterval == 0.25 && shipper.maxBackoff == 30)
         #expect(shipper.lagAlertSeconds == 120 && shipper.lagAlertEvents == 5000 && shipper.retentionMayDropUnshipped)

@@ -12,7 +12,8 @@ import Testing
 
 /// Runs the real API router on an ephemeral TCP port around a fresh journal.
 func withAPI(
-    buffer: Int = 4096, token: String? = nil, _ body: @escaping @Sendable (Journal, Int) async throws -> Void
+    buffer: Int = 4096, token: String? = nil, stallTimeout: Duration = .seconds(30),
+    _ body: @escaping @Sendable (Journal, Int) async throws -> Void
 ) async throws {
     let dir = FileManager.default.temporaryDirectory.path + "/nmb-api-\(UUID().uuidString.prefix(8))"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -21,7 +22,7 @@ func withAPI(
     let journal = try Journal.open(JournalOptions(path: dir + "/journal.db", node: "test-node", sync: .normal, subscriberBuffer: buffer), logger: logger)
     let routes = APIRoutes(
         journal: journal, monitor: DeviceMonitor(journal: journal, devices: [], logger: logger), node: "test-node",
-        keepAlive: .milliseconds(200))
+        keepAlive: .milliseconds(200), stallTimeout: stallTimeout)
     let app = Application(
         router: routes.router(token: token), configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
         logger: logger)
@@ -107,6 +108,80 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
         }
     }
 
+    /// 10 000 kind patterns once gave a 500 carrying SQLite's "Expression tree is too
+    /// large" and the SQL text; now the count is capped with a 400 that says so.
+    @Test func longFilterListsAreRefusedWithoutLeakingInternals() async throws {
+        try await withAPI { journal, port in
+            try await appendSample(journal, count: 3)
+            let base = "http://127.0.0.1:\(port)"
+            for query in [
+                "kind=" + Array(repeating: "*", count: 10_000).joined(separator: ","),
+                "device=" + (0..<65).map { "d\($0)" }.joined(separator: ","),
+                (0..<65).map { "kind=k\($0).*" }.joined(separator: "&"),
+            ] {
+                for path in ["/v1/events?", "/v1/events/stream?"] {
+                    let r = try await curl(base + path + query, ["--max-time", "30"])
+                    #expect(r.status == 400, "\(path)\(query.prefix(40))…: \(r.status) \(r.body.prefix(300))")
+                    let body = try? JSONValue.parse(r.body)
+                    #expect(body?["error"] == .string("bad_request"))
+                    #expect(body?["message"]?.stringValue?.contains("at most 64") == true, "\(r.body.prefix(300))")
+                    #expect(!r.body.localizedCaseInsensitiveContains("select"), "no SQL text reaches the client")
+                }
+            }
+            let most = try await curl(base + "/v1/events?kind=" + (0..<64).map { "k\($0).*" }.joined(separator: ",") + ",experimental.*")
+            #expect(most.status == 400, "65 patterns counting the last one")
+            let allowed = try await curl(base + "/v1/events?kind=" + (0..<63).map { "k\($0).*" }.joined(separator: ",") + ",experimental.*")
+            #expect(allowed.status == 200, "\(allowed.body.prefix(300))")
+            #expect((try? JSONValue.parse(allowed.body))?["last_seq"] == .int(3))
+        }
+    }
+
+    /// A client that stops reading once blocked its stream in a socket write forever: its
+    /// overflow was noticed only when the stream asked for the next event, which it never
+    /// did (50 such clients held 391 MB and were never counted). Now the overflow is
+    /// counted and its buffer released when it happens, and the blocked write is cut off
+    /// after the stall timeout.
+    @Test func aStalledSubscriberIsCountedReleasedAndCutOff() async throws {
+        try await withAPI(buffer: 64, stallTimeout: .seconds(2)) { journal, port in
+            let client = try StalledClient(port: port, path: "/v1/events/stream", stallSeconds: 8)
+            defer { client.stop() }
+            try await client.waitUntilStalling()
+            #expect(await waitFor { journal.statistics.liveSubscribers == 1 })
+            // Big events, so that the socket buffers fill and the stream's write blocks.
+            let filler = String(repeating: "x", count: 8192)
+            for _ in 0..<40 {
+                try await journal.append((0..<50).map { _ in EventDraft(device: "dev-a", kind: "experimental.fill", data: ["text": .string(filler)]) })
+            }
+            #expect(await waitFor { journal.statistics.laggedSubscribers == 1 }, "counted when it overflowed, while the client still reads nothing")
+            #expect(await waitFor { journal.statistics.liveSubscribers == 0 }, "its subscription and buffer are gone")
+            #expect(client.isRunning, "the client has not read anything yet")
+            let result = try await client.result()
+            // Either its blocked write was cut off, or (when the overflow came before the socket
+            // buffers were full) the stream ended with `event: lagged`: it holds nothing either way.
+            #expect(result["closed"] == .bool(true) || result["lagged_event"] == .bool(true), "\(result.jsonText)")
+            #expect(journal.statistics.laggedSubscribers == 1, "counted once")
+        }
+    }
+
+    /// A client that stops reading on a quiet journal never overflows; its blocked write
+    /// ends the stream after the stall timeout.
+    @Test func aStalledSubscriberIsCutOffWhenAWriteWaitsTooLong() async throws {
+        try await withAPI(stallTimeout: .seconds(1)) { journal, port in
+            let client = try StalledClient(port: port, path: "/v1/events/stream", stallSeconds: 8)
+            defer { client.stop() }
+            try await client.waitUntilStalling()
+            #expect(await waitFor { journal.statistics.liveSubscribers == 1 })
+            let filler = String(repeating: "y", count: 8192)
+            for _ in 0..<20 {
+                try await journal.append((0..<50).map { _ in EventDraft(device: "dev-a", kind: "experimental.fill", data: ["text": .string(filler)]) })
+            }
+            #expect(await waitFor { journal.statistics.laggedSubscribers == 1 }, "cut off after a write waited 1 s")
+            #expect(await waitFor { journal.statistics.liveSubscribers == 0 })
+            let result = try await client.result()
+            #expect(result["closed"] == .bool(true), "\(result)")
+        }
+    }
+
     @Test func streamServesSSEFromACursorWithFilters() async throws {
         try await withAPI { journal, port in
             try await appendSample(journal, count: 6, device: "gantry-1")
@@ -159,7 +234,8 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
     }
 
     @Test func aSlowSubscriberIsCutOffAsLaggedWhileAFastOneGetsEverything() async throws {
-        try await withAPI(buffer: 64) { journal, port in
+        // The slow one's write may wait as long as producing takes on a loaded machine.
+        try await withAPI(buffer: 64, stallTimeout: .seconds(600)) { journal, port in
             let client = APIClient(endpoint: .tcp(host: "127.0.0.1", port: port))
             let total = 3000
             let fastProgress = Shared<Int64>(0)
@@ -240,4 +316,52 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             #expect(health["journal"]?["last_seq"] == .int(7))
         }
     }
+}
+
+/// Waits (generously; never a performance limit) until `condition` holds.
+func waitFor(seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return condition()
+}
+
+/// Tests/Peers/sse_stall.py: a live-stream client that reads nothing for a while.
+final class StalledClient {
+    let process: Process
+    let output: Pipe
+
+    init(port: Int, path: String, stallSeconds: Int) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repositoryRoot + "/Tests/Peers/sse_stall.py", "127.0.0.1", "\(port)", path, "\(stallSeconds)"]
+        output = Pipe()
+        process.standardOutput = output
+        try process.run()
+    }
+
+    var isRunning: Bool { process.isRunning }
+
+    /// Until the request is sent (the script says "stalling").
+    func waitUntilStalling() async throws {
+        let handle = output.fileHandleForReading
+        let line = await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: handle.availableData) }
+        }
+        #expect(String(decoding: line, as: UTF8.self).hasPrefix("stalling"))
+    }
+
+    /// What the script printed once it read to the end: {"closed", "bytes", "lagged_event"}.
+    func result() async throws -> JSONValue {
+        let handle = output.fileHandleForReading
+        let data = await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: handle.readDataToEndOfFile()) }
+        }
+        let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+        return try JSONValue.parse(line)
+    }
+
+    func stop() { stopProcess(process) }
 }

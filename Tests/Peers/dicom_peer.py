@@ -52,7 +52,7 @@ def base(sop_class, instance_uid, study_uid, series_uid):
 
 
 def make_nm(args):
-    ds = base(NM, args.instance_uid or generate_uid(), args.study_uid or generate_uid(), generate_uid())
+    ds = base(NM, args.instance_uid or generate_uid(), args.study_uid or generate_uid(), args.series_uid or generate_uid())
     ds.Modality = "NM"
     ds.SeriesDescription = "WB Bone ANT/POST"
     ds.AcquisitionDate = "20261129"

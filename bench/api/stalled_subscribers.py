@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Stalled live-stream subscribers against a running nmbridged (issue 20), standard library only.
+
+    stalled_subscribers.py SOCKET PID SUBSCRIBERS STALLED SECONDS
+
+Opens SUBSCRIBERS streams (GET /v1/events/stream) on the daemon's unix socket; STALLED of
+them never read a byte, the others read everything. Every 5 s it samples the daemon's
+VmRSS (/proc/PID/status), nmbridge_api_lagged_subscribers_total and _live_subscribers
+(/metrics), and which stalled connections the daemon has closed. Prints one JSON line per
+sample and a summary: the time from start until every stalled subscriber was cut off
+(null if not all were), the peak and final RSS, and the RSS after all clients closed.
+"""
+import asyncio
+import json
+import socket
+import sys
+import time
+
+sock_path, pid, total, stalled, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+
+
+def rss_mb():
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+async def metrics():
+    reader, writer = await asyncio.open_unix_connection(sock_path)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    body = (await reader.read()).decode()
+    writer.close()
+    values = {}
+    for line in body.splitlines():
+        if line.startswith("nmbridge_api_"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+async def open_stream():
+    reader, writer = await asyncio.open_unix_connection(sock_path, limit=1 << 16)
+    writer.write(b"GET /v1/events/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    await writer.drain()
+    return reader, writer
+
+
+async def reading(reader):
+    try:
+        while await reader.read(65536):
+            pass
+    except Exception:
+        pass
+
+
+async def main():
+    start = time.monotonic()
+    streams = [await open_stream() for _ in range(total)]
+    readers = [asyncio.create_task(reading(r)) for r, _ in streams[stalled:]]
+    # A stalled client's transport must not read on its own either.
+    for _, writer in streams[:stalled]:
+        writer.transport.pause_reading()
+    cut_off_at = None
+    peak = 0.0
+    samples = []
+    while time.monotonic() - start < seconds:
+        await asyncio.sleep(5)
+        # A paused transport does not notice EOF: ask the kernel with a peek.
+        closed = 0
+        for _, writer in streams[:stalled]:
+            s = writer.get_extra_info("socket")
+            try:
+                data = s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                closed += 0 if data else 1
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed += 1
+        rss = rss_mb()
+        m = await metrics()
+        peak = max(peak, rss or 0)
+        sample = {"t": round(time.monotonic() - start, 1), "rss_mb": round(rss, 1), "lagged": m.get("nmbridge_api_lagged_subscribers_total"),
+                  "live": m.get("nmbridge_api_live_subscribers"), "stalled_closed": closed}
+        samples.append(sample)
+        print(json.dumps(sample), flush=True)
+        if cut_off_at is None and closed == stalled:
+            cut_off_at = sample["t"]
+    final = rss_mb()
+    for task in readers:
+        task.cancel()
+    for _, writer in streams:
+        writer.close()
+    await asyncio.sleep(5)
+    print(json.dumps({"summary": True, "subscribers": total, "stalled": stalled, "cut_off_s": cut_off_at,
+                      "peak_rss_mb": round(peak, 1), "final_rss_mb": round(final, 1),
+                      "rss_after_close_mb": round(rss_mb(), 1), "lagged": samples[-1]["lagged"] if samples else None}), flush=True)
+
+
+asyncio.run(main())
