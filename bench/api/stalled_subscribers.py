@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Stalled live-stream subscribers against a running nmbridged (issue 20), standard library only.
 
-    stalled_subscribers.py SOCKET PID SUBSCRIBERS STALLED SECONDS
+    stalled_subscribers.py HOST:PORT TOKEN PID SUBSCRIBERS STALLED SECONDS
 
-Opens SUBSCRIBERS streams (GET /v1/events/stream) on the daemon's unix socket; STALLED of
+Opens SUBSCRIBERS streams (GET /v1/events/stream) on the daemon's TCP API; STALLED of
 them never read a byte, the others read everything. Every 5 s it samples the daemon's
 VmRSS (/proc/PID/status), nmbridge_api_lagged_subscribers_total and _live_subscribers
 (/metrics), and which stalled connections the daemon has closed. Prints one JSON line per
@@ -12,11 +12,15 @@ sample and a summary: the time from start until every stalled subscriber was cut
 """
 import asyncio
 import json
+import os
 import socket
 import sys
 import time
 
-sock_path, pid, total, stalled, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+address, token = sys.argv[1], sys.argv[2]
+pid, total, stalled, seconds = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+host, port = address.rsplit(":", 1)
+headers = ("Host: localhost\r\nAuthorization: Bearer %s\r\n" % token).encode()
 
 
 def rss_mb():
@@ -28,8 +32,8 @@ def rss_mb():
 
 
 async def metrics():
-    reader, writer = await asyncio.open_unix_connection(sock_path)
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /metrics HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n")
     body = (await reader.read()).decode()
     writer.close()
     values = {}
@@ -41,8 +45,8 @@ async def metrics():
 
 
 async def open_stream():
-    reader, writer = await asyncio.open_unix_connection(sock_path, limit=1 << 16)
-    writer.write(b"GET /v1/events/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 16)
+    writer.write(b"GET /v1/events/stream HTTP/1.1\r\n" + headers + b"\r\n")
     await writer.drain()
     return reader, writer
 
@@ -70,14 +74,16 @@ async def main():
         # A paused transport does not notice EOF: ask the kernel with a peek.
         closed = 0
         for _, writer in streams[:stalled]:
-            s = writer.get_extra_info("socket")
+            peek = socket.socket(fileno=os.dup(writer.get_extra_info("socket").fileno()))
             try:
-                data = s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
                 closed += 0 if data else 1
             except BlockingIOError:
                 pass
             except OSError:
                 closed += 1
+            finally:
+                peek.close()
         rss = rss_mb()
         m = await metrics()
         peak = max(peak, rss or 0)
