@@ -76,8 +76,6 @@ final class ReceiverBacklog: Sendable {
     private let state = Mutex(State())
     static let capacity = 10_000
 
-    var count: Int { state.withLock { $0.waiting.count } }
-
     func add(_ draft: EventDraft, journaled: @escaping @Sendable () -> Void, sink: any DriverEventSink, logger: Logger) {
         let start = state.withLock { s -> Bool in
             s.waiting.append(Item(id: s.nextID, draft: draft, journaled: journaled))

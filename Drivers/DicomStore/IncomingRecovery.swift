@@ -41,7 +41,10 @@ enum IncomingRecovery {
         unlink(root + "/.studies.json.tmp")
         let incoming = root + "/.incoming"
         var outcome = Outcome()
-        let names = ((try? FileManager.default.contentsOfDirectory(atPath: incoming)) ?? []).sorted()
+        // `.link` names first: each gives its `.part` back its single link.
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: incoming)) ?? []).sorted {
+            ($0.hasSuffix(".link") ? 0 : 1, $0) < ($1.hasSuffix(".link") ? 0 : 1, $1)
+        }
         for name in names {
             let path = incoming + "/" + name
             var info = stat()

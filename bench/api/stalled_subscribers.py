@@ -4,7 +4,7 @@
     stalled_subscribers.py HOST:PORT TOKEN PID SUBSCRIBERS STALLED SECONDS
 
 Opens SUBSCRIBERS streams (GET /v1/events/stream) on the daemon's TCP API; STALLED of
-them never read a byte, the others read everything. Every 5 s it samples the daemon's
+them never read a byte (with a 4 KB receive buffer), the others read everything. Every 5 s it samples the daemon's
 VmRSS (/proc/PID/status), nmbridge_api_lagged_subscribers_total and _live_subscribers
 (/metrics), and which stalled connections the daemon has closed. Prints one JSON line per
 sample and a summary: the time from start until every stalled subscriber was cut off
@@ -44,8 +44,15 @@ async def metrics():
     return values
 
 
-async def open_stream():
-    reader, writer = await asyncio.open_connection(host, int(port), limit=1 << 16)
+async def open_stream(stalled):
+    # A client that stops reading: a small receive buffer, as a busy or hung browser tab's
+    # socket fills (the kernel's autotuned buffers would otherwise hold minutes of events).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if stalled:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 16)
     writer.write(b"GET /v1/events/stream HTTP/1.1\r\n" + headers + b"\r\n")
     await writer.drain()
     return reader, writer
@@ -61,7 +68,7 @@ async def reading(reader):
 
 async def main():
     start = time.monotonic()
-    streams = [await open_stream() for _ in range(total)]
+    streams = [await open_stream(i < stalled) for i in range(total)]
     readers = [asyncio.create_task(reading(r)) for r, _ in streams[stalled:]]
     # A stalled client's transport must not read on its own either.
     for _, writer in streams[:stalled]:
