@@ -206,3 +206,25 @@ let fastScript = """
     emit experimental.load {"n": 1}
     loop
     """
+
+/// A small tmpfs for the disk-full tests, mounted at `directory/state` (and lazily unmounted
+/// when this goes away). Nil, with the reason recorded, when the suite does not run as root.
+final class SmallDisk {
+    let path: String
+
+    static func mount(under directory: String, size: String) async throws -> SmallDisk? {
+        guard getuid() == 0 else {
+            Issue.record("this test mounts a small tmpfs and needs root; run the suite as root (CI does)")
+            return nil
+        }
+        let path = directory + "/state"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        let mount = try await runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", path])
+        #expect(mount.status == 0, "mount: \(mount.stderr)")
+        return SmallDisk(path: path)
+    }
+
+    private init(path: String) { self.path = path }
+
+    deinit { _ = try? runProgramBlocking("/bin/umount", ["-l", path]) }
+}

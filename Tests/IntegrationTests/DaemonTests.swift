@@ -199,17 +199,11 @@ import Testing
     }
 
     @Test func diskFullFailsAppendsKeepsServingReadsAndRecovers() async throws {
-        guard getuid() == 0 else {
-            Issue.record("this test mounts a small tmpfs and needs root; run the suite as root (CI does)")
-            return
-        }
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let state = dir + "/state"
-        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-        let mount = try await runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=32m", "tmpfs", state])
-        #expect(mount.status == 0, "mount: \(mount.stderr)")
-        defer { _ = try? runProgramBlocking("/bin/umount", ["-l", state]) }
+        guard let disk = try await SmallDisk.mount(under: dir, size: "32m") else { return }
+        defer { withExtendedLifetime(disk) {} }  // mounted until the test ends
+        let state = disk.path
         // 100 events/s: enough to hit the full disk at once, little enough to read back quickly.
         try fastScript.replacingOccurrences(of: "wait 0.002", with: "wait 0.01").write(toFile: dir + "/fast.script", atomically: true, encoding: .utf8)
         var config = daemonConfig(state, devices: "[[device]]\nid = \"fast-1\"\ndriver = \"script\"\nscript = \"\(dir)/fast.script\"\n")

@@ -134,17 +134,11 @@ import Testing
     /// and neither the failed stores nor their associations reached the journal once
     /// space returned. Now nothing stays behind and the events arrive late, in order.
     @Test func aFullDiskLosesNoRecordOfWhatFailed() async throws {
-        guard getuid() == 0 else {
-            Issue.record("this test mounts a small tmpfs and needs root; run the suite as root (CI does)")
-            return
-        }
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let state = dir + "/state"
-        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-        let mount = try await runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=16m", "tmpfs", state])
-        #expect(mount.status == 0, "mount: \(mount.stderr)")
-        defer { _ = try? runProgramBlocking("/bin/umount", ["-l", state]) }
+        guard let disk = try await SmallDisk.mount(under: dir, size: "16m") else { return }
+        defer { withExtendedLifetime(disk) {} }  // mounted until the test ends
+        let state = disk.path
         let port = try freeTCPPort()
         var config = daemonConfig(state, extra: "[dicom]\nport = \(port)\naccept_any_calling_ae = true\n")
         config = config.replacingOccurrences(of: "socket = \"\(state)/api.sock\"", with: "socket = \"\(dir)/api.sock\"")
