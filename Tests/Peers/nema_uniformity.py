@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Independent NEMA NU 1 flood-uniformity and COR analysis in NumPy (a test peer).
+
+Written from the definitions in docs/qc.md ("Camera QC"), not from the Swift code, so
+that the two implementations check each other. Vectorized where the Swift code loops.
+
+Usage:
+  nema_uniformity.py flood RAW ROWS COLUMNS ROW_MM COL_MM     (RAW: little-endian float64)
+  nema_uniformity.py dicom FILE                               (every detector of an NM image)
+  nema_uniformity.py bench FILE RUNS                          (CPU seconds per analysis, median)
+Prints one JSON object per detector.
+"""
+import json
+import math
+import sys
+import time
+from collections import deque
+from statistics import NormalDist
+
+import numpy as np
+
+TARGET_MM = 6.4
+
+
+def rebin_factor(spacing):
+    if spacing is None or not (0 < spacing < TARGET_MM):
+        return 1
+    candidates = [max(1, math.floor(TARGET_MM / spacing)), max(1, math.floor(TARGET_MM / spacing)) + 1]
+    # the closer pixel size wins; on a tie the smaller factor
+    return min(candidates, key=lambda k: (abs(k * spacing - TARGET_MM), k))
+
+
+def rebin(img, row_mm, col_mm):
+    kr, kc = rebin_factor(row_mm), rebin_factor(col_mm)
+    rows, cols = img.shape[0] // kr, img.shape[1] // kc
+    cut = img[: rows * kr, : cols * kc]
+    return cut.reshape(rows, kr, cols, kc).sum(axis=(1, 3)), kr, kc
+
+
+def label_largest(mask):
+    """Largest 4-connected component of mask (breadth-first)."""
+    rows, cols = mask.shape
+    seen = np.zeros_like(mask, dtype=bool)
+    best = None
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        comp = []
+        queue = deque([start])
+        seen[start] = True
+        while queue:
+            r, c = queue.popleft()
+            comp.append((r, c))
+            for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+                if 0 <= rr < rows and 0 <= cc < cols and mask[rr, cc] and not seen[rr, cc]:
+                    seen[rr, cc] = True
+                    queue.append((rr, cc))
+        if best is None or len(comp) > len(best):
+            best = comp
+    out = np.zeros_like(mask, dtype=bool)
+    if best:
+        out[tuple(np.array(best).T)] = True
+    return out
+
+
+def fill_holes(mask):
+    rows, cols = mask.shape
+    outside = np.zeros_like(mask, dtype=bool)
+    queue = deque()
+    for r in range(rows):
+        for c in range(cols):
+            if (r in (0, rows - 1) or c in (0, cols - 1)) and not mask[r, c]:
+                outside[r, c] = True
+                queue.append((r, c))
+    while queue:
+        r, c = queue.popleft()
+        for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
+            if 0 <= rr < rows and 0 <= cc < cols and not mask[rr, cc] and not outside[rr, cc]:
+                outside[rr, cc] = True
+                queue.append((rr, cc))
+    return ~outside
+
+
+def interior(mask):
+    """Pixels of mask whose four neighbours are all in mask (the border of the matrix is outside)."""
+    p = np.pad(mask, 1, constant_values=False)
+    return mask & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+
+
+def scale_field(mask, scale=0.75):
+    rr, cc = np.nonzero(mask)
+    if rr.size == 0:
+        return mask.copy()
+    cr, ccn = (rr.min() + rr.max()) / 2, (cc.min() + cc.max()) / 2
+    rows, cols = mask.shape
+    r_idx = np.floor((np.arange(rows) - cr) / scale + cr + 0.5).astype(int)
+    c_idx = np.floor((np.arange(cols) - ccn) / scale + ccn + 0.5).astype(int)
+    rv = (r_idx >= 0) & (r_idx < rows)
+    cv = (c_idx >= 0) & (c_idx < cols)
+    src = mask[np.clip(r_idx, 0, rows - 1)][:, np.clip(c_idx, 0, cols - 1)]
+    return mask & src & rv[:, None] & cv[None, :]
+
+
+def smooth(img, support):
+    k = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=float)
+    vals = np.pad(np.where(support, img, 0.0), 1)
+    weights = np.pad(support.astype(float), 1)
+    num = np.zeros_like(img, dtype=float)
+    den = np.zeros_like(img, dtype=float)
+    rows, cols = img.shape
+    for dr in range(3):
+        for dc in range(3):
+            num += k[dr, dc] * vals[dr : dr + rows, dc : dc + cols]
+            den += k[dr, dc] * weights[dr : dr + rows, dc : dc + cols]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, 0.0)
+
+
+def uniformity(values):
+    hi, lo = values.max(), values.min()
+    return 100.0 * (hi - lo) / (hi + lo)
+
+
+def differential(sm, field):
+    best = 0.0
+    for arr, m in ((sm, field), (sm.T, field.T)):
+        if arr.shape[1] < 5:
+            continue
+        win = np.lib.stride_tricks.sliding_window_view(arr, 5, axis=1)
+        ok = np.lib.stride_tricks.sliding_window_view(m, 5, axis=1).all(axis=2)
+        if ok.any():
+            hi = win.max(axis=2)[ok]
+            lo = win.min(axis=2)[ok]
+            best = max(best, float((100.0 * (hi - lo) / (hi + lo)).max()))
+    return best
+
+
+def noise(mean, n):
+    n_eff = max(n / 1.4, 2.0)
+    z = NormalDist().inv_cdf((n_eff - 0.375) / (n_eff + 0.25))
+    return 100.0 * z * 0.375 / math.sqrt(mean)
+
+
+def analyze(img, row_mm, col_mm):
+    total = float(img.sum())
+    b, kr, kc = rebin(img.astype(float), row_mm, col_mm)
+    rows, cols = b.shape
+    centre = b[rows // 4 : max(rows // 4 + 1, rows - rows // 4), cols // 4 : max(cols // 4 + 1, cols - cols // 4)]
+    field = fill_holes(label_largest(b >= 0.5 * centre.mean()))
+    cfov_mean = b[scale_field(field)].mean()
+    edge = field & ~interior(field)
+    kept = field & ~(edge & (b < 0.75 * cfov_mean))
+    ufov = interior(kept)
+    cfov = scale_field(ufov)
+    sm = smooth(b, kept)
+    out = {"rows": rows, "columns": cols, "row_factor": kr, "column_factor": kc, "total_counts": total,
+           "edge_pixels_dropped": int((field & ~kept).sum())}
+    for name, m in (("ufov", ufov), ("cfov", cfov)):
+        mean = float(b[m].mean())
+        out[name] = {"integral_pct": uniformity(sm[m]), "differential_pct": differential(sm, m), "pixels": int(m.sum()),
+                     "mean_counts": mean, "expected_noise_pct": noise(mean, int(m.sum()))}
+    return out
+
+
+def read_dicom_detectors(path):
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    frames = ds.pixel_array.astype(float)
+    if frames.ndim == 2:
+        frames = frames[None]
+    vector = list(getattr(ds, "DetectorVector", [])) or [1] * frames.shape[0]
+    spacing = [float(v) for v in getattr(ds, "PixelSpacing", [0, 0])] or [0, 0]
+    heads = {}
+    for frame, det in zip(frames, vector):
+        heads.setdefault(int(det), []).append(frame)
+    return {det: (np.sum(fr, axis=0), spacing[0] or None, spacing[1] or None) for det, fr in sorted(heads.items())}
+
+
+def main(argv):
+    if argv[1] == "flood":
+        rows, cols = int(argv[3]), int(argv[4])
+        img = np.fromfile(argv[2], dtype="<f8").reshape(rows, cols)
+        print(json.dumps(analyze(img, float(argv[5]) or None, float(argv[6]) or None)))
+    elif argv[1] == "dicom":
+        for det, (img, rmm, cmm) in read_dicom_detectors(argv[2]).items():
+            result = analyze(img, rmm, cmm)
+            result["detector"] = det
+            print(json.dumps(result))
+    elif argv[1] == "bench":
+        heads = read_dicom_detectors(argv[2])
+        runs = int(argv[3])
+        times = []
+        for _ in range(runs):
+            start = time.process_time()
+            for img, rmm, cmm in heads.values():
+                analyze(img, rmm, cmm)
+            times.append(time.process_time() - start)
+        times.sort()
+        print(json.dumps({"median_cpu_s": times[len(times) // 2], "runs": times}))
+    else:
+        sys.exit("unknown command " + argv[1])
+
+
+if __name__ == "__main__":
+    main(sys.argv)
