@@ -8,7 +8,13 @@ Usage:
   nema_uniformity.py flood RAW ROWS COLUMNS ROW_MM COL_MM     (RAW: little-endian float64)
   nema_uniformity.py dicom FILE                               (every detector of an NM image)
   nema_uniformity.py bench FILE RUNS                          (CPU seconds per analysis, median)
-Prints one JSON object per detector.
+  nema_uniformity.py make-flood PATH [--heads 2] [--rows 256] [--spacing 1.6] [--counts 5000]
+                     [--cold 0.9] [--seed 1] [--station SPECTCT1] [--date 20261129] [--time 070000]
+      writes a multi-frame NM flood (pydicom), one frame per head with Detector Vector;
+      --counts is the mean per 6.4 mm pixel; head 2 has a cold spot of depth 1 - --cold
+  nema_uniformity.py make-cor PATH [--heads 2] [--offset 1.0,-0.4] [--projections 32] ...
+      writes a SPECT acquisition of a point source (Image Type ...\\TOMO, Rotation Information)
+The analysis commands print one JSON object per detector.
 """
 import json
 import math
@@ -177,7 +183,110 @@ def read_dicom_detectors(path):
     return {det: (np.sum(fr, axis=0), spacing[0] or None, spacing[1] or None) for det, fr in sorted(heads.items())}
 
 
+def write_nm(path, frames, detectors, spacing, args, description, image_type, rotation=None):
+    import pydicom
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.20"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(None, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality = "NM"
+    ds.ImageType = image_type
+    ds.PatientID, ds.PatientName = "QC", "QC^Camera"
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = args.date
+    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = args.time
+    ds.StationName = args.station
+    ds.SeriesDescription = description
+    ds.NumberOfFrames = len(frames)
+    ds.Rows, ds.Columns = frames[0].shape
+    ds.PixelSpacing = [f"{spacing:g}", f"{spacing:g}"]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.DetectorVector = detectors
+    ds.NumberOfDetectors = len(set(detectors))
+    items = []
+    for d in sorted(set(detectors)):
+        item = Dataset()
+        item.StartAngle = "0" if d == 1 else "180"
+        items.append(item)
+    ds.DetectorInformationSequence = Sequence(items)
+    if rotation:
+        item = Dataset()
+        item.StartAngle = "0"
+        item.AngularStep = f"{rotation:g}"
+        item.RotationDirection = "CW"
+        item.NumberOfFramesInRotation = len(frames) // len(set(detectors))
+        ds.RotationInformationSequence = Sequence([item])
+    ds.PixelData = np.clip(np.stack(frames), 0, 65535).astype("<u2").tobytes()
+    ds.save_as(path, write_like_original=False)
+
+
+def make_flood(args):
+    rng = np.random.default_rng(args.seed)
+    k = max(1, round(TARGET_MM / args.spacing))
+    per_pixel = args.counts / (k * k)
+    rows = args.rows
+    yy, xx = np.mgrid[0:rows, 0:rows]
+    field = (yy >= rows // 16) & (yy < rows - rows // 16) & (xx >= rows // 20) & (xx < rows - rows // 20)
+    frames, detectors = [], []
+    for head in range(1, args.heads + 1):
+        mean = np.where(field, per_pixel, 0.0)
+        if head == 2:
+            spot = (yy - rows * 0.4) ** 2 + (xx - rows * 0.6) ** 2 < (rows / 20) ** 2
+            mean = np.where(spot & field, mean * args.cold, mean)
+        frames.append(rng.poisson(mean).astype(float))
+        detectors.append(head)
+    write_nm(args.path, frames, detectors, args.spacing, args, args.description or "Daily flood", ["ORIGINAL", "PRIMARY", "STATIC", "EMISSION"])
+
+
+def make_cor(args):
+    rng = np.random.default_rng(args.seed)
+    offsets = [float(v) for v in args.offset.split(",")]
+    rows = args.rows
+    yy, xx = np.mgrid[0:rows, 0:rows]
+    step = 360.0 / args.projections
+    frames, detectors = [], []
+    for head in range(1, args.heads + 1):
+        for k in range(args.projections):
+            theta = math.radians((0 if head == 1 else 180) + k * step)
+            x = (rows - 1) / 2 + offsets[head - 1] + rows * 0.2 * math.cos(theta + 0.4)
+            y = rows * 0.45
+            frames.append(rng.poisson(4000 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 3.0) + 1).astype(float))
+            detectors.append(head)
+    write_nm(args.path, frames, detectors, args.spacing, args, args.description or "COR point source",
+             ["ORIGINAL", "PRIMARY", "TOMO", "EMISSION"], rotation=step)
+
+
 def main(argv):
+    if argv[1] in ("make-flood", "make-cor"):
+        import argparse
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("command")
+        parser.add_argument("path")
+        parser.add_argument("--heads", type=int, default=2)
+        parser.add_argument("--rows", type=int, default=256)
+        parser.add_argument("--spacing", type=float, default=1.6)
+        parser.add_argument("--counts", type=float, default=5000)
+        parser.add_argument("--cold", type=float, default=0.9)
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--station", default="SPECTCT1")
+        parser.add_argument("--date", default="20261129")
+        parser.add_argument("--time", default="070000")
+        parser.add_argument("--description")
+        parser.add_argument("--offset", default="1.0,-0.4")
+        parser.add_argument("--projections", type=int, default=32)
+        args = parser.parse_args(argv[1:])
+        (make_flood if args.command == "make-flood" else make_cor)(args)
+        return
     if argv[1] == "flood":
         rows, cols = int(argv[3]), int(argv[4])
         img = np.fromfile(argv[2], dtype="<f8").reshape(rows, cols)
