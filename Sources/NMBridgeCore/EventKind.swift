@@ -462,6 +462,7 @@ extension EventKindRegistry {
             "qc.camera.qc_missing", severity: .warning,
             "A patient study (first instance of a series) acquired on a camera without a passing flood of every head earlier that site-local day.",
             fields: qcCommon + qcCamera + [
+                EventField("result", .string, "Always \"missed\"."),
                 EventField("reason", .string, "Why: no flood that day, or floods that did not pass."),
                 EventField("heads_missing", .array, "Heads without a passing flood."),
                 EventField("last_result", .string, required: false, "The day's last flood result, if any."),

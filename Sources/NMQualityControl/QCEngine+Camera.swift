@@ -351,6 +351,7 @@ extension QCEngine {
         let missing = (1...camera.heads).filter { !passed.contains($0) }
         if missing.isEmpty { return [] }
         common["heads_missing"] = .array(missing.map { .int(Int64($0)) })
+        common["result"] = .string("missed")
         let heads = missing.map(String.init).joined(separator: ", ")
         if let last = floods.last, let result = last.data["result"]?.stringValue {
             common["last_result"] = .string(result)
