@@ -38,8 +38,8 @@ extension DaemonConfiguration.QualityControl {
         public var stationNames: [String] = []
         /// The detector heads, 1-based (Detector Vector values).
         public var heads = 2
-        public var flood = Match()
-        public var cor = Match()
+        public var flood: Match = Camera.defaultFlood
+        public var cor: Match = Camera.defaultCOR
         /// NEMA NU 1 integral/differential uniformity limits in % (docs/qc.md has the sources).
         public var ufovIntegral = Limit(investigate: 5, fail: 7)
         public var cfovIntegral = Limit(investigate: 4, fail: 6)

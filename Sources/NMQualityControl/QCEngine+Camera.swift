@@ -53,17 +53,14 @@ extension QCEngine {
             seriesDescription: data["series_description"]?.stringValue, patientID: data["patient_id"]?.stringValue,
             patientName: data["patient_name"]?.stringValue)
         // Protocol Name and Image Type are not in the event: read the header when a rule needs them.
-        var header: NMImageFile?
         let needsHeader = [camera.flood, camera.cor].contains { !$0.protocolName.isEmpty || !$0.imageType.isEmpty }
         if needsHeader, let path, let parsed = try? NMImageFile.read(path: path, headerOnly: true) {
-            header = parsed
             facts.protocolName = parsed.protocolName
             facts.imageType = parsed.imageType
         }
         let isCOR = Self.matches(camera.cor, facts)
         let isFlood = !isCOR && Self.matches(camera.flood, facts)
         guard isCOR || isFlood else { return .patient(try await qcMissing(event, camera: camera)) }
-        _ = header
         if data["duplicate"] != nil { return .qualityControl([]) }  // the same bytes again: judged when first stored
         return .qualityControl(isCOR ? corFindings(event, camera: camera, path: path) : try await floodFindings(event, camera: camera, path: path))
     }
@@ -130,7 +127,7 @@ extension QCEngine {
         do {
             file = try NMImageFile.read(path: path)
         } catch {
-            return unjudged(error.message)
+            return unjudged("\(error)")
         }
         common["limits"] = .object([
             "ufov_integral_pct": Self.limitValue(camera.ufovIntegral), "cfov_integral_pct": Self.limitValue(camera.cfovIntegral),
@@ -146,7 +143,7 @@ extension QCEngine {
                 result = try FloodUniformity.analyze(image)
             } catch {
                 out["result"] = .string("not_judged")
-                out["finding"] = .string("head \(head): \(error.message)")
+                out["finding"] = .string("head \(head): \(error)")
                 drafts.append(cameraDraft(event, kind: "qc.camera.uniformity", result: "not_judged", camera: camera, out))
                 continue
             }
@@ -283,7 +280,7 @@ extension QCEngine {
         do {
             heads = try NMImageFile.read(path: path).projectionsPerHead()
         } catch {
-            return unjudged(error.message)
+            return unjudged("\(error)")
         }
         common["limits"] = .object(["offset_px": Self.limitValue(camera.corOffsetPx), "axial_drift_px": Self.limitValue(camera.axialDriftPx)])
         return heads.map { head, projections in
@@ -308,7 +305,7 @@ extension QCEngine {
                 return cameraDraft(event, kind: "qc.camera.cor", result: result, camera: camera, out)
             } catch {
                 out["result"] = .string("not_judged")
-                out["finding"] = .string("head \(head): \(error.message)")
+                out["finding"] = .string("head \(head): \(error)")
                 return cameraDraft(event, kind: "qc.camera.cor", result: "not_judged", camera: camera, out)
             }
         }
@@ -348,7 +345,7 @@ extension QCEngine {
                 limit: 10_000)
         ).events.filter { ($0.data["source_seq"]?.intValue ?? .max) < event.seq && $0.data["local_date"]?.stringValue == date }
         let passed = Set(floods.filter { $0.data["result"]?.stringValue == "pass" }.compactMap { $0.data["head"]?.intValue.map(Int.init) })
-        let missing = (1...camera.heads).filter { !passed.contains($0) }
+        let missing = (1...max(1, camera.heads)).filter { !passed.contains($0) }
         if missing.isEmpty { return [] }
         common["heads_missing"] = .array(missing.map { .int(Int64($0)) })
         common["result"] = .string("missed")

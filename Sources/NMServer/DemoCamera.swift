@@ -43,7 +43,7 @@ final class DemoCamera: Sendable {
 
     /// The floods of the last `days` days (today last) and today's COR acquisition.
     func acquisitions(today: Date = Date()) -> [(sopInstance: String, dataset: [UInt8])] {
-        var out: [(String, [UInt8])] = []
+        var out: [(sopInstance: String, dataset: [UInt8])] = []
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone.current
         for back in stride(from: days - 1, through: 0, by: -1) {

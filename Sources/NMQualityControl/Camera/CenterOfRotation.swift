@@ -129,7 +129,7 @@ public enum CenterOfRotation {
             do {
                 centroids.append(try centroid(p.image))
             } catch {
-                throw CameraQCError("projection \(i + 1) (\(p.angleDeg)°): \(error.message)")
+                throw CameraQCError("projection \(i + 1) (\(p.angleDeg)°): \(error)")
             }
         }
         let fitted = try fit(anglesDeg: projections.map(\.angleDeg), x: centroids.map(\.x))

@@ -80,7 +80,10 @@ public struct NMImageFile: Sendable {
         // File meta information: always Explicit VR Little Endian.
         var meta = Cursor(bytes: bytes, position: 132, explicit: true)
         while meta.remaining >= 8, meta.peekGroup() == 0x0002 {
-            guard let element = meta.next() else { throw CameraQCError("\(path): the file meta information is truncated") }
+            guard let element = meta.next(), let length = element.length, element.valueOffset + length <= bytes.count else {
+                throw CameraQCError("\(path): the file meta information is truncated")
+            }
+            meta.position = element.valueOffset + length
             if element.tag == 0x0002_0010 { file.transferSyntax = meta.string(element) ?? "" }
         }
         switch file.transferSyntax {
