@@ -46,14 +46,22 @@ import Testing
             #expect(sent.status == 0, "storescu \(file): \(sent.stdout)\(sent.stderr)\n\(daemon.log.suffix(2000))")
         }
         let dicomPeer = repositoryRoot + "/Tests/Peers/dicom_peer.py"
+        // Acquired today: the report fetches findings around the day it is asked for.
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone.current
+        formatter.dateFormat = "yyyyMMdd"
+        let today = formatter.string(from: Date())
+        let reportDate = "\(today.prefix(4))-\(today.dropFirst(4).prefix(2))-\(today.suffix(2))"
+        let study = ["--acquisition", today + "131500"]
         // A patient study, then a flood whose head 2 has a 10 % cold spot, a second study, a
         // good flood, a third study, and a COR acquisition.
-        try await make([dicomPeer, "make-nm", dir + "/study1.dcm"])
-        try await make([Self.peer, "make-flood", dir + "/flood-bad.dcm", "--cold", "0.85", "--seed", "3"])
-        try await make([dicomPeer, "make-nm", dir + "/study2.dcm"])
-        try await make([Self.peer, "make-flood", dir + "/flood-good.dcm", "--cold", "1.0", "--seed", "4", "--time", "073000"])
-        try await make([dicomPeer, "make-nm", dir + "/study3.dcm"])
-        try await make([Self.peer, "make-cor", dir + "/cor.dcm", "--rows", "64", "--spacing", "6.8", "--offset", "0.2,-0.7"])
+        try await make([dicomPeer, "make-nm", dir + "/study1.dcm"] + study)
+        try await make([Self.peer, "make-flood", dir + "/flood-bad.dcm", "--cold", "0.85", "--seed", "3", "--date", today])
+        try await make([dicomPeer, "make-nm", dir + "/study2.dcm"] + study)
+        try await make([Self.peer, "make-flood", dir + "/flood-good.dcm", "--cold", "1.0", "--seed", "4", "--time", "073000", "--date", today])
+        try await make([dicomPeer, "make-nm", dir + "/study3.dcm"] + study)
+        try await make([Self.peer, "make-cor", dir + "/cor.dcm", "--rows", "64", "--spacing", "6.8", "--offset", "0.2,-0.7", "--date", today])
         for name in ["study1", "flood-bad", "study2", "flood-good", "study3", "cor"] { try await send(dir + "/\(name).dcm") }
 
         let events = try await daemon.waitForEvents(timeout: .seconds(120)) { events in
@@ -97,13 +105,20 @@ import Testing
         // The report: camera section in text, csv and HTML.
         let cli = productsDirectory + "/nmbridge"
         let socket = ["--socket", daemon.socketPath]
-        let text = try await runProgram(cli, socket + ["qc", "report", "--date", "2026-11-29", "--format", "text"])
+        let text = try await runProgram(cli, socket + ["qc", "report", "--date", reportDate, "--format", "text"])
         #expect(text.status == 0, "\(text.stderr)")
-        #expect(text.stdout.contains("Cameras") && text.stdout.contains("spect-a"), "\(text.stdout)")
-        let html = try await runProgram(cli, socket + ["qc", "report", "--date", "2026-11-29", "--format", "html", "--output", dir + "/r.html"])
+        #expect(text.stdout.contains("\nCameras\n  spect-a\n    head 1: uniformity "), "\(text.stdout)")
+        #expect(text.stdout.contains("COR offset"), "\(text.stdout)")
+        let csv = try await runProgram(cli, socket + ["qc", "report", "--date", reportDate, "--format", "csv"])
+        let rows = csv.stdout.split(separator: "\r\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let csvFloods = rows.filter { $0.count > 6 && $0[2] == "qc.camera.uniformity" }
+        #expect(csvFloods.map { Double($0[5]) } == floods.map { $0.data["ufov"]?["integral_pct"]?.doubleValue }, "\(csv.stdout)")
+        #expect(csvFloods.allSatisfy { $0[6] == "%" && $0[3] == "spect-a" }, "\(csv.stdout)")
+        let html = try await runProgram(cli, socket + ["qc", "report", "--date", reportDate, "--format", "html", "--output", dir + "/r.html"])
         #expect(html.status == 0, "\(html.stderr)")
         let page = try String(contentsOfFile: dir + "/r.html", encoding: .utf8)
-        #expect(page.contains("class=\"flood-map\"") && !page.contains("<script"))
+        #expect(page.contains("class=\"flood-map\"") && page.contains("data:image/png;base64,") && !page.contains("<script"))
+        #expect(page.contains("<h2>Cameras</h2>") && page.contains("class=\"camera-chart\""))
         _ = try? await daemon.stop()
     }
 }
