@@ -191,7 +191,15 @@ extension QCEngine {
         var result = worst(checks.map { $0.2.judge($0.1) })
         let lowCounts = r.ufov.expectedNoisePct >= camera.lowCountsFraction * camera.ufovIntegral.investigate
         let values = checks.map { "\($0.0) \(String(format: "%.2f", $0.1)) %" }.joined(separator: ", ")
-        var notes: [String] = []
+        // Each limit crossed, named: "CFOV IU beyond its investigate limit 4 %".
+        var notes: [String] = checks.compactMap { check -> String? in
+            let (name, value, limit) = check
+            switch limit.judge(value) {
+            case "fail": return "\(name) beyond its fail limit \(QCText.decimal(limit.fail)) %"
+            case "investigate": return "\(name) beyond its investigate limit \(QCText.decimal(limit.investigate)) %"
+            default: return nil
+            }
+        }
         var median: Double?
         let recent = Array(baseline.prefix(camera.baselineCount))
         if !recent.isEmpty {
@@ -219,10 +227,10 @@ extension QCEngine {
                 r.rebinning.columnPixelMM.map { String(format: "pixel %.2f mm is outside 6.4 mm ± 30 %%", $0) }
                     ?? "no Pixel Spacing: not rebinned to 6.4 mm")
         }
-        let limits = "limits UFOV IU \(QCText.decimal(camera.ufovIntegral.investigate))/\(QCText.decimal(camera.ufovIntegral.fail)) %"
+        if notes.isEmpty { notes.append("within limits") }
         return FloodJudgement(
             result: result, lowCounts: lowCounts, baselineMedian: median, baselineCount: recent.count,
-            finding: ([values, limits] + notes).joined(separator: "; "))
+            finding: ([values] + notes).joined(separator: "; "))
     }
 
     /// Per head, the UFOV integral uniformity of this camera's latest passing floods judged

@@ -154,9 +154,10 @@ struct FloodPicture {
         // Grey levels: outside the UFOV black; inside from dark (coldest) to white (hottest).
         let grey = pixels.map { $0 == 0 ? UInt8(0) : UInt8(40 + Int($0) * 215 / 255) }
         let png = PNG.grayscale(width: columns, height: rows, pixels: grey).base64EncodedString()
-        let scale = 6.0  // SVG units are pixels of the rebinned grid; the picture is drawn 6× larger
+        let scale = 5.0  // SVG units are pixels of the rebinned grid; the picture is drawn 5× larger
+        let footer = max(6, rows / 8)
         var out = """
-            <svg class="flood-map" viewBox="0 0 \(columns) \(rows + 4)" width="\(Int(Double(columns) * scale))" height="\(Int(Double(rows + 4) * scale))" \
+            <svg class="flood-map" viewBox="0 0 \(columns) \(rows + footer)" width="\(Int(Double(columns) * scale))" height="\(Int(Double(rows + footer) * scale))" \
             role="img" aria-label="\(QCText.html("smoothed flood, \(caption)"))">
             <image x="0" y="0" width="\(columns)" height="\(rows)" preserveAspectRatio="none" style="image-rendering: pixelated" \
             href="data:image/png;base64,\(png)"/>
@@ -169,7 +170,9 @@ struct FloodPicture {
                 out += "<circle cx=\"\(Double(c) + 0.5)\" cy=\"\(Double(r) + 0.5)\" r=\"1.4\" class=\"\(style)\"/>\n"
             }
         }
-        out += "<text x=\"0.5\" y=\"\(rows + 3)\" style=\"font: 2.2px sans-serif\">\(QCText.html(caption)): UFOV blue, CFOV dashed yellow, min cyan, max red</text>\n"
+        let font = Double(footer) / 3.2
+        out += "<text x=\"0.5\" y=\"\(Double(rows) + font * 1.2)\" style=\"font: \(font)px sans-serif\">smoothed flood, \(QCText.html(caption))</text>\n"
+        out += "<text x=\"0.5\" y=\"\(Double(rows) + font * 2.5)\" style=\"font: \(font)px sans-serif\">UFOV blue, CFOV dashed yellow, min cyan, max red</text>\n"
         return out + "</svg>\n"
     }
 
