@@ -73,8 +73,11 @@ extension DaemonConfiguration.QualityControl {
         }()
     }
 
-    /// Reads `[[qc.camera]]` entries of `[qc]`.
-    static func readCameras(_ table: ConfigTableReader) -> [Camera] {
+    /// Reads `[[qc.camera]]` entries of `[qc]`. A `device` must be one the DICOM receiver
+    /// can journal: a `[[dicom.peer]]` device, or `dicom-<AE title>` for an unlisted caller
+    /// (a camera that matches nothing would silently be judged as patient studies).
+    static func readCameras(_ table: ConfigTableReader, root: ConfigTableReader) -> [Camera] {
+        let peerDevices = (root.table["dicom"]?.table?["peer"]?.array ?? []).compactMap { $0.table?["device"]?.string }
         var cameras: [Camera] = []
         var seen: [String: Int] = [:]
         for entry in table.tables("camera", name: { index, t in "camera[\(t["id"]?.string ?? "#\(index + 1)")]" }) {
@@ -87,6 +90,13 @@ extension DaemonConfiguration.QualityControl {
             var camera = Camera(id: id)
             camera.line = entry.table.location.line
             camera.devices = stringOrStrings(entry, "device")
+            for device in camera.devices where !peerDevices.contains(device) && !device.hasPrefix("dicom-") {
+                entry.problem(
+                    "device",
+                    "\"\(device)\" is not the device of a [[dicom.peer]]"
+                        + (peerDevices.isEmpty ? "" : " (\(peerDevices.joined(separator: ", ")))")
+                        + "; an unlisted caller is journaled as \"dicom-<AE title>\"; or use station_name")
+            }
             camera.stationNames = stringOrStrings(entry, "station_name")
             if camera.devices.isEmpty && camera.stationNames.isEmpty {
                 entry.tableProblem("give device (the [[dicom.peer]] device id) and/or station_name to recognize the camera's images")

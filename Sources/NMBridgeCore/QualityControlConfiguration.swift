@@ -193,7 +193,7 @@ extension DaemonConfiguration {
             entry.reportUnknownKeys()
             qc.protocols.append(rule)
         }
-        qc.cameras = QualityControl.readCameras(table)  // camera QC (QualityControlConfiguration+Camera.swift)
+        qc.cameras = QualityControl.readCameras(table, root: reader)  // camera QC (QualityControlConfiguration+Camera.swift)
         table.reportUnknownKeys()
         return enabled ? qc : nil
     }

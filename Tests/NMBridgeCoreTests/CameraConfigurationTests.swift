@@ -7,6 +7,10 @@ import Testing
     @Test func cameraEntriesAndDefaults() throws {
         let configuration = try load(
             """
+            [dicom]
+            [[dicom.peer]]
+            ae_title = "SPECTCT1"
+            device = "spectct-1"
             [qc]
             [[qc.camera]]
             id = "spect-a"
@@ -46,7 +50,7 @@ import Testing
             flood = { series_descripton = "*flood*" }
             [[qc.camera]]
             id = "spect-a"
-            device = "x"
+            device = "SPECTA"
             """
         let error = #expect(throws: ConfigurationError.self) { try load(text) }
         let problems = error?.problems.map(\.description) ?? []
@@ -58,6 +62,7 @@ import Testing
             "qc.camera[spect-a].flood.series_descripton: unknown key",
             "qc.camera[spect-a].flood: give at least one of series_description",
             "test.toml:9: qc.camera[spect-a].id: duplicate camera \"spect-a\" (first on line 3)",
+            "test.toml:10: qc.camera[spect-a].device: \"SPECTA\" is not the device of a [[dicom.peer]]; an unlisted caller is journaled as \"dicom-<AE title>\"",
         ]
         for line in expected {
             #expect(problems.contains { $0.contains(line) }, "missing: \(line)\nin: \(problems.joined(separator: "\n"))")
