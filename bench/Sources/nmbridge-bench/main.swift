@@ -11,7 +11,6 @@ struct NMBridgeBench: AsyncParsableCommand {
         subcommands: [
             JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self, ModbusPoll.self, ModbusCPU.self,
             ShipperCatchUp.self, ShipperLatency.self, QualityControlCatchUp.self,
-            CameraFloodCPU.self,
         ])
 }
 
