@@ -236,6 +236,9 @@ enum Part10Writer {
             if let file = try? NMImageFile.parse(Data(mutated), path: "fuzz") { _ = file.floodPerHead() }
         }
         #expect(throws: CameraQCError.self) { try NMImageFile.parse(Data(bytes.prefix(bytes.count - 10)), path: "short") }
+        // More pixels than camera QC decodes: refused before anything is allocated.
+        #expect(throws: CameraQCError.self) { try NMImageFile.parse(Data(bytes), path: "big", maximumPixels: 64 * 64 - 1) }
+        #expect(try NMImageFile.parse(Data(bytes), path: "fits", maximumPixels: 64 * 64).frames == 1)
     }
 
     @Test func implicitVRFileReadsLikeExplicit() throws {

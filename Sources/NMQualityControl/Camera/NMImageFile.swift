@@ -45,6 +45,9 @@ public struct NMImageFile: Sendable {
 
     /// Files larger than this are not read (a two-head 1024² 16-bit flood is 4 MiB).
     public static let maximumBytes = 256 << 20
+    /// At most this many pixels over all frames are decoded (each becomes a `Double`): a
+    /// two-head 1024² flood has 2 M, a 2 × 128-projection COR at 128² 4 M.
+    public static let maximumPixels = 32 << 20
 
     static let implicitLE = "1.2.840.10008.1.2"
     static let explicitLE = "1.2.840.10008.1.2.1"
@@ -69,7 +72,9 @@ public struct NMImageFile: Sendable {
     }
 
     /// Parses the bytes of a Part-10 file.
-    public static func parse(_ data: Data, path: String, headerOnly: Bool = false) throws(CameraQCError) -> NMImageFile {
+    public static func parse(_ data: Data, path: String, headerOnly: Bool = false, maximumPixels: Int = maximumPixels) throws(CameraQCError)
+        -> NMImageFile
+    {
         var file = NMImageFile(path: path)
         file.headerOnly = headerOnly
         file.bytes = headerOnly ? Data() : data
@@ -95,7 +100,7 @@ public struct NMImageFile: Sendable {
         }
         var cursor = Cursor(bytes: bytes, position: meta.position, explicit: file.transferSyntax == explicitLE)
         try file.readDataset(&cursor, end: bytes.count, depth: 0, parent: 0, item: 0)
-        if !headerOnly { try file.validate() }
+        if !headerOnly { try file.validate(maximumPixels: maximumPixels) }
         return file
     }
 
@@ -184,12 +189,15 @@ public struct NMImageFile: Sendable {
         }
     }
 
-    private func validate() throws(CameraQCError) {
+    private func validate(maximumPixels: Int) throws(CameraQCError) {
         guard rows > 0, columns > 0 else { throw CameraQCError("\(path): no Rows/Columns") }
         guard pixelLength > 0 else { throw CameraQCError("\(path): no Pixel Data") }
         guard samplesPerPixel == 1 else { throw CameraQCError("\(path): \(samplesPerPixel) samples per pixel (an NM image has 1)") }
         guard [8, 16, 32].contains(bitsAllocated) else { throw CameraQCError("\(path): \(bitsAllocated) bits allocated is not read") }
         guard frames >= 1 else { throw CameraQCError("\(path): Number of Frames is 0") }
+        guard rows * columns * frames <= maximumPixels else {
+            throw CameraQCError("\(path): \(frames) frame(s) of \(rows)×\(columns) are more than the \(maximumPixels) pixels camera QC decodes")
+        }
         let needed = rows * columns * (bitsAllocated / 8) * frames
         guard needed <= pixelLength, pixelOffset + needed <= bytes.count else {
             throw CameraQCError("\(path): Pixel Data holds \(pixelLength) bytes; \(frames) frame(s) of \(rows)×\(columns)×\(bitsAllocated) bits need \(needed)")
