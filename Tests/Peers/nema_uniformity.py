@@ -21,7 +21,6 @@ import math
 import sys
 import time
 from collections import deque
-from statistics import NormalDist
 
 import numpy as np
 
@@ -141,10 +140,29 @@ def differential(sm, field):
     return best
 
 
-def noise(mean, n):
-    n_eff = max(n / 1.4, 2.0)
-    z = NormalDist().inv_cdf((n_eff - 0.375) / (n_eff + 0.25))
-    return 100.0 * z * 0.375 / math.sqrt(mean)
+def noise(mean, field, support):
+    """Counting-noise IU: x solves sum over field of (1 - Phi(x / sigma_p)) / 1.2 = 0.625, with
+    sigma_p = s_p * sqrt(mean) and s_p = sqrt(sum w^2) / sum w over the smoothing weights used."""
+    k = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=float)
+    p = np.pad(support.astype(float), 1)
+    rows, cols = support.shape
+    s1 = np.zeros(support.shape)
+    s2 = np.zeros(support.shape)
+    for dr in range(3):
+        for dc in range(3):
+            used = p[dr : dr + rows, dc : dc + cols]
+            s1 += k[dr, dc] * used
+            s2 += k[dr, dc] ** 2 * used
+    s = np.sqrt(s2[field]) / s1[field]
+    erfc = np.vectorize(math.erfc)
+    low, high = 0.0, 12.0
+    for _ in range(60):
+        z = (low + high) / 2
+        if (0.5 * erfc(z / s / math.sqrt(2))).sum() / 1.2 > 0.625:
+            low = z
+        else:
+            high = z
+    return 100.0 * (low + high) / 2 / math.sqrt(mean)
 
 
 def analyze(img, row_mm, col_mm):
@@ -158,13 +176,13 @@ def analyze(img, row_mm, col_mm):
     kept = field & ~(edge & (b < 0.75 * cfov_mean))
     ufov = interior(kept)
     cfov = scale_field(ufov)
-    sm = smooth(b, kept)
+    sm = smooth(b, ufov)
     out = {"rows": rows, "columns": cols, "row_factor": kr, "column_factor": kc, "total_counts": total,
            "edge_pixels_dropped": int((field & ~kept).sum())}
     for name, m in (("ufov", ufov), ("cfov", cfov)):
         mean = float(b[m].mean())
         out[name] = {"integral_pct": uniformity(sm[m]), "differential_pct": differential(sm, m), "pixels": int(m.sum()),
-                     "mean_counts": mean, "expected_noise_pct": noise(mean, int(m.sum()))}
+                     "mean_counts": mean, "expected_noise_pct": noise(mean, m, ufov)}
     return out
 
 

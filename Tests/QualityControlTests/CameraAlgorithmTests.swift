@@ -90,18 +90,24 @@ struct TestRandom {
     @Test func edgePixelsBelow75PercentAreDropped() throws {
         // Field rows/columns 4…59; its top row (4) holds 600 < 75 % of the CFOV mean (1000):
         // rule (a) drops those 56 pixels; rule (b) then strips the ring of what is left: UFOV
-        // rows 6…58, columns 5…58. Row 5 holds 800 (kept by (a): not an edge of the field),
-        // so the smoothed row 6 is (4·800 + 12·1000)/16 = 950: IU = 100·50/1950 = 2.5641 %.
+        // rows 6…58, columns 5…58. Row 5 holds 800: kept by (a) (not an edge of the field),
+        // removed by (b), so it does not enter the smoothing. Row 6 holds 900: smoothed within
+        // the UFOV it is (8·900 + 4·1000)/12 = 933.33 (no row above it), row 7 is
+        // (4·900 + 12·1000)/16 = 975: IU = 100·(1000 − 933.33)/(1000 + 933.33) = 3.4483 %.
         var image = flood()
         for c in 4...59 { image[4, c] = 600 }
         for c in 4...59 { image[5, c] = 800 }
+        for c in 4...59 { image[6, c] = 900 }
         let result = try FloodUniformity.analyze(image)
         #expect(result.edgePixelsDropped == 56)
         #expect(result.ufov.pixels == 53 * 54)
         #expect(!result.ufovMask[5 * 64 + 30] && result.ufovMask[6 * 64 + 30] && result.ufovMask[58 * 64 + 30] && !result.ufovMask[59 * 64 + 30])
         #expect(!result.ufovMask[30 * 64 + 4] && result.ufovMask[30 * 64 + 5])
-        #expect(abs(result.ufov.integralPct - 100.0 * 50 / 1950) < 1e-9)
-        #expect(abs(result.ufov.differentialPct - 100.0 * 50 / 1950) < 1e-9)
+        #expect(abs(result.smoothed[6 * 64 + 30] - 11_200.0 / 12) < 1e-9 && abs(result.smoothed[6 * 64 + 5] - 8_400.0 / 9) < 1e-9)
+        #expect(result.smoothed[7 * 64 + 30] == 975)
+        let expected = 100 * (1000 - 11_200.0 / 12) / (1000 + 11_200.0 / 12)
+        #expect(abs(result.ufov.integralPct - expected) < 1e-9)
+        #expect(abs(result.ufov.differentialPct - expected) < 1e-9)
         // CFOV: rows 13…51 (centre 32), all 1000: perfectly uniform.
         #expect(result.cfov.integralPct == 0)
         #expect(result.cfovMask[13 * 64 + 30] && !result.cfovMask[12 * 64 + 30] && result.cfovMask[51 * 64 + 30] && !result.cfovMask[52 * 64 + 30])
@@ -202,7 +208,8 @@ struct TestRandom {
     }
 
     @Test func expectedNoiseMatchesSimulatedPoissonFloods() throws {
-        // The counting-noise estimate against the mean IU of simulated uniform floods.
+        // The counting-noise estimate against the mean IU of simulated uniform floods
+        // (the derivation is in FloodUniformity.expectedNoisePct).
         var random = TestRandom(seed: 17)
         for mean in [200.0, 2000.0] {
             var sum = 0.0, expected = 0.0
@@ -217,12 +224,6 @@ struct TestRandom {
             let simulated = sum / Double(trials)
             #expect(abs(simulated - expected) / expected < 0.10, "mean \(mean): simulated \(simulated) %, expected \(expected) %")
         }
-    }
-
-    @Test func inverseNormal() {
-        #expect(abs(FloodUniformity.inverseNormal(0.975) - 1.959_963_985) < 1e-8)
-        #expect(abs(FloodUniformity.inverseNormal(0.5)) < 1e-12)
-        #expect(abs(FloodUniformity.inverseNormal(1e-6) + 4.753_424_309) < 1e-7)
     }
 
     // MARK: COR
