@@ -153,12 +153,11 @@ def noise(mean, field, support):
             used = p[dr : dr + rows, dc : dc + cols]
             s1 += k[dr, dc] * used
             s2 += k[dr, dc] ** 2 * used
-    s = np.sqrt(s2[field]) / s1[field]
-    erfc = np.vectorize(math.erfc)
+    values, counts = np.unique(np.sqrt(s2[field]) / s1[field], return_counts=True)  # a handful of distinct s_p
     low, high = 0.0, 12.0
     for _ in range(60):
         z = (low + high) / 2
-        if (0.5 * erfc(z / s / math.sqrt(2))).sum() / 1.2 > 0.625:
+        if sum(c * 0.5 * math.erfc(z / v / math.sqrt(2)) for v, c in zip(values, counts)) / 1.2 > 0.625:
             low = z
         else:
             high = z
