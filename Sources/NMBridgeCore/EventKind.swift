@@ -432,12 +432,70 @@ extension EventKindRegistry {
                 EventField("windows", .array, "Per photopeak: {photopeak_kev, name, lower_kev, upper_kev, center_kev, width_pct, result}."),
                 EventField("finding", .string, "The result in words."),
             ]),
+        // qc.camera.* (camera QC, docs/qc.md "Camera QC")
+        EventKind(
+            "qc.camera.uniformity",
+            "A flood of one detector head judged by NEMA NU 1 integral and differential uniformity (docs/qc.md). Severity: info (pass), warning (investigate), error (fail), notice (low_counts, not_judged). The envelope's time is the instance's arrival, its device the `[[qc.camera]]` id.",
+            fields: qcCommon + qcCamera + [
+                EventField("head", .integer, required: false, "Detector head (Detector Vector value); absent when the file could not be read."),
+                EventField("result", .string, "\"pass\", \"investigate\" (a limit or the baseline), \"fail\", \"low_counts\" (beyond a limit, but counting noise alone comes close to it), \"not_judged\" (unreadable or compressed image; `finding` says why)."),
+                EventField("ufov", .object, required: false, "{integral_pct, differential_pct} over the useful field of view (smoothed)."),
+                EventField("cfov", .object, required: false, "{integral_pct, differential_pct} over the central field of view (UFOV scaled by 75 %)."),
+                EventField("pixel_mm", .number, unit: "mm", required: false, "Pixel size after rebinning (NEMA: 6.4 mm ± 30 %)."),
+                EventField("rebin_factor", .integer, required: false, "Original pixels summed per rebinned pixel along a row."),
+                EventField("pixel_size_ok", .boolean, required: false, "Whether the rebinned pixel is within 6.4 mm ± 30 %."),
+                EventField("mean_counts", .number, required: false, "Mean counts per rebinned UFOV pixel (before smoothing)."),
+                EventField("total_counts", .number, required: false, "All counts of the head's image."),
+                EventField("expected_noise_pct", .number, unit: "%", required: false, "The UFOV integral uniformity counting noise alone gives at this count density."),
+                EventField("low_counts", .boolean, required: false, "expected_noise_pct ≥ low_counts_fraction × the UFOV integral investigate limit."),
+                EventField("ufov_pixels", .integer, required: false, "Rebinned pixels in the UFOV; also cfov_pixels, edge_pixels_dropped."),
+                EventField("limits", .object, required: false, "{ufov_integral_pct, cfov_integral_pct, ufov_differential_pct, cfov_differential_pct}: each {investigate, fail}."),
+                EventField("baseline_median_pct", .number, unit: "%", required: false, "Median UFOV integral uniformity of the head's latest passing floods (`baseline_floods` of them)."),
+                EventField("baseline_deviation_pp", .number, required: false, "UFOV integral uniformity minus the baseline, percentage points."),
+                EventField("map", .object, required: false, "The smoothed flood for the report: rows, columns, low, high, pixels_b64 (1 byte a pixel: 0 outside the UFOV, 1–255 from low to high), cfov_b64 (0/1), min_at, max_at, cfov_min_at, cfov_max_at ([row, column])."),
+                EventField("finding", .string, "The result in words."),
+            ]),
+        EventKind(
+            "qc.camera.cor",
+            "The centre of rotation of one head from a SPECT acquisition of a point source: fit of x(θ) = A cos θ + B sin θ + C to the centroids (docs/qc.md). Severity as for uniformity.",
+            fields: qcCommon + qcCamera + [
+                EventField("head", .integer, required: false, "Detector head."),
+                EventField("result", .string, "\"pass\", \"investigate\", \"fail\" or \"not_judged\"."),
+                EventField("offset_px", .number, required: false, "C minus the matrix centre ((columns − 1) / 2), pixels."),
+                EventField("offset_mm", .number, unit: "mm", required: false, "The same in mm (Pixel Spacing)."),
+                EventField("residual_px", .number, required: false, "RMS of the fit's residuals, pixels; also residual_mm."),
+                EventField("residual_mm", .number, unit: "mm", required: false, "RMS of the fit's residuals."),
+                EventField("axial_drift_px", .number, required: false, "Range of the point's row position over the orbit, pixels."),
+                EventField("axial_drift_mm", .number, unit: "mm", required: false, "The same in mm."),
+                EventField("projections", .integer, required: false, "Projections of this head."),
+                EventField("limits", .object, required: false, "{offset_px, axial_drift_px}: each {investigate, fail}."),
+                EventField("finding", .string, "The result in words."),
+            ]),
+        EventKind(
+            "qc.camera.qc_missing", severity: .warning,
+            "A patient study (first instance of a series) acquired on a camera without a passing flood of every head earlier that site-local day.",
+            fields: qcCommon + qcCamera + [
+                EventField("result", .string, "Always \"missed\"."),
+                EventField("reason", .string, "Why: no flood that day, or floods that did not pass."),
+                EventField("heads_missing", .array, "Heads without a passing flood."),
+                EventField("last_result", .string, required: false, "The day's last flood result, if any."),
+                EventField("patient_id", .string, required: false, "Patient ID."),
+                EventField("accession_number", .string, required: false, "Accession number."),
+            ]),
     ])
 
     /// Fields every qc.* event has.
     static let qcCommon = [
         EventField("source_seq", .integer, "The journal event that was judged (the QC service's cursor)."),
         EventField("local_date", .string, "The site-local date the finding belongs to (`[daemon] time_zone`), YYYY-MM-DD."),
+    ]
+
+    /// Fields of the qc.camera.* events.
+    static let qcCamera = [
+        EventField("camera", .string, "The `[[qc.camera]]` id."),
+        EventField("sop_instance_uid", .string, required: false, "The judged instance."),
+        EventField("series_uid", .string, required: false, "Its series; also study_uid, series_description, station_name."),
+        EventField("acquisition_time", .string, required: false, "Acquisition (else series, else study) date/time, RFC 3339."),
     ]
 
     /// Fields of the per-series qc.* events.

@@ -71,6 +71,8 @@ extension DaemonConfiguration {
         public var protocols: [ProtocolRule] = [.boneScan]
         /// Where the cursor is kept (absolute).
         public var cursorFile: String
+        /// `[[qc.camera]]`: gamma cameras whose QC acquisitions are judged (camera QC).
+        public var cameras: [Camera] = []
 
         public init(cursorFile: String) { self.cursorFile = cursorFile }
     }
@@ -191,6 +193,7 @@ extension DaemonConfiguration {
             entry.reportUnknownKeys()
             qc.protocols.append(rule)
         }
+        qc.cameras = QualityControl.readCameras(table, root: reader)  // camera QC (QualityControlConfiguration+Camera.swift)
         table.reportUnknownKeys()
         return enabled ? qc : nil
     }

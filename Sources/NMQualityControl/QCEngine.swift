@@ -23,6 +23,8 @@ public struct QCEngine: Sendable {
     private var days: [String: CalibratorDay] = [:]
     /// The time of the first event this engine judged.
     private var firstJudged: Date?
+    /// Camera QC's memory (QCEngine+Camera.swift).
+    var cameraState = CameraState()
 
     struct CalibratorDay {
         var date: LocalDay
@@ -39,7 +41,12 @@ public struct QCEngine: Sendable {
         if firstJudged == nil { firstJudged = event.time }
         switch event.kind {
         case "dosecal.measurement": return try await judgeMeasurement(event)
-        case "dicom.instance.stored": return try await judgeInstance(event)
+        case "dicom.instance.stored":
+            // Camera QC (QCEngine+Camera.swift): a QC acquisition is never judged as a patient study.
+            switch try await judgeCamera(event) {
+            case .qualityControl(let findings): return findings
+            case .patient(let findings): return try await judgeInstance(event) + findings
+            }
         default: return []
         }
     }

@@ -91,11 +91,19 @@ public enum DemoConfiguration {
                 referenceDate: referenceDate, serial: "DEMO-CS137-1"),
             .init(device: "dosecal-pet", nuclide: "Cs-137", referenceBq: 7.4e6, referenceDate: referenceDate, serial: "DEMO-CS137-2"),
         ]
+        // Camera QC: the simulated camera (DemoCamera) sends three weeks of daily two-head
+        // floods and today's COR acquisition to the receiver; head 2 drifts towards its limit.
+        var camera = DaemonConfiguration.QualityControl.Camera(id: "demo-camera")
+        camera.stationNames = [DemoCamera.stationName]
+        qc.cameras = [camera]
+        let demoCamera = DemoCamera(port: dicom.port)
+        demoCamera.start()
         configuration.qualityControl = qc
         return Demo(configuration: configuration) {
             hotlab.stop()
             pet.stop()
             gantry.stop()
+            demoCamera.stop()
         }
     }
 }

@@ -11,7 +11,7 @@ extension QCReport {
             <html lang="en">
             <head>
             <meta charset="utf-8">
-            <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+            <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
             <title>\(e("QC report \(day) — \(node)"))</title>
             <style>\(Self.css)</style>
             </head>
@@ -38,6 +38,7 @@ extension QCReport {
                 out += "</section>\n"
             }
         }
+        out += cameraHTML  // QCReport+Camera.swift
         if !studies.isEmpty {
             out += "<h2>Studies</h2>\n"
             for study in studies {
@@ -96,6 +97,7 @@ extension QCReport {
         .trend-line { fill: none; stroke: #666; stroke-width: 1; }
         .point { stroke: #fff; stroke-width: 1; } .point.pass { fill: #2e7d32; } .point.investigate { fill: #ef6c00; }
         .point.fail { fill: #c62828; stroke: #000; } .point.not-judged { fill: #999; } .point.pinned { stroke: #000; stroke-width: 2; }
+        \(cameraCSS)
 
         """
 }

@@ -20,6 +20,7 @@ extension QCReport {
                 }
             }
         }
+        out += cameraText  // QCReport+Camera.swift
         if !studies.isEmpty {
             out += "\nStudies\n"
             for study in studies {

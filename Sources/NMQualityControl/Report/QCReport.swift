@@ -31,6 +31,8 @@ public struct QCReport: Sendable {
     public let calibrators: [Calibrator]
     /// Studies with a finding that day, in order of their first finding.
     public let studies: [Study]
+    /// Gamma cameras with a qc.camera.* finding in the chart period (QCReport+Camera.swift).
+    public let cameras: [CameraSection]
 
     /// One dose calibrator (or any device whose findings do not belong to a series).
     public struct Calibrator: Sendable {
@@ -73,7 +75,8 @@ public struct QCReport: Sendable {
         let all = events.filter { $0.kind.hasPrefix("qc.") }.compactMap(QCFinding.init).sorted { ($0.time, $0.seq) < ($1.time, $1.seq) }
         findings = all.filter { $0.localDay == day }
 
-        let (deviceFindings, seriesFindings) = findings.reduce(into: ([QCFinding](), [QCFinding]())) { split, finding in
+        cameras = Self.cameraSections(all, day: day, period: chartPeriod)
+        let (deviceFindings, seriesFindings) = findings.filter { !$0.isCamera }.reduce(into: ([QCFinding](), [QCFinding]())) { split, finding in
             if finding.belongsToSeries { split.1.append(finding) } else { split.0.append(finding) }
         }
         let period = chartPeriod
@@ -176,7 +179,7 @@ public struct QCFinding: Sendable {
             switch result {
             case "pass": .pass
             case "fail": .fail
-            case "investigate", "too_early", "too_late", "missing", "missed": .investigate
+            case "investigate", "too_early", "too_late", "missing", "missed", "low_counts": .investigate
             default: .notJudged
             }
         let number = { (key: String) in data[key]?.doubleValue }
@@ -203,6 +206,12 @@ public struct QCFinding: Sendable {
             unit = value == nil ? "" : "min"
             limit = "\(QCText.number(number("min_min")))–\(QCText.number(number("max_min"))) min"
             detail = "protocol \(data["protocol"]?.stringValue ?? "?"): \(finding)"
+        case let camera where camera.hasPrefix(Self.cameraPrefix):
+            let columns = Self.cameraColumns(kind, data)
+            value = columns.value
+            unit = columns.unit
+            limit = columns.limit
+            detail = columns.detail
         case "qc.protocol.energy_window":
             value = nil
             unit = ""
