@@ -224,7 +224,7 @@ let package = Package(
             name: "NMServerTests",
             dependencies: ["NMServer", "NMClient", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
-        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport"]),
+        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "TestSupport"]),
         .testTarget(
             name: "DoseCalibratorTests",
             dependencies: [

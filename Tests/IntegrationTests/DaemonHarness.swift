@@ -39,7 +39,7 @@ func runProgramBlocking(_ executable: String, _ arguments: [String], environment
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    try process.run()
+    try process.runBoundToTest()
     // Read both pipes concurrently so that neither fills up and blocks the child.
     nonisolated(unsafe) var errData = Data()
     let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
@@ -110,7 +110,7 @@ final class DaemonProcess {
         process.environment = env
         process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
-        try process.run()
+        try process.runBoundToTest()
     }
 
     /// Starts a daemon on `config` (written to `directory/nmbridge.toml`) and waits until its API answers.
@@ -157,7 +157,7 @@ final class DaemonProcess {
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        stopProcess(process)  // with its process group: a launcher shell's children too
     }
 
     /// The journal's last seq, from /v1/health.
