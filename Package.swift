@@ -224,12 +224,12 @@ let package = Package(
         // recording driver sink, stopping test peers.
         .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
         .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver", "TestSupport"]),
-        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
-            dependencies: ["NMServer", "NMClient", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["NMServer", "NMClient", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
-        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "TestSupport"]),
+        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "NMBridgeCore", "TestSupport"]),
         .testTarget(
             name: "DoseCalibratorTests",
             dependencies: [
