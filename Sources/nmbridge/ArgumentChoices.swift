@@ -7,9 +7,9 @@ import NMQualityControl
 // names the valid ones in its error, in --help and in shell completions, and the command
 // gets the enum, not a string to look up again.
 
-extension QCReport.Format: @retroactive ExpressibleByArgument {}
-extension SimulatedModel: @retroactive ExpressibleByArgument {}
-extension DaemonConfiguration.Shipper.TLSMode: @retroactive ExpressibleByArgument {}
+extension QCReport.Format: ExpressibleByArgument {}
+extension SimulatedModel: ExpressibleByArgument {}
+extension DaemonConfiguration.Shipper.TLSMode: ExpressibleByArgument {}
 
 /// `nmbridge query --format`.
 enum QueryFormat: String, CaseIterable, ExpressibleByArgument {
