@@ -24,6 +24,11 @@ import Testing
         try tail.runBoundToTest()
         defer { if tail.isRunning { tail.terminate() } }
 
+        // Until tail has connected (it writes the cursor file then): on a loaded machine its
+        // start can take longer than any fixed pause, and its first request is not retried.
+        for _ in 0..<1200 where !FileManager.default.fileExists(atPath: dir + "/cursor") {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         try await Task.sleep(for: .milliseconds(800))
         #expect(try await daemon.stop() == 0)
         try await Task.sleep(for: .milliseconds(500))
