@@ -17,7 +17,9 @@ import Testing
         let launch = "/usr/bin/systemd-socket-activate --listen=127.0.0.1:\(port) --fdname=dicom \"$@\"; exit $?"
         let daemon = try DaemonProcess(
             directory: dir, arguments: ["--config", dir + "/nmbridge.toml"], launcher: ["/bin/sh", "-c", launch, "sh"])
-        // systemd-socket-activate starts the daemon when the first connection arrives.
+        // systemd-socket-activate starts the daemon when the first connection arrives; a
+        // connection before it listens is refused (a loaded machine can take seconds).
+        for _ in 0..<1200 where !daemon.log.contains("Listening on") { try await Task.sleep(for: .milliseconds(50)) }
         let echo = try await runProgram(
             "/usr/bin/echoscu", ["-to", "60", "-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)"])
         #expect(echo.status == 0, "echoscu: \(echo.stdout)\(echo.stderr)\n\(daemon.log)")
