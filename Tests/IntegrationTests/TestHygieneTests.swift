@@ -102,6 +102,23 @@ import Testing
         if !gone { kill(grandchild, SIGKILL) }
     }
 
+    /// No test starts a `Process` with plain `run()`: that child would outlive a crashed
+    /// test process (nor with Foundation's class method that runs one at once).
+    @Test func everyTestProcessStartsThroughTheHelper() throws {
+        let tests = repositoryRoot + "/Tests"
+        let files = try #require(FileManager.default.enumerator(atPath: tests)).compactMap { $0 as? String }.filter { $0.hasSuffix(".swift") }
+        var offenders: [String] = []
+        for file in files where !file.hasPrefix("TestSupport/TestProcess.swift") {
+            let text = try String(contentsOfFile: tests + "/" + file, encoding: .utf8)
+            let names = text.matches(of: /(?:let|var)\s+(\w+)\s*=\s*Process\(\)/).map { String($0.1) }
+            for name in Set(names) where text.contains("\(name).run()") || text.contains("\(name).launch()") {
+                offenders.append("\(file): \(name).run()")
+            }
+            if text.contains("Process" + ".run(") { offenders.append("\(file): the Process class method run(_:arguments:)") }
+        }
+        #expect(offenders.isEmpty, "start test processes with runBoundToTest() (Tests/TestSupport/TestProcess.swift): \(offenders)")
+    }
+
     /// A clone in a folder that only root can enter (/root, a home directory, `mktemp -d`):
     /// the PostgreSQL servers and their tools run as `postgres`, which cannot enter it. The
     /// shipper tests that failed that way run in a child whose working directory and
