@@ -221,7 +221,8 @@ let package = Package(
             path: "bench/Sources/nmbridge-bench"
         ),
         // Helpers shared by the test targets: a seeded random generator for fuzz tests, a
-        // recording driver sink, stopping test peers.
+        // recording driver sink, private PostgreSQL servers, and `runBoundToTest`, through
+        // which every process a test starts is bound to the test process (TestProcess.swift).
         .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
         .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver", "TestSupport"]),
         .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
