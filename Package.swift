@@ -98,7 +98,6 @@ let package = Package(
                 "NMBridgeCore",
                 "NMTransport",
                 "CModbus",
-                "CTerminal",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Drivers/ModbusGantry",
@@ -143,15 +142,21 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
+        // The drivers this build knows (`DriverCatalog.standard`): for the daemon, and for the
+        // CLI's `config check` without linking the daemon.
+        .target(
+            name: "NMCatalog",
+            dependencies: ["NMBridgeCore", "ScriptDriver", "DoseCalibrator", "ModbusGantry"]
+        ),
         // Composition: services, supervisor, HTTP API, sd_notify.
         .target(
             name: "NMServer",
             dependencies: [
                 "NMBridgeCore",
+                "NMCatalog",
                 "NMJournal",
                 "NMShipper",
                 "NMQualityControl",
-                "NMTransport",
                 "ScriptDriver",
                 "DoseCalibrator",
                 "ModbusGantry",
@@ -161,14 +166,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // HTTP client for the API (unix socket or TCP), used by the CLI and the benchmarks.
         .target(
             name: "NMClient",
             dependencies: [
-                "NMBridgeCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -178,8 +181,10 @@ let package = Package(
             name: "nmbridged",
             dependencies: [
                 "NMServer",
-                "DoseCalibrator",
+                "NMCatalog",
+                "NMBridgeCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             linkerSettings: programLinking
         ),
@@ -188,7 +193,7 @@ let package = Package(
             dependencies: [
                 "NMBridgeCore",
                 "NMClient",
-                "NMServer",
+                "NMCatalog",
                 "NMShipper",
                 "NMQualityControl",
                 "DoseCalibrator",
@@ -216,15 +221,16 @@ let package = Package(
             path: "bench/Sources/nmbridge-bench"
         ),
         // Helpers shared by the test targets: a seeded random generator for fuzz tests, a
-        // recording driver sink, stopping test peers.
+        // recording driver sink, private PostgreSQL servers, and `runBoundToTest`, through
+        // which every process a test starts is bound to the test process (TestProcess.swift).
         .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
         .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver", "TestSupport"]),
-        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
-            dependencies: ["NMServer", "NMClient", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["NMServer", "NMClient", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
-        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport"]),
+        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "NMBridgeCore", "TestSupport"]),
         .testTarget(
             name: "DoseCalibratorTests",
             dependencies: [

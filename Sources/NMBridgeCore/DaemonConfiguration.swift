@@ -78,7 +78,7 @@ public struct DaemonConfiguration: Sendable {
 
     /// `[shipper]`: ships the journal to a department-wide PostgreSQL table (docs/shipper.md).
     public struct Shipper: Sendable, Equatable {
-        public enum TLSMode: String, Sendable {
+        public enum TLSMode: String, Sendable, CaseIterable {
             /// Plain TCP (or a unix socket).
             case disable
             /// TLS if the server offers it, plain otherwise.

@@ -1,21 +1,14 @@
 import DicomStore
-import DoseCalibrator
 import Foundation
 import Hummingbird
 import Logging
-import ModbusGantry
 import NIOCore
 import NMBridgeCore
+import NMCatalog
 import NMJournal
 import NMQualityControl
 import NMShipper
-import ScriptDriver
 import ServiceLifecycle
-
-extension DriverCatalog {
-    /// Every driver this build of nmbridge knows. A new driver family is one line here.
-    public static let standard = DriverCatalog([ScriptDriver.self] + doseCalibratorDrivers + [ModbusGantryDriver.self])
-}
 
 /// Composes and runs the daemon: journal, driver supervisor, retention, HTTP API and
 /// sd_notify, as one `ServiceGroup` that shuts down gracefully on SIGTERM/SIGINT.
@@ -156,9 +149,7 @@ public enum Daemon {
 
 extension Daemon {
     /// `[daemon] node` when unset: the host name's first label.
-    public static var defaultNode: String {
-        ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
-    }
+    public static var defaultNode: String { DaemonConfiguration.defaultNode }
 }
 
 /// Calls `action` once all expected listeners are up.

@@ -2,6 +2,7 @@ import DoseCalibrator
 import Foundation
 import ModbusGantry
 import NMBridgeCore
+import NMCatalog
 import ScriptDriver
 
 /// The configuration of `nmbridged --demo`: no hardware, no root, everything under one

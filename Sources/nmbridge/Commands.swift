@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import NMBridgeCore
 import NMClient
-import NMServer
+import NMCatalog
 
 struct Devices: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List configured devices and their current state.")
@@ -87,10 +87,9 @@ struct Query: AsyncParsableCommand {
     @Option(name: .long, help: "Only events after this seq.") var after: Int64?
     @Option(name: .long, help: "Only events before this time (RFC 3339, date, or age).") var until: String?
     @Option(name: .long, help: "At most this many events.") var limit: Int?
-    @Option(name: .long, help: "jsonl or csv.") var format: String = "jsonl"
+    @Option(name: .long, help: "Output format.") var format: QueryFormat = .jsonl
 
     func validate() throws {
-        guard ["jsonl", "csv"].contains(format) else { throw ValidationError("--format must be jsonl or csv") }
         if let until, Timestamp.parseTimeSpec(until) == nil { throw ValidationError("--until \(until): not a time") }
         if let limit, limit < 1 { throw ValidationError("--limit must be positive") }
     }
@@ -103,7 +102,7 @@ struct Query: AsyncParsableCommand {
             // Without --after, the first page starts at the oldest kept event (no cursor to expire).
             var cursor = after
             var remaining = limit ?? Int.max
-            if format == "csv" { writeStdout("seq,time,node,device,driver,kind,severity,data,raw\n") }
+            if format == .csv { writeStdout("seq,time,node,device,driver,kind,severity,data,raw\n") }
             while remaining > 0 {
                 let page = min(remaining, 5000)
                 let body = try jsonBody(
@@ -111,7 +110,7 @@ struct Query: AsyncParsableCommand {
                 guard case .array(let events)? = body["events"], !events.isEmpty else { return }
                 var out = ""
                 for event in events {
-                    if format == "jsonl" {
+                    if format == .jsonl {
                         out += envelopeText(event) + "\n"
                     } else {
                         let fields: [String] = [
@@ -155,7 +154,7 @@ struct ConfigCommand: AsyncParsableCommand {
                 .deletingLastPathComponent
             do {
                 let config = try DaemonConfiguration.load(
-                    text: text, file: file, drivers: .standard, defaultNode: Daemon.defaultNode, baseDirectory: base)
+                    text: text, file: file, drivers: .standard, defaultNode: DaemonConfiguration.defaultNode, baseDirectory: base)
                 writeStdout(
                     "\(file): OK — node \(config.daemon.node), \(config.devices.count) device(s), journal \(config.journal.path), API \(config.api.socketPath)\n")
             } catch {

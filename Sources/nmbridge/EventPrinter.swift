@@ -1,6 +1,5 @@
 import Foundation
 import NMBridgeCore
-import NMServer
 
 /// Prints events for people (aligned, coloured on a terminal) or as JSON Lines.
 struct EventPrinter {

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import NMBridgeCore
 import NMClient
-import NMServer
 
 @main
 struct NMBridgeCLI: AsyncParsableCommand {
@@ -18,28 +17,16 @@ struct NMBridgeCLI: AsyncParsableCommand {
         version: NMBridgeVersion.current,
         subcommands: [Tail.self, Devices.self, Status.self, Query.self, QCCommand.self, ConfigCommand.self, Kinds.self, Simulate.self])
 
-    /// `nmbridge --socket S tail -f` and `nmbridge tail -f --socket S` both work: connection
-    /// options given before the subcommand are moved after it.
+    /// Where the daemon is, given before the subcommand: `nmbridge --socket S tail -f`.
+    /// Each subcommand that talks to the daemon declares the same option group under the
+    /// same name, so ArgumentParser hands it these values (and the subcommand's own
+    /// `nmbridge tail -f --socket S` works as well).
+    @OptionGroup var connection: ConnectionOptions
+
     static func main() async {
         unblockTerminationSignals()
-        var arguments = Array(CommandLine.arguments.dropFirst())
-        var leading: [String] = []
-        while let first = arguments.first, ["--socket", "--url", "--token-file"].contains(where: { first == $0 || first.hasPrefix($0 + "=") }) {
-            leading.append(arguments.removeFirst())
-            if !first.contains("="), !arguments.isEmpty { leading.append(arguments.removeFirst()) }
-        }
-        if !leading.isEmpty, !arguments.isEmpty {
-            // Insert after the (possibly nested) subcommand names, before its own arguments.
-            var index = 0
-            while index < arguments.count, !arguments[index].hasPrefix("-"), ["tail", "devices", "status", "query", "qc", "report", "config", "check", "kinds"].contains(arguments[index]) {
-                index += 1
-            }
-            arguments.insert(contentsOf: leading, at: index)
-        } else {
-            arguments = leading + arguments
-        }
         do {
-            var command = try parseAsRoot(arguments)
+            var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -21,8 +21,8 @@ struct QCCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The site-local day: today, yesterday or YYYY-MM-DD (this command's time zone).")
         var date: String = "today"
 
-        @Option(name: .long, help: "text, csv or html.")
-        var format: String = "text"
+        @Option(name: .long, help: "Report format.")
+        var format: QCReport.Format = .text
 
         @Option(name: .long, help: "Write the report to this file instead of standard output.")
         var output: String?
@@ -34,9 +34,6 @@ struct QCCommand: AsyncParsableCommand {
             if LocalDay(argument: date, now: Date(), zone: .current) == nil {
                 throw ValidationError("--date \(date): expected today, yesterday or a date YYYY-MM-DD")
             }
-            if QCReport.Format(rawValue: format) == nil {
-                throw ValidationError("--format \(format): expected text, csv or html")
-            }
             if !(1...366).contains(days) { throw ValidationError("--days \(days): expected 1 to 366") }
         }
 
@@ -44,7 +41,7 @@ struct QCCommand: AsyncParsableCommand {
             try await reportingErrors {
                 let zone = TimeZone.current
                 let now = Date()
-                guard let day = LocalDay(argument: date, now: now, zone: zone), let format = QCReport.Format(rawValue: format) else {
+                guard let day = LocalDay(argument: date, now: now, zone: zone) else {
                     throw CLIError("--date \(date): expected today, yesterday or a date YYYY-MM-DD", exitCode: 64)
                 }
                 // The QC service may run in another zone than this command: ask for a day more

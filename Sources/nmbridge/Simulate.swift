@@ -20,8 +20,8 @@ struct Simulate: AsyncParsableCommand {
                 docs/dose-calibrators.md.
                 """)
 
-        @Option(help: "The instrument: \(SimulatedModel.allCases.map(\.rawValue).joined(separator: ", ")).")
-        var model: String
+        @Option(help: "The instrument.")
+        var model: SimulatedModel
 
         @Flag(help: "Serve on a pseudo-terminal (the only transport; accepted for clarity).")
         var pty = false
@@ -33,9 +33,6 @@ struct Simulate: AsyncParsableCommand {
         var script: String?
 
         func run() async throws {
-            guard let model = SimulatedModel(rawValue: model) else {
-                throw ValidationError("unknown model \"\(model)\"; use one of \(SimulatedModel.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
             let session: SimulatorScript
             if let script {
                 guard let text = try? String(contentsOfFile: script, encoding: .utf8) else {

@@ -9,7 +9,7 @@ extension Tail {
         let url = try PostgresURL(urlText)
         let password = try PostgresConnector.password(file: passwordFile, environment: ProcessInfo.processInfo.environment)
         let connector = PostgresConnector(
-            url: url, password: password, tls: DaemonConfiguration.Shipper.TLSMode(rawValue: tls) ?? .disable)
+            url: url, password: password, tls: tls)
         var logger = Logger(label: "nmbridge.tail")
         logger.logLevel = .critical
         var filter = EventFilter(devices: filters.devices, kinds: filters.kinds)

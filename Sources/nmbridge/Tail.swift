@@ -50,7 +50,7 @@ struct Tail: AsyncParsableCommand {
     var passwordFile: String?
 
     @Option(name: .long, help: "With --postgres: disable, prefer or require (TLS, verified against the system's CAs).")
-    var tls: String = "disable"
+    var tls: DaemonConfiguration.Shipper.TLSMode = .disable
 
     func validate() throws {
         if let n, n < 0 || n > 10_000 { throw ValidationError("-n must be between 0 and 10000") }
@@ -62,9 +62,6 @@ struct Tail: AsyncParsableCommand {
                 throw ValidationError("--postgres: not a PostgreSQL URL: \(error.message)")
             }
             if after != nil { throw ValidationError("--after names one journal's seq; with --postgres use -n or --cursor-file") }
-            guard DaemonConfiguration.Shipper.TLSMode(rawValue: tls) != nil else {
-                throw ValidationError("--tls must be disable, prefer or require")
-            }
         } else if !nodes.isEmpty || passwordFile != nil {
             throw ValidationError("--node and --password-file go with --postgres")
         }

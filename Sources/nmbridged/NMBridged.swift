@@ -1,8 +1,8 @@
 import ArgumentParser
-import DoseCalibrator
 import Foundation
 import Logging
 import NMBridgeCore
+import NMCatalog
 import NMServer
 
 @main
@@ -25,8 +25,8 @@ struct NMBridged: AsyncParsableCommand {
     @Option(name: .long, help: "With --demo: where to keep the journal and the API socket.")
     var stateDir: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @Option(name: .long, help: "Log level.")
+    var logLevel: Logger.Level = .info
 
     func validate() throws {
         if demo == (config != nil) {
@@ -34,9 +34,6 @@ struct NMBridged: AsyncParsableCommand {
         }
         if stateDir != nil && !demo {
             throw ValidationError("--state-dir goes with --demo; with --config, set [daemon] state_dir")
-        }
-        if Logger.Level(rawValue: logLevel) == nil {
-            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
         }
     }
 
@@ -47,7 +44,7 @@ struct NMBridged: AsyncParsableCommand {
         // also sets UMask=0027).
         let inherited = umask(0o027)
         umask(inherited | 0o027)
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let level = logLevel
         LoggingSystem.bootstrap { label in JournaldLogHandler(label: label, level: level) }
         let logger = Logger(label: "nmbridged")
         let node = Daemon.defaultNode
@@ -122,3 +119,6 @@ struct NMBridged: AsyncParsableCommand {
         return FileManager.default.isExecutableFile(atPath: sibling) ? sibling : "nmbridge"
     }
 }
+
+/// `--log-level`: swift-log's levels, checked and listed by ArgumentParser.
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -267,7 +267,7 @@ struct DriverRig {
         socat.arguments = ["pty,raw,echo=0,link=\(dir)/driver", "pty,raw,echo=0,link=\(dir)/device"]
         socat.standardOutput = FileHandle.nullDevice
         socat.standardError = FileHandle.nullDevice
-        try socat.run()
+        try socat.runBoundToTest()
         // SIGKILL: children inherit the test runner's blocked signal mask, so SIGTERM may
         // never arrive, and a survivor would hold the runner's output open.
         defer { stopProcess(socat) }
@@ -279,7 +279,7 @@ struct DriverRig {
         device.arguments = ["python3", Self.root + "/Tests/Peers/" + peer, dir + "/device"] + peerArguments
         device.standardOutput = FileHandle.nullDevice
         device.standardError = FileHandle.nullDevice
-        try device.run()
+        try device.runBoundToTest()
         defer { stopProcess(device) }
 
         let sink = RecordingSink()

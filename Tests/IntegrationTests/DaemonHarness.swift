@@ -39,7 +39,7 @@ func runProgramBlocking(_ executable: String, _ arguments: [String], environment
     let err = Pipe()
     process.standardOutput = out
     process.standardError = err
-    try process.run()
+    try process.runBoundToTest()
     // Read both pipes concurrently so that neither fills up and blocks the child.
     nonisolated(unsafe) var errData = Data()
     let reader = Thread { errData = err.fileHandleForReading.readDataToEndOfFile() }
@@ -96,11 +96,15 @@ final class DaemonProcess {
     var client: APIClient { APIClient(endpoint: .unixSocket(path: socketPath)) }
 
     /// `launcher`: a program that starts nmbridged (e.g. systemd-socket-activate and its options).
-    init(directory: String, arguments: [String], environment: [String: String] = [:], launcher: [String] = []) throws {
+    /// `daemon`: the executable (a copy outside the clone for a daemon that runs as another
+    /// user: the clone may sit in a folder only root can enter).
+    init(
+        directory: String, arguments: [String], environment: [String: String] = [:], launcher: [String] = [],
+        daemon: String = productsDirectory + "/nmbridged"
+    ) throws {
         self.directory = directory
         stderrPath = directory + "/daemon-\(UUID().uuidString.prefix(4)).log"
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        let daemon = productsDirectory + "/nmbridged"
         process.executableURL = URL(fileURLWithPath: launcher.first ?? daemon)
         process.arguments = launcher.isEmpty ? arguments : Array(launcher.dropFirst()) + [daemon] + arguments
         var env = ProcessInfo.processInfo.environment
@@ -108,9 +112,10 @@ final class DaemonProcess {
         env.removeValue(forKey: "JOURNAL_STREAM")
         env.merge(environment, uniquingKeysWith: { _, new in new })
         process.environment = env
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
         process.standardError = FileHandle(forWritingAtPath: stderrPath)
-        try process.run()
+        try process.runBoundToTest()
     }
 
     /// Starts a daemon on `config` (written to `directory/nmbridge.toml`) and waits until its API answers.
@@ -157,7 +162,7 @@ final class DaemonProcess {
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        stopProcess(process)  // with its process group: a launcher shell's children too
     }
 
     /// The journal's last seq, from /v1/health.

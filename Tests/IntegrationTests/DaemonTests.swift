@@ -1,6 +1,7 @@
 import Foundation
 import NMBridgeCore
 import NMClient
+import TestSupport
 import Testing
 
 @Suite(.serialized) struct DaemonTests {
@@ -93,7 +94,7 @@ import Testing
             daemon.signal(SIGKILL)
             try await daemon.waitForExit()
             for (seq, data) in await reader.value { acknowledged[seq] = data }
-            if journalID == nil { journalID = try Event(json: acknowledged.values.first!).journal.uuidString }
+            if journalID == nil, let data = acknowledged.values.first { journalID = try Event(json: data).journal.uuidString }
         }
         #expect(acknowledged.count > 50, "the test appended something: \(acknowledged.count)")
         let daemon = try await DaemonProcess.start(directory: dir, config: config)
@@ -256,11 +257,8 @@ import Testing
         client.standardInput = input
         client.standardOutput = unread
         client.standardError = FileHandle.nullDevice
-        try client.run()
-        defer {
-            kill(client.processIdentifier, SIGKILL)
-            client.waitUntilExit()
-        }
+        try client.runBoundToTest()
+        defer { stopProcess(client) }
         input.fileHandleForWriting.write(Data("GET /v1/events/stream?after=0 HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
         try await Task.sleep(for: .seconds(3))
         daemon.signal(SIGTERM)

@@ -1,5 +1,6 @@
 import Foundation
 import NMBridgeCore
+import TestSupport
 import Testing
 
 /// `nmbridge simulate dosecal` as a child process.
@@ -11,7 +12,7 @@ final class SimulatorProcess {
         process.arguments = ["simulate", "dosecal", "--model", model, "--pty", "--link", link, "--script", script]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try process.runBoundToTest()
     }
 
     /// Waits until the symlink appears (the simulator prints the path after creating it).

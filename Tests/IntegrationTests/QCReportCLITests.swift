@@ -39,7 +39,7 @@ import Testing
         #expect(csv.status == 0, "\(csv.stderr)")
         let rows = csv.stdout.split(separator: "\r\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
         #expect(rows.first?.prefix(5) == ["local_date", "time", "kind", "device", "result"])
-        let row = try #require(rows.first { $0.count > 5 && $0[2] == "qc.dosecal.constancy" && $0[3] == "dosecal-hotlab" }, "\(csv.stdout)")
+        let row = try #require(rows.first { $0.count > 6 && $0[2] == "qc.dosecal.constancy" && $0[3] == "dosecal-hotlab" }, "\(csv.stdout)")
         #expect(row[0] == localDate && row[4] == "pass" && row[6] == "%", "\(row)")
         #expect(Double(row[5]) == constancy.data["deviation_pct"]?.doubleValue, "\(row)")
 

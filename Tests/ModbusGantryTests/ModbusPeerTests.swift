@@ -35,7 +35,7 @@ enum Peers {
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try process.runBoundToTest()
         return process
     }
 
@@ -207,7 +207,7 @@ struct GantryRig {
         let simulator = try GantrySimulator(profile: exampleProfile, transport: .tcp(host: "127.0.0.1", port: 0), script: script)
         simulator.start()
         defer { simulator.stop() }
-        let port = String(simulator.address.split(separator: ":").last!)
+        let port = String(try #require(simulator.address.split(separator: ":").last, "simulator address \(simulator.address)"))
         func mbpoll(_ arguments: [String]) async throws -> [Int: String] {
             let text = try await Peers.output("/usr/bin/mbpoll", ["-m", "tcp", "-p", port, "-a", "1", "-0", "-1"] + arguments + ["127.0.0.1"])
             var values: [Int: String] = [:]

@@ -33,7 +33,7 @@ func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, 
     let pipe = Pipe()
     process.standardOutput = pipe
     process.standardError = pipe
-    try process.run()
+    try process.runBoundToTest()
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))

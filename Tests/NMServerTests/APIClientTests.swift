@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 
 @testable import NMClient
@@ -231,7 +232,7 @@ private func withPythonAPIServer<Result>(
     process.standardInput = standardInput
     process.standardOutput = standardOutput
     process.standardError = FileHandle(forWritingAtPath: stderrPath)
-    try process.run()
+    try process.runBoundToTest()
     defer {
         try? standardInput.fileHandleForWriting.close()
         process.terminate()

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Synchronization
+import TestSupport
 import Testing
 
 // How the udev tests run against umockdev
@@ -80,7 +81,7 @@ enum Umockdev {
         process.standardOutput = output
         process.standardError = output
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.runBoundToTest()
         try output.close()
 
         // Generous: each step inside waits at most 10 s; a healthy run takes well under 5 s.
@@ -89,10 +90,7 @@ enum Umockdev {
             try? await Task.sleep(for: .milliseconds(50))
         }
         let timedOut = process.isRunning
-        if timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        if timedOut { stopProcess(process) }
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         let ran = FileManager.default.fileExists(atPath: marker)
         #expect(!timedOut, "umockdev scenario \(name) did not finish within 120 s:\n\(text)", sourceLocation: sourceLocation)

@@ -61,10 +61,10 @@ import Testing
                     process.standardOutput = output
                     process.standardError = output
                     process.standardInput = FileHandle.nullDevice
-                    try process.run()
+                    try process.runBoundToTest()
                     let deadline = ContinuousClock.now + limit
                     while process.isRunning {
-                        if ContinuousClock.now > deadline { kill(process.processIdentifier, SIGKILL) }
+                        if ContinuousClock.now > deadline { kill(-process.processIdentifier, SIGKILL) }  // Chromium's children too
                         usleep(20_000)
                     }
                     try? output?.close()

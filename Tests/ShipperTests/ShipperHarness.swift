@@ -85,9 +85,13 @@ func centralRows(_ server: PostgresServer) async throws -> [ShippedRow] {
     if try await server.psql("SELECT to_regclass('nmbridge.events') IS NULL") == "t\n" { return [] }
     let text = try await server.psql(
         "SELECT node || E'\\t' || journal || E'\\t' || seq || E'\\t' || kind || E'\\t' || data::text FROM nmbridge.events ORDER BY node, journal, seq")
-    return text.split(separator: "\n").map { line in
-        let f = line.split(separator: "\t", maxSplits: 4).map(String.init)
-        return ShippedRow(node: f[0], journal: f[1], seq: Int64(f[2]) ?? -1, kind: f[3], data: normalizedJSON(f[4]))
+    // psql's output is the peer's: parse it, then require what was parsed (a server that
+    // went away mid-query prints something else, and a trap here would end every test).
+    return try text.split(separator: "\n").map { line in
+        let fields = line.split(separator: "\t", maxSplits: 4, omittingEmptySubsequences: false).map(String.init)
+        let parsed = fields.count == 5 ? Int64(fields[2]).map { (fields, $0) } : nil
+        let (f, seq) = try #require(parsed, "psql printed a row that is not node, journal, seq, kind, data: \(line)")
+        return ShippedRow(node: f[0], journal: f[1], seq: seq, kind: f[3], data: normalizedJSON(f[4]))
     }
 }
 

@@ -69,7 +69,7 @@ public final class PostgresServer: @unchecked Sendable {
                 ], asPostgres: false, log: nil)
             chmod(directory + "/server.key", 0o600)
         }
-        if getuid() == 0 {
+        if runsAsPostgres {
             try await run("/bin/chown", ["-R", "postgres:postgres", directory], asPostgres: false, log: nil)
         }
         try await server.run(
@@ -96,13 +96,9 @@ public final class PostgresServer: @unchecked Sendable {
         if tls {
             arguments += ["-c", "ssl=on", "-c", "ssl_cert_file=\(certificatePath)", "-c", "ssl_key_file=\(directory)/server.key"]
         }
-        if getuid() == 0 {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-            process.arguments = ["-u", "postgres", "--", server] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: server)
-            process.arguments = arguments
-        }
+        process.executableURL = URL(fileURLWithPath: server)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         if !FileManager.default.fileExists(atPath: logPath) {
             _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         }
@@ -111,7 +107,7 @@ public final class PostgresServer: @unchecked Sendable {
         process.standardOutput = log
         process.standardError = log
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try process.runBoundToTest(asUser: Self.runsAsPostgres ? "postgres" : nil)
         try? log?.close()
         lock.withLock { processes.append(process) }
         for _ in 0..<1200 {
@@ -139,9 +135,7 @@ public final class PostgresServer: @unchecked Sendable {
     /// Stops the server and deletes its files.
     public func destroy() async {
         try? await kill()
-        for process in lock.withLock({ processes }) where process.isRunning {
-            Foundation.kill(process.processIdentifier, SIGKILL)
-        }
+        for process in lock.withLock({ processes }) { stopProcess(process) }
         try? FileManager.default.removeItem(atPath: directory)
     }
 
@@ -166,25 +160,23 @@ public final class PostgresServer: @unchecked Sendable {
             Thread {
                 continuation.resume(with: Result {
                     let process = Process()
-                    if asPostgres && getuid() == 0 {
-                        process.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
-                        process.arguments = ["-u", "postgres", "--", executable] + arguments
-                    } else {
-                        process.executableURL = URL(fileURLWithPath: executable)
-                        process.arguments = arguments
-                    }
+                    process.executableURL = URL(fileURLWithPath: executable)
+                    process.arguments = arguments
+                    // As postgres, never from the clone's folder (it may be 0700): from the
+                    // server's own folder, which postgres owns.
+                    if asPostgres { process.currentDirectoryURL = URL(fileURLWithPath: log ?? "/") }
                     var env = ProcessInfo.processInfo.environment
                     env.merge(environment) { _, new in new }
                     process.environment = env
                     let outputPath = (log ?? NSTemporaryDirectory()) + "/cmd-\(UUID().uuidString.prefix(8)).out"
                     _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-                    if asPostgres && getuid() == 0 { _ = chown(outputPath, Self.postgresUID, Self.postgresGID) }
+                    if asPostgres && runsAsPostgres { _ = chown(outputPath, Self.postgresUID, Self.postgresGID) }
                     defer { try? FileManager.default.removeItem(atPath: outputPath) }
                     let output = FileHandle(forWritingAtPath: outputPath)
                     process.standardOutput = output
                     process.standardError = output
                     process.standardInput = FileHandle.nullDevice
-                    try process.run()
+                    try process.runBoundToTest(asUser: asPostgres && runsAsPostgres ? "postgres" : nil)
                     process.waitUntilExit()
                     try? output?.close()
                     let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
@@ -197,6 +189,8 @@ public final class PostgresServer: @unchecked Sendable {
         }
     }
 
+    /// The server refuses to run as root: then it and its tools run as `postgres`.
+    static var runsAsPostgres: Bool { getuid() == 0 }
     static let postgresUID: uid_t = getpwnam("postgres").map { $0.pointee.pw_uid } ?? 0
     static let postgresGID: gid_t = getpwnam("postgres").map { $0.pointee.pw_gid } ?? 0
 }

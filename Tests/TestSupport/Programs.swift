@@ -1,6 +1,6 @@
 import Foundation
 
-/// Runs a program to its end on a thread of its own (never blocking the cooperative pool)
+/// Runs a program to its end (bound to the test process, see `runBoundToTest`) on a thread of its own (never blocking the cooperative pool)
 /// and returns its exit status and output: standard output, followed by standard error when
 /// `includeStandardError` (else that is discarded). `environment` entries are added to ours.
 public func runToEnd(
@@ -16,7 +16,7 @@ public func runToEnd(
                 let pipe = Pipe()
                 process.standardOutput = pipe
                 process.standardError = includeStandardError ? pipe : FileHandle.nullDevice
-                try process.run()
+                try process.runBoundToTest()
                 let data = pipe.fileHandleForReading.readDataToEndOfFile()
                 process.waitUntilExit()
                 continuation.resume(returning: (process.terminationStatus, String(decoding: data, as: UTF8.self)))

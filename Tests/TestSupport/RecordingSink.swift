@@ -39,11 +39,3 @@ public final class RecordingSink: DriverEventSink {
         return condition()
     }
 }
-
-/// Ends a test peer: SIGKILL, because children inherit the test runner's blocked signal
-/// mask (SIGTERM may never arrive, and a survivor would hold the runner's output open).
-public func stopProcess(_ process: Process) {
-    guard process.isRunning else { return }
-    kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
-}
