@@ -23,11 +23,21 @@ public enum Daemon {
     /// How long a graceful shutdown may take before the remaining tasks are cancelled.
     public static let gracefulShutdownLimit: Duration = .seconds(10)
 
-    /// Runs until SIGTERM/SIGINT. `announce` is called once the API is listening.
+    /// The ports the daemon ended up listening on (a configured port 0 is chosen by the
+    /// system), given to `announce`.
+    public struct Listeners: Sendable {
+        /// The DICOM receiver's port, when `[dicom]` is configured.
+        public var dicomPort: Int?
+        /// Its DICOM TLS port, when `[dicom.tls]` is configured.
+        public var dicomTLSPort: Int?
+    }
+
+    /// Runs until SIGTERM/SIGINT. `announce` is called once the API (and the DICOM
+    /// receiver, when configured) is listening, at the same time as READY=1.
     public static func run(
         _ configuration: DaemonConfiguration, logger: Logger, catalog: DriverCatalog = .standard,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        announce: @escaping @Sendable () -> Void = {}
+        announce: @escaping @Sendable (Listeners) -> Void = { _ in }
     ) async throws {
         let notifier = SystemdNotifier(environment: environment, logger: logger)
         let lock = try StateLock(journalPath: configuration.journal.path)
@@ -56,9 +66,11 @@ public enum Daemon {
         }
         let routes = APIRoutes(
             journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
-        let readiness = Readiness(expected: configuration.api.tcpPort == nil ? 1 : 2) {
+        let readiness = Readiness(
+            expected: 1 + (configuration.api.tcpPort == nil ? 0 : 1) + (configuration.dicom == nil ? 0 : 1)
+        ) { listeners in
             notifier.notify("READY=1\nSTATUS=journaling \(configuration.devices.count) device(s)")
-            announce()
+            announce(listeners)
         }
 
         try UnixSocketPath.prepare(configuration.api.socketPath)
@@ -107,7 +119,10 @@ public enum Daemon {
             // `FileDescriptorName=dicom` in nmbridged-dicom.socket: systemd listens (port 104
             // needs no privilege of ours); otherwise the receiver binds [dicom] listen/port.
             let inherited = SocketActivation.descriptors(environment: environment)["dicom"]
-            services.append(DicomReceiver(settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited))
+            services.append(
+                DicomReceiver(settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited) { port, tlsPort in
+                    Task { await readiness.dicomListening(port: port, tlsPort: tlsPort) }
+                })
         }
         if let qualityControl { services.append(qualityControl) }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
@@ -160,16 +175,23 @@ extension Daemon {
 /// Calls `action` once all expected listeners are up.
 actor Readiness {
     private var remaining: Int
-    private let action: @Sendable () -> Void
+    private var listeners = Daemon.Listeners()
+    private let action: @Sendable (Daemon.Listeners) -> Void
 
-    init(expected: Int, action: @escaping @Sendable () -> Void) {
+    init(expected: Int, action: @escaping @Sendable (Daemon.Listeners) -> Void) {
         self.remaining = expected
         self.action = action
     }
 
     func arrived() {
         remaining -= 1
-        if remaining == 0 { action() }
+        if remaining == 0 { action(listeners) }
+    }
+
+    func dicomListening(port: Int, tlsPort: Int?) {
+        listeners.dicomPort = port
+        listeners.dicomTLSPort = tlsPort
+        arrived()
     }
 }
 

@@ -22,8 +22,13 @@ public enum DemoConfiguration {
         return "\(tmp)/nmbridge-demo-\(getuid())"
     }
 
+    /// The demo's DICOM port unless `nmbridged --demo --dicom-port N` says otherwise.
+    public static let defaultDicomPort = 11112
+
     /// Builds the demo configuration and starts the simulators (stop them when done).
-    public static func make(stateDirectory: String, node: String) throws -> Demo {
+    /// `dicomPort` 0 lets the system pick a free port (`Daemon.Listeners` tells which);
+    /// the gantry simulator always gets a free loopback port, the calibrators ptys.
+    public static func make(stateDirectory: String, node: String, dicomPort: Int = defaultDicomPort) throws -> Demo {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         let hotlab = try DoseCalibratorSimulator(model: .crc15r, script: .demo, link: stateDirectory + "/dosecal-hotlab.tty")
         let pet = try DoseCalibratorSimulator(model: .crc35r, script: .demoPET, link: stateDirectory + "/dosecal-pet.tty")
@@ -75,9 +80,10 @@ public enum DemoConfiguration {
                 .init(id: "flaky-1", driver: "script", staleAfter: 5, settings: try script("flaky-demo")),
             ] + instruments,
             demo: true)
-        // The DICOM receiver: AE NMBRIDGE on port 11112, any calling AE (DESIGN.md).
+        // The DICOM receiver: AE NMBRIDGE on port 11112 (or --dicom-port), any calling AE (DESIGN.md).
         var dicom = DaemonConfiguration.Dicom(storage: stateDirectory + "/dicom")
         dicom.acceptAnyCallingAE = true
+        dicom.port = dicomPort
         configuration.dicom = dicom
         // QC: the hot-lab calibrator measures its Cs-137 check source (6.93 MBq) each round;
         // the reference is back-computed so that it passes on any day the demo runs. The PET

@@ -25,6 +25,13 @@ struct NMBridged: AsyncParsableCommand {
     @Option(name: .long, help: "With --demo: where to keep the journal and the API socket.")
     var stateDir: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With --demo: the DICOM receiver's TCP port; 0 picks a free one (printed when the demo is up).",
+            valueName: "port"))
+    var dicomPort: Int = DemoConfiguration.defaultDicomPort
+
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -34,6 +41,12 @@ struct NMBridged: AsyncParsableCommand {
         }
         if stateDir != nil && !demo {
             throw ValidationError("--state-dir goes with --demo; with --config, set [daemon] state_dir")
+        }
+        if dicomPort != DemoConfiguration.defaultDicomPort && !demo {
+            throw ValidationError("--dicom-port goes with --demo; with --config, set [dicom] port")
+        }
+        if !(0...65535).contains(dicomPort) {
+            throw ValidationError("--dicom-port must be 0…65535 (0: any free port)")
         }
         if Logger.Level(rawValue: logLevel) == nil {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
@@ -53,7 +66,7 @@ struct NMBridged: AsyncParsableCommand {
             let directory = stateDir ?? DemoConfiguration.defaultStateDirectory
             let demo: DemoConfiguration.Demo
             do {
-                demo = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node)
+                demo = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node, dicomPort: dicomPort)
             } catch {
                 FileHandle.standardError.write(Data("nmbridged: cannot set up the demo in \(directory): \(error)\n".utf8))
                 throw ExitCode(1)
@@ -79,8 +92,10 @@ struct NMBridged: AsyncParsableCommand {
         let demo = demo
         defer { stopSimulators() }
         do {
-            try await Daemon.run(configuration, logger: logger) {
+            try await Daemon.run(configuration, logger: logger) { listeners in
                 guard demo else { return }
+                let ae = configuration.dicom?.aeTitle ?? "NMBRIDGE"
+                let dicomPort = listeners.dicomPort ?? configuration.dicom?.port ?? DemoConfiguration.defaultDicomPort
                 let cli = Self.siblingCLI()
                 let socket = configuration.api.socketPath
                 FileHandle.standardOutput.write(Data(
@@ -93,7 +108,7 @@ struct NMBridged: AsyncParsableCommand {
                         \(cli) --socket \(socket) status
                     Or with curl:  curl --unix-socket \(socket) http://localhost/v1/events/stream
                     The journal is plain SQLite:  sqlite3 \(configuration.journal.path) 'select seq, time, device, kind, data from events order by seq desc limit 5'
-                    DICOM: AE \(configuration.dicom?.aeTitle ?? "NMBRIDGE") on port \(configuration.dicom?.port ?? 11112), any calling AE:  /usr/bin/storescu -aec \(configuration.dicom?.aeTitle ?? "NMBRIDGE") 127.0.0.1 \(configuration.dicom?.port ?? 11112) FILE.dcm
+                    DICOM: AE \(ae) on port \(dicomPort), any calling AE:  /usr/bin/storescu -aec \(ae) 127.0.0.1 \(dicomPort) FILE.dcm
                     Stop with Ctrl-C.
 
                     """.utf8))
