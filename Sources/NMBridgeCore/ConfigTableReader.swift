@@ -161,10 +161,9 @@ public final class ConfigTableReader {
             typeProblem(key, expected: "a string", got: node)
             return nil
         }
-        if Self.isPlaceholder(value) {
-            problem(key, Self.placeholderMessage(value))
-            return nil
-        }
+        // Returned all the same: the key is present, so a reader does not go on to report
+        // it missing (what it finds wrong with the text is folded into this problem).
+        if Self.isPlaceholder(value) { problem(key, Self.placeholderMessage(value)) }
         return value
     }
 

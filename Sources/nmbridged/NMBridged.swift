@@ -115,6 +115,10 @@ struct NMBridged: AsyncParsableCommand {
             }
         } catch {
             logger.critical("cannot run", metadata: ["error": "\(error)"])
+            if demo, "\(error)".contains("Address already in use") {
+                FileHandle.standardError.write(Data(
+                    "nmbridged: the demo's DICOM port \(dicomPort) is taken (another demo or DICOM receiver?); --dicom-port 0 picks a free one\n".utf8))
+            }
             throw ExitCode(1)
         }
     }
