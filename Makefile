@@ -10,6 +10,12 @@
 #                             (default .build/release); nothing is built
 #   sudo make uninstall       remove what install put under PREFIX; keeps
 #                             /etc/nmbridge and /var/lib/nmbridge (data)
+#   make deb                  release build, then nmbridge_<version>-<rev>_<arch>.deb
+#                             (docs/packaging.md); DEB_REVISION=N for a rebuild,
+#                             BINDIR_SRC=dir to package binaries already built there
+#                             (e.g. .build/debug, as the tests do), OUT_DIR=dir
+#   make lintian              make deb, then lintian on the package
+#   make version              print the version (Sources/NMBridgeCore/Version.swift)
 #
 # PREFIX=/usr by default. All systemd-related directories below are searched
 # by systemd/udev both under /usr and /usr/local.
@@ -29,9 +35,17 @@ SWIFT         ?= swift
 INSTALL       ?= install
 BINDIR_SRC    ?= .build/release
 BINARIES      := nmbridged nmbridge
-EXAMPLE_CONF  := docs/nmbridge.example.toml
+EXAMPLE_CONF  ?= docs/nmbridge.example.toml
 
-.PHONY: all build install install-files activate uninstall
+# The one version: what `nmbridge --version` prints; the package adds a Debian revision.
+VERSION       := $(shell sed -n 's/.*static let current = "\(.*\)".*/\1/p' Sources/NMBridgeCore/Version.swift)
+DEB_REVISION  ?= 1
+DEB_COMPRESS  ?= xz
+OUT_DIR       ?= .
+DEB_ARCH       = $(shell dpkg-architecture -qDEB_HOST_ARCH)
+DEB_FILE       = $(OUT_DIR)/nmbridge_$(VERSION)-$(DEB_REVISION)_$(DEB_ARCH).deb
+
+.PHONY: all build install install-files activate uninstall deb lintian version
 
 all: build
 
@@ -87,6 +101,21 @@ activate:
 		echo "systemctl daemon-reload"; systemctl daemon-reload; \
 		echo "next: edit $(CONFDIR)/nmbridge.toml, then: systemctl enable --now nmbridged.service"; \
 	fi
+
+version:
+	@echo $(VERSION)
+
+# Packages the binaries in BINDIR_SRC; builds them first when that is the release
+# directory (the default), so a plain `make deb` is always current.
+deb:
+	@if [ "$(BINDIR_SRC)" = .build/release ]; then $(MAKE) --no-print-directory build; fi
+	BINDIR_SRC="$(BINDIR_SRC)" VERSION="$(VERSION)" DEB_REVISION="$(DEB_REVISION)" OUT_DIR="$(OUT_DIR)" \
+		DEB_COMPRESS="$(DEB_COMPRESS)" EXAMPLE_CONF="$(EXAMPLE_CONF)" \
+		DEB_ALLOW_UNPACKAGED_LIBS="$(DEB_ALLOW_UNPACKAGED_LIBS)" packaging/build-deb
+
+# The warnings kept are explained in docs/packaging.md; any error fails.
+lintian: deb
+	lintian --fail-on error --info $(DEB_FILE)
 
 uninstall:
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \

@@ -97,9 +97,28 @@ public final class ConfigTableReader {
     private func fullKey(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
     /// Records a problem about `key` (at the key's line, or the table's when absent).
+    /// A key still holding a placeholder of the example configuration gets one problem
+    /// saying so, instead of whatever its reader found wrong with the placeholder text.
     public func problem(_ key: String, _ message: String) {
         let line = table[key]?.location.line ?? table.location.line
+        var message = message
+        if let text = table[key]?.string, Self.isPlaceholder(text) {
+            guard !sink.problems.contains(where: { $0.key == fullKey(key) && $0.line == line }) else { return }
+            message = Self.placeholderMessage(text)
+        }
         sink.problems.append(ConfigProblem(file: sink.file, key: fullKey(key), line: line, message: message))
+    }
+
+    /// Whether a string value is a placeholder that the shipped example configuration
+    /// (/etc/nmbridge/nmbridge.toml) asks the administrator to replace: `"<FILL IN: …>"`.
+    /// No configuration with one passes, so that the daemon never journals under an
+    /// example's made-up serial number or address.
+    public static func isPlaceholder(_ text: String) -> Bool {
+        text.hasPrefix("<FILL IN") && text.hasSuffix(">")
+    }
+
+    static func placeholderMessage(_ text: String) -> String {
+        "still the example's placeholder \"\(text)\": put in this site's value (or remove the key where it is optional)"
     }
 
     /// Records problems found in another file this table refers to (a Modbus profile);
@@ -142,6 +161,9 @@ public final class ConfigTableReader {
             typeProblem(key, expected: "a string", got: node)
             return nil
         }
+        // Returned all the same: the key is present, so a reader does not go on to report
+        // it missing (what it finds wrong with the text is folded into this problem).
+        if Self.isPlaceholder(value) { problem(key, Self.placeholderMessage(value)) }
         return value
     }
 

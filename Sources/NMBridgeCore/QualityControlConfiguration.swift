@@ -99,7 +99,9 @@ extension DaemonConfiguration {
             qc.residualWindowMinutes = reconciliation.double("residual_window_min", in: 0...1440) ?? qc.residualWindowMinutes
             reconciliation.reportUnknownKeys()
         }
-        for source in table.tables("check_source", name: { index, t in "check_source[\(t["serial"]?.string ?? "#\(index + 1)")]" }) {
+        // A serial still holding the example's placeholder does not name the table.
+        let serialName: (TOMLTable) -> String? = { t in t["serial"]?.string.flatMap { ConfigTableReader.isPlaceholder($0) ? nil : $0 } }
+        for source in table.tables("check_source", name: { index, t in "check_source[\(serialName(t) ?? "#\(index + 1)")]" }) {
             let device = source.string("device", required: true)
             let nuclideText = source.string("nuclide", required: true)
             let reference = source.double("reference_bq", in: 1...1e15, required: true)

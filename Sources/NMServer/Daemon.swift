@@ -16,11 +16,21 @@ public enum Daemon {
     /// How long a graceful shutdown may take before the remaining tasks are cancelled.
     public static let gracefulShutdownLimit: Duration = .seconds(10)
 
-    /// Runs until SIGTERM/SIGINT. `announce` is called once the API is listening.
+    /// The ports the daemon ended up listening on (a configured port 0 is chosen by the
+    /// system), given to `announce`.
+    public struct Listeners: Sendable {
+        /// The DICOM receiver's port, when `[dicom]` is configured.
+        public var dicomPort: Int?
+        /// Its DICOM TLS port, when `[dicom.tls]` is configured.
+        public var dicomTLSPort: Int?
+    }
+
+    /// Runs until SIGTERM/SIGINT. `announce` is called once the API (and the DICOM
+    /// receiver, when configured) is listening, at the same time as READY=1.
     public static func run(
         _ configuration: DaemonConfiguration, logger: Logger, catalog: DriverCatalog = .standard,
         environment: [String: String] = ProcessInfo.processInfo.environment,
-        announce: @escaping @Sendable () -> Void = {}
+        announce: @escaping @Sendable (Listeners) -> Void = { _ in }
     ) async throws {
         let notifier = SystemdNotifier(environment: environment, logger: logger)
         // Files the configuration names are read before the state directory is touched.
@@ -51,9 +61,11 @@ public enum Daemon {
         }
         let routes = APIRoutes(
             journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
-        let readiness = Readiness(expected: configuration.api.tcpPort == nil ? 1 : 2) {
+        let readiness = Readiness(
+            expected: 1 + (configuration.api.tcpPort == nil ? 0 : 1) + (configuration.dicom == nil ? 0 : 1)
+        ) { listeners in
             notifier.notify("READY=1\nSTATUS=journaling \(configuration.devices.count) device(s)")
-            announce()
+            announce(listeners)
         }
 
         try UnixSocketPath.prepare(configuration.api.socketPath)
@@ -109,6 +121,9 @@ public enum Daemon {
                             filter: EventFilter(kinds: ["dicom.instance.stored"]), limit: 1, newestFirst: true,
                             dataEquals: ["path": path, "sha256": sha256])
                         return try await !journal.events(query).events.isEmpty
+                    },
+                    onListening: { port, tlsPort in
+                        Task { await readiness.dicomListening(port: port, tlsPort: tlsPort) }
                     }))
         }
         if let qualityControl { services.append(qualityControl) }
@@ -155,16 +170,23 @@ extension Daemon {
 /// Calls `action` once all expected listeners are up.
 actor Readiness {
     private var remaining: Int
-    private let action: @Sendable () -> Void
+    private var listeners = Daemon.Listeners()
+    private let action: @Sendable (Daemon.Listeners) -> Void
 
-    init(expected: Int, action: @escaping @Sendable () -> Void) {
+    init(expected: Int, action: @escaping @Sendable (Daemon.Listeners) -> Void) {
         self.remaining = expected
         self.action = action
     }
 
     func arrived() {
         remaining -= 1
-        if remaining == 0 { action() }
+        if remaining == 0 { action(listeners) }
+    }
+
+    func dicomListening(port: Int, tlsPort: Int?) {
+        listeners.dicomPort = port
+        listeners.dicomTLSPort = tlsPort
+        arrived()
     }
 }
 

@@ -20,20 +20,26 @@ import Synchronization
 final class DemoCamera: Sendable {
     static let stationName = "DEMO-SPECT"
     static let callingAE = "DEMOCAM"
-    let port: Int
+    /// The receiver's port; 0 until it is known (`--dicom-port 0`: once the receiver listens).
+    private let receiverPort: Atomic<Int>
     let days: Int
     private let stopped = Atomic<Bool>(false)
 
+    var port: Int { receiverPort.load(ordering: .relaxed) }
+
     init(port: Int, days: Int = 21) {
-        self.port = port
+        receiverPort = Atomic(port)
         self.days = days
     }
+
+    /// The port the receiver ended up listening on.
+    func receiverListens(on port: Int) { receiverPort.store(port, ordering: .relaxed) }
 
     func start() {
         Thread { [self] in
             // Wait for the receiver to listen (the daemon starts after the simulators).
             for _ in 0..<120 where !stopped.load(ordering: .relaxed) {
-                if (try? send(acquisitions())) != nil { return }
+                if port != 0, (try? send(acquisitions())) != nil { return }
                 Thread.sleep(forTimeInterval: 1)
             }
         }.start()

@@ -13,6 +13,8 @@ public enum DemoConfiguration {
     /// What the demo runs: the daemon's configuration and the simulators it talks to.
     public struct Demo: Sendable {
         public let configuration: DaemonConfiguration
+        /// Tells the simulators where the daemon listens (a demo port 0 is chosen at bind).
+        public var listening: @Sendable (Daemon.Listeners) -> Void = { _ in }
         /// Stops the simulators (when the daemon has stopped).
         public let stopSimulators: @Sendable () -> Void
     }
@@ -23,8 +25,13 @@ public enum DemoConfiguration {
         return "\(tmp)/nmbridge-demo-\(getuid())"
     }
 
+    /// The demo's DICOM port unless `nmbridged --demo --dicom-port N` says otherwise.
+    public static let defaultDicomPort = 11112
+
     /// Builds the demo configuration and starts the simulators (stop them when done).
-    public static func make(stateDirectory: String, node: String) throws -> Demo {
+    /// `dicomPort` 0 lets the system pick a free port (`Daemon.Listeners` tells which);
+    /// the gantry simulator always gets a free loopback port, the calibrators ptys.
+    public static func make(stateDirectory: String, node: String, dicomPort: Int = defaultDicomPort) throws -> Demo {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         let hotlab = try DoseCalibratorSimulator(model: .crc15r, script: .demo, link: stateDirectory + "/dosecal-hotlab.tty")
         let pet = try DoseCalibratorSimulator(model: .crc35r, script: .demoPET, link: stateDirectory + "/dosecal-pet.tty")
@@ -76,9 +83,10 @@ public enum DemoConfiguration {
                 .init(id: "flaky-1", driver: "script", staleAfter: 5, settings: try script("flaky-demo")),
             ] + instruments,
             demo: true)
-        // The DICOM receiver: AE NMBRIDGE on port 11112, any calling AE (DESIGN.md).
+        // The DICOM receiver: AE NMBRIDGE on port 11112 (or --dicom-port), any calling AE (DESIGN.md).
         var dicom = DaemonConfiguration.Dicom(storage: stateDirectory + "/dicom")
         dicom.acceptAnyCallingAE = true
+        dicom.port = dicomPort
         configuration.dicom = dicom
         // QC: the hot-lab calibrator measures its Cs-137 check source (6.93 MBq) each round;
         // the reference is back-computed so that it passes on any day the demo runs. The PET
@@ -100,11 +108,13 @@ public enum DemoConfiguration {
         let demoCamera = DemoCamera(port: dicom.port)
         demoCamera.start()
         configuration.qualityControl = qc
-        return Demo(configuration: configuration) {
+        var demo = Demo(configuration: configuration) {
             hotlab.stop()
             pet.stop()
             gantry.stop()
             demoCamera.stop()
         }
+        demo.listening = { listeners in if let port = listeners.dicomPort { demoCamera.receiverListens(on: port) } }
+        return demo
     }
 }

@@ -41,7 +41,7 @@ public final class SerialPort: Sendable {
             let hint =
                 switch code {
                 case ENOENT: " (no such device: unplugged, or a wrong path)"
-                case EACCES: " (permission denied: is the service user in the device's group? see udev-rules/README.md)"
+                case EACCES: " (permission denied: is the service user in the device's group? run a simulator as that user; adapters: /usr/share/doc/nmbridge/udev-rules.md.gz)"
                 case EBUSY: " (busy: another program has it open exclusively)"
                 default: ""
                 }

@@ -367,7 +367,7 @@ private func usbError(_ device: USBSysfsDevice, _ what: String, _ status: Int32)
     var hint = ""
     if status == LIBUSB_ERROR_ACCESS.rawValue {
         hint = " (the service user needs write access to /dev/bus/usb/"
-            + "\(pad3(device.busNumber))/\(pad3(device.deviceAddress)): see udev-rules/README.md)"
+            + "\(pad3(device.busNumber))/\(pad3(device.deviceAddress)): see /usr/share/doc/nmbridge/udev-rules.md.gz)"
     }
     return NMBridgeError(.transportFailed, "\(device): \(what): \(name) (\(text))\(hint)")
 }

@@ -25,6 +25,13 @@ struct NMBridged: AsyncParsableCommand {
     @Option(name: .long, help: "With --demo: where to keep the journal and the API socket.")
     var stateDir: String?
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With --demo: the DICOM receiver's TCP port; 0 picks a free one (printed when the demo is up).",
+            valueName: "port"))
+    var dicomPort: Int = DemoConfiguration.defaultDicomPort
+
     @Option(name: .long, help: "Log level.")
     var logLevel: Logger.Level = .info
 
@@ -34,6 +41,12 @@ struct NMBridged: AsyncParsableCommand {
         }
         if stateDir != nil && !demo {
             throw ValidationError("--state-dir goes with --demo; with --config, set [daemon] state_dir")
+        }
+        if dicomPort != DemoConfiguration.defaultDicomPort && !demo {
+            throw ValidationError("--dicom-port goes with --demo; with --config, set [dicom] port")
+        }
+        if !(0...65535).contains(dicomPort) {
+            throw ValidationError("--dicom-port must be 0…65535 (0: any free port)")
         }
     }
 
@@ -51,17 +64,19 @@ struct NMBridged: AsyncParsableCommand {
 
         let configuration: DaemonConfiguration
         var stopSimulators: @Sendable () -> Void = {}
+        var simulatorsListening: @Sendable (Daemon.Listeners) -> Void = { _ in }
         if demo {
             let directory = stateDir ?? DemoConfiguration.defaultStateDirectory
             let demo: DemoConfiguration.Demo
             do {
-                demo = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node)
+                demo = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node, dicomPort: dicomPort)
             } catch {
                 FileHandle.standardError.write(Data("nmbridged: cannot set up the demo in \(directory): \(error)\n".utf8))
                 throw ExitCode(1)
             }
             configuration = demo.configuration
             stopSimulators = demo.stopSimulators
+            simulatorsListening = demo.listening
         } else {
             let path = config!
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -79,10 +94,14 @@ struct NMBridged: AsyncParsableCommand {
         }
 
         let demo = demo
+        let listening = simulatorsListening
         defer { stopSimulators() }
         do {
-            try await Daemon.run(configuration, logger: logger) {
+            try await Daemon.run(configuration, logger: logger) { listeners in
                 guard demo else { return }
+                listening(listeners)
+                let ae = configuration.dicom?.aeTitle ?? "NMBRIDGE"
+                let dicomPort = listeners.dicomPort ?? configuration.dicom?.port ?? DemoConfiguration.defaultDicomPort
                 let cli = Self.siblingCLI()
                 let socket = configuration.api.socketPath
                 FileHandle.standardOutput.write(Data(
@@ -95,13 +114,17 @@ struct NMBridged: AsyncParsableCommand {
                         \(cli) --socket \(socket) status
                     Or with curl:  curl --unix-socket \(socket) http://localhost/v1/events/stream
                     The journal is plain SQLite:  sqlite3 \(configuration.journal.path) 'select seq, time, device, kind, data from events order by seq desc limit 5'
-                    DICOM: AE \(configuration.dicom?.aeTitle ?? "NMBRIDGE") on port \(configuration.dicom?.port ?? 11112), any calling AE:  /usr/bin/storescu -aec \(configuration.dicom?.aeTitle ?? "NMBRIDGE") 127.0.0.1 \(configuration.dicom?.port ?? 11112) FILE.dcm
+                    DICOM: AE \(ae) on port \(dicomPort), any calling AE:  /usr/bin/storescu -aec \(ae) 127.0.0.1 \(dicomPort) FILE.dcm
                     Stop with Ctrl-C.
 
                     """.utf8))
             }
         } catch {
             logger.critical("cannot run", metadata: ["error": "\(error)"])
+            if demo, "\(error)".contains("Address already in use") {
+                FileHandle.standardError.write(Data(
+                    "nmbridged: the demo's DICOM port \(dicomPort) is taken (another demo or DICOM receiver?); --dicom-port 0 picks a free one\n".utf8))
+            }
             // A configured file that became unusable after loading is still a configuration error.
             if let error = error as? NMBridgeError, error.code == .invalidConfiguration { throw ExitCode(2) }
             throw ExitCode(1)

@@ -32,6 +32,84 @@ import Testing
     #expect(output.contains("the shipper delivers to PostgreSQL over TCP"), "\(output)")
 }
 
+/// Runs scripts/check-deb: `make deb` packages the debug binaries built here (twice, as
+/// revisions 1 and 2), and under a real systemd booted as in the test above the package
+/// is installed with dpkg, the shipped configuration filled in for a simulated CRC-35R, the
+/// gantry simulator and a DICOM sender, the service started and its events read with
+/// `nmbridge tail`; then upgraded (the edited conffile kept, the daemon restarted),
+/// removed (configuration and journal kept) and purged (configuration gone, journal kept).
+@Test func theDebianPackageInstallsUpgradesAndPurges() async throws {
+    let script = repositoryRoot + "/scripts/check-deb"
+    let result = try await runProgram(
+        "/bin/bash", ["-c", "BINDIR_SRC=\"$1\" exec bash \"$2\" 2>&1", "check", productsDirectory, script])
+    let output = result.stdout
+    #expect(result.status == 0, "scripts/check-deb failed:\n\(output)")
+    #expect(output.contains("package check passed"), "no pass line from scripts/check-deb:\n\(output)")
+    #expect(output.contains("exit 2, the six placeholders by key and line"), "\(output)")
+    #expect(output.contains("dosecal.measurement from dosecal-pet, gantry.state from gantry-1"), "\(output)")
+    #expect(output.contains("the new example in /etc/nmbridge/nmbridge.toml.dpkg-dist"), "\(output)")
+    #expect(output.contains("/var/lib/nmbridge (journal, DICOM files) and user nmbridge kept"), "\(output)")
+}
+
+/// docs/nmbridge.example.toml, the configuration the package installs, through
+/// `nmbridge config check` as an administrator runs it: as shipped it fails and names each
+/// `<FILL IN: …>` placeholder; with them filled in it passes and describes the two
+/// calibrators, the gantry, the DICOM peer and the check source.
+@Suite struct ExampleConfiguration {
+    static let examplePath = repositoryRoot + "/docs/nmbridge.example.toml"
+
+    /// The example with every placeholder replaced by a value an administrator might write.
+    static func filled() throws -> String {
+        let replacements: [(String, String)] = [
+            (#"usb_serial = "<FILL IN"#, #"usb_serial = "A1B2C3D4""#),
+            (#"modbus = { tcp = "<FILL IN"#, #"modbus = { tcp = "192.0.2.20:502", unit = 1 }"#),
+            (#"host = "<FILL IN"#, #"host = "192.0.2.31""#),
+            (#"reference_bq = "<FILL IN"#, "reference_bq = 7.4e6"),
+            (#"reference_date = "<FILL IN"#, "reference_date = 2020-01-01T00:00:00Z"),
+            (#"serial = "<FILL IN"#, #"serial = "CS137-0042""#),
+        ]
+        var lines = try String(contentsOfFile: examplePath, encoding: .utf8).components(separatedBy: "\n")
+        for (prefix, replacement) in replacements {
+            let matches = lines.indices.filter { lines[$0].hasPrefix(prefix) }
+            #expect(matches.count == 1, "the example should have one line starting \(prefix)")
+            for index in matches { lines[index] = replacement }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    @Test func asShippedItNamesEveryPlaceholderAndNothingElse() async throws {
+        let check = try await runProgram(productsDirectory + "/nmbridge", ["config", "check", Self.examplePath])
+        #expect(check.status == 2, "\(check.stdout)\(check.stderr)")
+        let problems = check.stderr.split(separator: "\n").filter { $0.hasPrefix("  ") }
+        #expect(problems.count == 6, "\(check.stderr)")
+        for key in [
+            "device[dosecal-hotlab].usb_serial", "device[gantry-1].modbus.tcp", "dicom.peer[SPECTCT1].host",
+            "qc.check_source[#1].reference_bq", "qc.check_source[#1].reference_date", "qc.check_source[#1].serial",
+        ] {
+            #expect(
+                problems.contains { $0.contains(": \(key): still the example's placeholder \"<FILL IN") },
+                "no placeholder problem for \(key):\n\(check.stderr)")
+        }
+    }
+
+    @Test func filledInItPasses() async throws {
+        let directory = try makeTemporaryDirectory("example")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/nmbridge.toml"
+        try Self.filled().write(toFile: path, atomically: true, encoding: .utf8)
+        let check = try await runProgram(productsDirectory + "/nmbridge", ["config", "check", path])
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(check.stdout.contains("3 device(s)"), "\(check.stdout)")
+        #expect(check.stdout.contains("journal /var/lib/nmbridge/journal.db"), "\(check.stdout)")
+        // The sections the example teaches are there, not commented out; [shipper] is.
+        let lines = try Self.filled().components(separatedBy: "\n")
+        for header in ["[dicom]", "[[dicom.peer]]", "[qc]", "[[qc.check_source]]", "# [shipper]"] {
+            #expect(lines.contains(header), "no line \(header) in the example")
+        }
+        #expect(!lines.contains("[shipper]"))
+    }
+}
+
 /// Static checks of udev-rules/70-nmbridge.rules that need neither root nor udevd (the
 /// behaviour under udev itself is checked by scripts/check-packaging, step d).
 ///

@@ -255,6 +255,56 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
     }
 }
 
+/// The example configuration's `"<FILL IN: …>"` values (docs/nmbridge.example.toml).
+@Suite struct PlaceholderTests {
+    /// A placeholder is one problem with its key and line, whatever type the key expects;
+    /// `<…>` without FILL IN is an ordinary value.
+    @Test func aPlaceholderIsOneProblemNamingItsKey() throws {
+        let text = """
+            [journal]
+            retention_days = "<FILL IN: days>"
+
+            [api]
+            socket = "<FILL IN: path>"
+
+            [[device]]
+            id = "replay-1"
+            driver = "script"
+            builtin = "dosecal-demo"
+
+            [qc]
+            [[qc.check_source]]
+            device = "replay-1"
+            nuclide = "Cs-137"
+            reference_bq = 7.4e6
+            reference_date = "<FILL IN: certificate date>"
+            serial = "<FILL IN: serial>"
+
+            [daemon]
+            state_dir = "/srv/<site>"
+            """
+        do {
+            _ = try load(text)
+            Issue.record("a configuration with placeholders loaded")
+        } catch {
+            let placeholders = error.problems.filter { $0.message.hasPrefix("still the example's placeholder \"<FILL IN") }
+            #expect(
+                placeholders.map { "\($0.line ?? 0) \($0.key)" } == [
+                    "2 journal.retention_days", "5 api.socket", "17 qc.check_source[#1].reference_date", "18 qc.check_source[#1].serial",
+                ], "\(error)")
+            // Nothing else: no "expected a number" or "not an RFC 3339 date-time" besides.
+            #expect(error.problems.count == 4, "\(error)")
+        }
+    }
+
+    @Test func recognisedOnlyWithFillIn() {
+        #expect(ConfigTableReader.isPlaceholder("<FILL IN: the adapter's serial number>"))
+        #expect(!ConfigTableReader.isPlaceholder("<(?<activity>[0-9.]+)>"))
+        #expect(!ConfigTableReader.isPlaceholder("FILL IN"))
+        #expect(!ConfigTableReader.isPlaceholder("<FILL IN: unterminated"))
+    }
+}
+
 @Suite struct ScriptParserTests {
     @Test func parsesEveryStatement() throws {
         let script = try ScriptParser.parse(
