@@ -42,7 +42,7 @@ import Testing
 
     @Test func staticsAndSPECTAfterTheSweepAreSupplementaryViewsInEitherOrder() async throws {
         var results: [[String]] = []
-        for order in [Self.boneStudy, Self.boneStudy.reversed()] {
+        for order in [Self.boneStudy, Array(Self.boneStudy.reversed())] {
             let f = try QCFixture("\(#function)\(results.count)")
             for (index, view) in order.enumerated() { try await store(f, view, at: "2026-11-29T14:1\(index):00Z") }
             try await f.stable("9", at: "2026-11-29T14:15:00Z")
