@@ -418,7 +418,6 @@ extension EventKindRegistry {
                 EventField("min_min", .number, unit: "min", "The protocol's shortest delay."),
                 EventField("max_min", .number, unit: "min", "The protocol's longest delay."),
                 EventField("injection_time", .string, required: false, "RFC 3339."),
-                EventField("acquisition_time", .string, required: false, "RFC 3339."),
                 EventField("finding", .string, "The result in words."),
             ]),
         EventKind(

@@ -51,7 +51,7 @@ import Testing
         let problems = error?.problems.map(\.description) ?? []
         let expected = [
             "qc.protocol[bone].activity_max_mbq: 740.0 is smaller than activity_min_mbq 800.0",
-            "test.toml:6: qc.protocol[bone].scan_speed_min_cm_per_min: give both scan_speed_min_cm_per_min and scan_speed_max_cm_per_min",
+            "test.toml:2: qc.protocol[bone].scan_speed_max_cm_per_min: give both scan_speed_min_cm_per_min and scan_speed_max_cm_per_min",
             "test.toml:7: qc.protocol[bone].collimator: expected an array of strings",
             "qc.protocol[bone].photopeak_kev: \"Unobtainium\" is not a nuclide name",
             "qc.protocol[bone].photopeak_kev: Tc-99m: expected a photopeak in keV",

@@ -67,6 +67,32 @@ import Testing
         #expect(results[0] == results[1], "the reverse order gives the same findings")
     }
 
+    @Test func theReportShowsTheStudyAsOneUnit() async throws {
+        let f = try QCFixture()
+        for (index, view) in Self.boneStudy.reversed().enumerated() { try await store(f, view, at: "2026-11-29T14:1\(index):00Z") }
+        try await f.stable("9", at: "2026-11-29T14:15:00Z")
+        let qc = try await f.judgeAll(qcSettings())
+        let utc = TimeZone(identifier: "UTC")!
+        let report = QCReport(events: qc, day: LocalDay("2026-11-29")!, node: "qc-node", generated: QCFixture.at("2026-11-29T17:00:00Z"), zone: utc)
+        let text = report.text
+        let headings = text.split(separator: "\n").filter { $0.hasPrefix("    Primary:") || $0.hasPrefix("    Supplementary view:") }.map(String.init)
+        #expect(headings == [
+            "    Primary: Series 9.1 \"WB ANT/POST\" NM Tc99m MDP whole body, acquired 11:30:00",
+            "    Supplementary view: Series 9.2 \"Humerus rotated\" NM Tc99m MDP static, acquired 11:50:00, 3 h 20 min p.i., 20 min after the primary",
+            "    Supplementary view: Series 9.3 \"SPECT humerus\" NM Tc99m MDP SPECT, acquired 12:10:00, 3 h 40 min p.i., 40 min after the primary",
+            "    Supplementary view: Series 9.4 \"Humerus late\" NM Tc99m MDP static, acquired 14:00:00, 5 h 30 min p.i., 2 h 30 min after the primary",
+        ], "\(text)")
+        #expect(text.contains("3 supplementary views"), "\(text)")
+        #expect(text.contains("supplementary view  SUPPLEMENTARY"), "\(text)")
+        let rows = try parseCSV(report.csv)
+        let role = try #require(QCReport.csvColumns.firstIndex(of: "role"))
+        let primary = try #require(QCReport.csvColumns.firstIndex(of: "primary_series_uid"))
+        let views = rows.filter { $0.count == QCReport.csvColumns.count && $0[2] == "qc.protocol.supplementary_view" }
+        #expect(views.count == 3 && views.allSatisfy { $0[role] == "supplementary" && $0[primary] == "9.1" })
+        #expect(rows.contains { $0.count == QCReport.csvColumns.count && $0[2] == "qc.protocol.uptake_delay" && $0[role] == "primary" })
+        #expect(report.html.contains("Supplementary view: Series 9.4 &quot;Humerus late&quot;"))
+    }
+
     @Test func viewsSentHoursApartAreJudgedAsTheyCome() async throws {
         // Each series sent after it was acquired: the study is stable four times.
         let f = try QCFixture()
