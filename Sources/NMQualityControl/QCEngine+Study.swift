@@ -193,7 +193,9 @@ extension QCEngine {
     /// speed, collimator, energy windows.
     private func acquisitionChecks(_ stable: Event, _ series: StudySeries, rule: Settings.ProtocolRule, common: [String: JSONValue]) -> [EventDraft] {
         var drafts: [EventDraft] = []
-        if let limits = rule.scanSpeedCmPerMin, series.isWholeBody || series.data["scan_velocity_mm_per_s"] != nil {
+        // Whole-body series only: Scan Velocity is required only for them (PS3.3 NM Image
+        // module, Type 2C), and a static may carry a meaningless 0.
+        if let limits = rule.scanSpeedCmPerMin, series.isWholeBody {
             drafts.append(scanSpeed(stable, series, limits: limits, common: common))
         }
         if !rule.collimators.isEmpty, series.modality == "NM" {
