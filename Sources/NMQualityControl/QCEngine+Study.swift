@@ -150,7 +150,7 @@ extension QCEngine {
         if let injection { out["injection_time"] = .string(Timestamp.format(injection)) }
         if let acquisition = primary.acquisition { out["primary_acquisition_time"] = .string(Timestamp.format(acquisition)) }
         let view = QCRules.viewKind(imageType: series.imageType, modality: series.modality)
-        var text = "\(view) view"
+        var text = view == "series" ? "series" : "\(view) view"
         if let description = series.data["series_description"]?.stringValue { text += " \"\(description)\"" }
         var meanings: [String] = []
         if case .array(let codes) = series.data["view_codes"] {
@@ -177,7 +177,8 @@ extension QCEngine {
             text += ", no acquisition time in the header"
         }
         let primaryView = QCRules.viewKind(imageType: primary.imageType, modality: primary.modality)
-        out["finding"] = .string(text + "; primary: \(primaryView) series \(primary.uid) (uptake judged there, not here)")
+        let primaryName = primaryView == "series" ? "series \(primary.uid)" : "\(primaryView) series \(primary.uid)"
+        out["finding"] = .string(text + "; primary: \(primaryName) (uptake judged there, not here)")
         out["result"] = .string("supplementary")
         var drafts = [draft(stable, kind: "qc.protocol.supplementary_view", severity: .info, device: series.first.device, out)]
         if let rule {
