@@ -39,11 +39,16 @@ extension QCEngine {
     mutating func judgeStudy(_ event: Event) async throws -> [EventDraft] {
         guard let study = event.data["study_uid"]?.stringValue, !study.isEmpty else { return [] }
         let since = event.time.addingTimeInterval(-Self.studyLookback)
-        let instances = try await journal.events(
-            EventQuery(
-                before: event.seq, filter: EventFilter(kinds: ["dicom.instance.stored"], since: since, until: Self.bound(event.time)),
-                limit: 500_000, dataEquals: ["study_uid": study])
-        ).events
+        // NM and PT only (Modality is a CS value, upper case by definition): the CT slices of
+        // a SPECT/CT or PET/CT, often hundreds, are never parsed.
+        var instances: [Event] = []
+        for modality in ["NM", "PT"] {
+            instances += try await journal.events(
+                EventQuery(
+                    before: event.seq, filter: EventFilter(kinds: ["dicom.instance.stored"], since: since, until: Self.bound(event.time)),
+                    limit: 100_000, dataEquals: ["study_uid": study, "modality": modality])
+            ).events
+        }
         let earlierStable = try await journal.events(
             EventQuery(
                 before: event.seq, filter: EventFilter(kinds: ["dicom.study.stable"], since: since, until: Self.bound(event.time)),
