@@ -66,6 +66,12 @@ import Testing
             #expect(made.status == 0, "\(made.stderr)")
             files.append(file)
         }
+        // The CT of the SPECT/CT: no radiopharmaceutical, never a series QC judges.
+        let ct = "\(dir)/\(study)-ct.dcm"
+        let madeCT = try await runProgram(
+            testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct", ct, "--study-uid", study, "--series-uid", study + ".9", "--rows", "16"])
+        #expect(madeCT.status == 0, "\(madeCT.stderr)")
+        files.insert(ct, at: 3)
         return (files, labels)
     }
 
@@ -121,6 +127,8 @@ import Testing
         var outcomes: [[String]] = []
         for (study, labels) in zip(studies, [forward.labels, reverse.labels]) {
             let qc = all.filter { $0.kind.hasPrefix("qc.") && $0.data["study_uid"] == .string(study) }
+            #expect(all.contains { $0.kind == "dicom.instance.stored" && $0.data["series_uid"] == .string(study + ".9") }, "the CT was stored")
+            #expect(!qc.contains { $0.data["series_uid"] == .string(study + ".9") }, "and not judged")
             let uptake = qc.filter { $0.kind == "qc.protocol.uptake_delay" }
             #expect(uptake.count == 1, "exactly one uptake finding: \(uptake.map(\.dataJSON))")
             #expect(uptake.first?.data["result"] == .string("pass") && uptake.first?.data["delay_min"]?.doubleValue == 180)
