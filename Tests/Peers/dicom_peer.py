@@ -60,7 +60,7 @@ def base(sop_class, instance_uid, study_uid, series_uid):
 
 
 def make_nm(args):
-    ds = base(NM, args.instance_uid or generate_uid(), args.study_uid or generate_uid(), generate_uid())  # series: --series-uid
+    ds = base(NM, args.instance_uid or generate_uid(), args.study_uid or generate_uid(), generate_uid())
     ds.Modality = "NM"
     ds.SeriesDescription = "WB Bone ANT/POST"
     ds.AcquisitionDate = "20261129"
