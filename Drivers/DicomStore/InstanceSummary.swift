@@ -27,19 +27,83 @@ public enum InstanceSummary {
             data["number_of_frames"] = .int(frames)
         }
         let sopClass = dataset.string(t(0x0008, 0x0016)) ?? ""
-        if let item = dataset.items(t(0x0054, 0x0016)).first {
-            data["radiopharmaceutical"] = .object(radiopharmaceutical(item, sopClass: sopClass))
-        }
-        let windows = dataset.items(t(0x0054, 0x0012)).compactMap { window -> JSONValue? in
-            var out: [String: JSONValue] = [:]
-            if let range = window.items(t(0x0054, 0x0013)).first {
-                if let lower = range.number(t(0x0054, 0x0014)) { out["lower_kev"] = .double(lower) }
-                if let upper = range.number(t(0x0054, 0x0015)) { out["upper_kev"] = .double(upper) }
-            }
-            if let name = window.string(t(0x0054, 0x0018)) { out["name"] = .string(name) }
-            return out.isEmpty ? nil : .object(out)
-        }
+        // Every item: a dual-isotope study has one per radiopharmaceutical. The first stays
+        // under `radiopharmaceutical` for consumers that read only that.
+        let pharmaceuticals = dataset.items(t(0x0054, 0x0016)).prefix(Self.maximumItems).map { radiopharmaceutical($0, sopClass: sopClass) }
+        if let first = pharmaceuticals.first { data["radiopharmaceutical"] = .object(first) }
+        if !pharmaceuticals.isEmpty { data["radiopharmaceuticals"] = .array(pharmaceuticals.map(JSONValue.object)) }
+        let windows = energyWindows(dataset)
         if !windows.isEmpty { data["energy_windows"] = .array(windows) }
+        data.merge(acquisitionFields(dataset)) { first, _ in first }
+        return data
+    }
+
+    /// Items read from one sequence at most: a header is untrusted, the event stays small.
+    static let maximumItems = 16
+
+    /// NM: each range of each Energy Window Information Sequence (0054,0012) item, with the
+    /// window's name. PET: the Energy Window Range Sequence (0054,0013) sits directly in
+    /// the PET Series module (PS3.3 C.8.9.1), without a name.
+    static func energyWindows(_ dataset: Dataset) -> [JSONValue] {
+        func range(_ item: Dataset, name: String?) -> JSONValue? {
+            var out: [String: JSONValue] = [:]
+            if let lower = item.number(t(0x0054, 0x0014)) { out["lower_kev"] = .double(lower) }
+            if let upper = item.number(t(0x0054, 0x0015)) { out["upper_kev"] = .double(upper) }
+            if out.isEmpty { return nil }
+            if let name { out["name"] = .string(name) }
+            return .object(out)
+        }
+        var windows: [JSONValue] = []
+        for window in dataset.items(t(0x0054, 0x0012)).prefix(maximumItems) {
+            let name = window.string(t(0x0054, 0x0018))
+            let ranges = window.items(t(0x0054, 0x0013)).prefix(maximumItems).compactMap { range($0, name: name) }
+            if ranges.isEmpty, let name { windows.append(.object(["name": .string(name)])) }
+            windows += ranges
+        }
+        windows += dataset.items(t(0x0054, 0x0013)).prefix(maximumItems).compactMap { range($0, name: nil) }
+        return windows
+    }
+
+    /// What the protocol checks need besides the radiopharmaceutical: Image Type, view
+    /// codes, collimators, whole-body scan velocity, and the patient's weight and size.
+    ///
+    /// Units as DICOM gives them, named in the field: Scan Velocity (0018,1300) is mm/s
+    /// (PS3.3, NM Image module: "mm/sec"), Patient's Weight (0010,1030) kg, Patient's Size
+    /// (0010,1020) m. Collimator/Grid Name (0018,1180) and View Code Sequence (0054,0220)
+    /// are read at the top level and in each Detector Information Sequence (0054,0022)
+    /// item, where the NM Detector module puts them.
+    static func acquisitionFields(_ dataset: Dataset) -> [String: JSONValue] {
+        var data: [String: JSONValue] = [:]
+        if let text = dataset.string(t(0x0008, 0x0008)) {
+            let values = text.split(separator: "\\", omittingEmptySubsequences: false).prefix(maximumItems)
+                .map { $0.trimmingCharacters(in: .whitespaces).uppercased() }
+            data["image_type"] = .array(values.map(JSONValue.string))
+        }
+        if let velocity = dataset.number(t(0x0018, 0x1300)), velocity >= 0 { data["scan_velocity_mm_per_s"] = .double(velocity) }
+        if let weight = dataset.number(t(0x0010, 0x1030)), weight > 0 { data["patient_weight_kg"] = .double(weight) }
+        if let size = dataset.number(t(0x0010, 0x1020)), size > 0 { data["patient_size_m"] = .double(size) }
+        let detectors = Array(dataset.items(t(0x0054, 0x0022)).prefix(maximumItems))
+        var collimators: [String] = []
+        var types: [String] = []
+        for item in [dataset] + detectors {
+            if let name = item.string(t(0x0018, 0x1180)), !collimators.contains(name) { collimators.append(name) }
+            if let type = item.string(t(0x0018, 0x1181)), !types.contains(type) { types.append(type) }
+        }
+        if !collimators.isEmpty { data["collimators"] = .array(collimators.map(JSONValue.string)) }
+        if !types.isEmpty { data["collimator_types"] = .array(types.map(JSONValue.string)) }
+        var views: [JSONValue] = []
+        for (index, item) in ([dataset] + detectors).enumerated() {
+            for code in item.items(t(0x0054, 0x0220)).prefix(maximumItems) {
+                var view: [String: JSONValue] = [:]
+                if let value = code.string(t(0x0008, 0x0100)) { view["code_value"] = .string(value) }
+                if let scheme = code.string(t(0x0008, 0x0102)) { view["coding_scheme"] = .string(scheme) }
+                if let meaning = code.string(t(0x0008, 0x0104)) { view["meaning"] = .string(meaning) }
+                if view.isEmpty { continue }
+                if index > 0 { view["detector"] = .int(Int64(index)) }
+                if !views.contains(.object(view)) { views.append(.object(view)) }
+            }
+        }
+        if !views.isEmpty { data["view_codes"] = .array(views) }
         return data
     }
 

@@ -284,7 +284,18 @@ extension EventKindRegistry {
                 EventField(
                     "radiopharmaceutical", .object, required: false,
                     "NM/PT: agent, radionuclide, nuclide (canonical), total_dose_header, total_dose_bq, total_dose_unit_rule, total_dose_suspect (a value of the wrong unit, flagged, never rescaled), half_life_s, start_time, start_datetime."),
-                EventField("energy_windows", .array, required: false, "NM: [{name, lower_kev, upper_kev}]."),
+                EventField("energy_windows", .array, required: false, "NM: [{name, lower_kev, upper_kev}], one per range of each Energy Window Information Sequence item; PET: the top-level Energy Window Range Sequence (0054,0013), without a name."),
+                // Study-level QC metadata (issue 15).
+                EventField(
+                    "radiopharmaceuticals", .array, required: false,
+                    "NM/PT: every Radiopharmaceutical Information Sequence item (at most 16), each shaped like `radiopharmaceutical` (which is the first)."),
+                EventField("image_type", .array, required: false, "Image Type (0008,0008), upper case, e.g. [\"ORIGINAL\", \"PRIMARY\", \"WHOLE BODY\", \"EMISSION\"]."),
+                EventField("view_codes", .array, required: false, "View Code Sequence (0054,0220), top level and per detector: [{code_value, coding_scheme, meaning, detector}]."),
+                EventField("collimators", .array, required: false, "Collimator/Grid Name (0018,1180), top level and per Detector Information Sequence item, distinct."),
+                EventField("collimator_types", .array, required: false, "Collimator Type (0018,1181), distinct (PARA, FANB…)."),
+                EventField("scan_velocity_mm_per_s", .number, unit: "mm/s", required: false, "Scan Velocity (0018,1300), as DICOM gives it (mm/s; 1 mm/s = 6 cm/min)."),
+                EventField("patient_weight_kg", .number, unit: "kg", required: false, "Patient's Weight (0010,1030)."),
+                EventField("patient_size_m", .number, unit: "m", required: false, "Patient's Size (0010,1020)."),
                 EventField("duplicate", .string, required: false, "Set when identical bytes were already stored (nothing changed)."),
                 EventField(
                     "recovered", .boolean, required: false,
@@ -393,7 +404,7 @@ extension EventKindRegistry {
             ]),
         EventKind(
             "qc.administration.reconciled",
-            "The administered activity in an NM/PT series header compared with the dose calibrator (first instance per series). Severity: info (pass), warning (fail), notice (not comparable). The envelope's time is the instance's arrival; the device is the calibrator matched, else the DICOM sender.",
+            "The administered activity in the header of a study's primary series compared with the dose calibrator, one per radiopharmaceutical, judged when the study is stable (docs/qc.md, Studies). Severity: info (pass), warning (fail), notice (not comparable). The envelope's time is the `dicom.study.stable` event's; the device is the calibrator matched, else the DICOM sender.",
             fields: qcCommon + qcSeries + [
                 EventField("result", .string, "\"pass\", \"fail\", or why no comparison was made: \"no_measurement\", \"no_header_dose\", \"implausible_header\", \"no_injection_time\", \"no_nuclide\"."),
                 EventField("finding", .string, "The result in words, naming the values."),
@@ -412,7 +423,7 @@ extension EventKindRegistry {
             ]),
         EventKind(
             "qc.protocol.uptake_delay",
-            "Acquisition time minus injection time against the matched protocol's window (first instance per series). Severity: info (pass), warning otherwise.",
+            "Acquisition time minus injection time of the study's primary series against the matched protocol's window, once per study. Severity: info (pass), warning otherwise.",
             fields: qcCommon + qcSeries + [
                 EventField("result", .string, "\"pass\", \"too_early\", \"too_late\" or \"unknown\" (a time is missing)."),
                 EventField("protocol", .string, "The `[[qc.protocol]]` that matched."),
@@ -420,16 +431,73 @@ extension EventKindRegistry {
                 EventField("min_min", .number, unit: "min", "The protocol's shortest delay."),
                 EventField("max_min", .number, unit: "min", "The protocol's longest delay."),
                 EventField("injection_time", .string, required: false, "RFC 3339."),
-                EventField("acquisition_time", .string, required: false, "RFC 3339."),
                 EventField("finding", .string, "The result in words."),
             ]),
         EventKind(
             "qc.protocol.energy_window",
-            "NM energy windows against the matched protocol's photopeaks (first instance per series). Severity: info (pass), warning otherwise.",
+            "NM/PET energy windows of each series of a study against the matched protocol's photopeaks (per radiopharmaceutical when the protocol gives them by nuclide). Severity: info (pass), warning otherwise.",
             fields: qcCommon + qcSeries + [
                 EventField("result", .string, "\"pass\", \"fail\" or \"missing\" (no window for a photopeak)."),
                 EventField("protocol", .string, "The `[[qc.protocol]]` that matched."),
                 EventField("windows", .array, "Per photopeak: {photopeak_kev, name, lower_kev, upper_kev, center_kev, width_pct, result}."),
+                EventField("finding", .string, "The result in words."),
+                EventField("nuclide", .string, required: false, "The radiopharmaceutical's nuclide, when the protocol gives photopeaks by nuclide (`unknown` result: none for it)."),
+            ]),
+        // Study-level protocol findings (issue 15).
+        EventKind(
+            "qc.protocol.supplementary_view",
+            "A series of a study that is not its primary acquisition (a static spot view, a SPECT/CT, a later sweep): recorded with its times, never judged for uptake delay. Judged when the study is stable.",
+            fields: qcCommon + qcSeries + [
+                EventField("result", .string, "\"supplementary\"."),
+                EventField("primary_series_uid", .string, "The study's primary series."),
+                EventField("primary_instance_seq", .integer, "The primary's first `dicom.instance.stored`."),
+                EventField("primary_series_description", .string, required: false, "Its description."),
+                EventField("primary_acquisition_time", .string, required: false, "RFC 3339."),
+                EventField("protocol", .string, required: false, "The `[[qc.protocol]]` of the view, else of the primary."),
+                EventField("injection_time", .string, required: false, "RFC 3339."),
+                EventField("delay_min", .number, unit: "min", required: false, "Acquisition minus injection."),
+                EventField("after_primary_min", .number, unit: "min", required: false, "Acquisition minus the primary's acquisition (negative: before it)."),
+                EventField("view_codes", .array, required: false, "Code meanings of the View Code Sequence."),
+                EventField("finding", .string, "The view in words."),
+            ]),
+        EventKind(
+            "qc.protocol.activity",
+            "The administered activity (header Radionuclide Total Dose) of a study's primary series against the protocol's range, weight-based when the protocol gives MBq/kg and the header a weight. Severity: info (pass), warning otherwise.",
+            fields: qcCommon + qcSeries + [
+                EventField("result", .string, "\"pass\", \"too_low\", \"too_high\" or \"unknown\" (no usable dose; or weight-based without a weight or fixed limit)."),
+                EventField("protocol", .string, "The `[[qc.protocol]]` that matched."),
+                EventField("nuclide", .string, required: false, "The radiopharmaceutical judged."),
+                EventField("activity_bq", .number, unit: "Bq", required: false, "The header's total dose."),
+                EventField("low_bq", .number, unit: "Bq", required: false, "The lowest activity that passes."),
+                EventField("high_bq", .number, unit: "Bq", required: false, "The highest activity that passes."),
+                EventField("expected_bq", .number, unit: "Bq", required: false, "Weight × MBq/kg clamped to the protocol's limits."),
+                EventField("weight_kg", .number, unit: "kg", required: false, "Patient's Weight."),
+                EventField("activity_min_bq", .number, unit: "Bq", required: false, "The protocol's `activity_min_mbq`."),
+                EventField("activity_max_bq", .number, unit: "Bq", required: false, "The protocol's `activity_max_mbq`."),
+                EventField("activity_mbq_per_kg", .number, unit: "MBq/kg", required: false, "The protocol's `activity_mbq_per_kg`."),
+                EventField("tolerance_pct", .number, unit: "%", required: false, "The protocol's `activity_tolerance_pct` (weight-based)."),
+                EventField("finding", .string, "The result in words."),
+            ]),
+        EventKind(
+            "qc.protocol.scan_speed",
+            "The whole-body scan speed of a series (Scan Velocity) against the protocol's range. Severity: info (pass), warning otherwise.",
+            fields: qcCommon + qcSeries + [
+                EventField("result", .string, "\"pass\", \"too_slow\", \"too_fast\" or \"unknown\" (no Scan Velocity)."),
+                EventField("protocol", .string, "The `[[qc.protocol]]` that matched."),
+                EventField("speed_cm_per_min", .number, unit: "cm/min", required: false, "The scan speed."),
+                EventField("scan_velocity_mm_per_s", .number, unit: "mm/s", required: false, "Scan Velocity (0018,1300) as in the header."),
+                EventField("min_cm_per_min", .number, unit: "cm/min", "The protocol's slowest speed."),
+                EventField("max_cm_per_min", .number, unit: "cm/min", "The protocol's fastest speed."),
+                EventField("finding", .string, "The result in words."),
+            ]),
+        EventKind(
+            "qc.protocol.collimator",
+            "The collimators of an NM series against the protocol's names. Severity: info (pass), error (fail), warning (unknown).",
+            fields: qcCommon + qcSeries + [
+                EventField("result", .string, "\"pass\", \"fail\" or \"unknown\" (no Collimator/Grid Name in the header)."),
+                EventField("protocol", .string, "The `[[qc.protocol]]` that matched."),
+                EventField("collimators", .array, "The names in the header."),
+                EventField("allowed", .array, "The protocol's `collimator` patterns."),
                 EventField("finding", .string, "The result in words."),
             ]),
         // qc.camera.* (camera QC, docs/qc.md "Camera QC")
@@ -507,6 +575,12 @@ extension EventKindRegistry {
         EventField("series_description", .string, required: false, "Series description."),
         EventField("agent", .string, required: false, "Radiopharmaceutical."),
         EventField("modality", .string, required: false, "NM or PT."),
+        EventField("role", .string, required: false, "\"primary\" or \"supplementary\": the series' place in its study."),
+        EventField("view", .string, required: false, "Kind of acquisition from Image Type: whole body, static, SPECT, gated SPECT, dynamic, gated planar, PET, series."),
+        EventField("image_type", .array, required: false, "Image Type (0008,0008)."),
+        EventField("acquisition_time", .string, required: false, "RFC 3339."),
+        EventField("instance_seq", .integer, required: false, "The series' first `dicom.instance.stored` (`source_seq` is the `dicom.study.stable` judged)."),
+        EventField("replaces_primary_series_uid", .string, required: false, "A primary chosen only as the first series, replaced by this one (docs/qc.md)."),
     ]
 }
 

@@ -44,6 +44,28 @@ extension DaemonConfiguration {
             /// The line it was defined on (0: built in).
             public var line = 0
 
+            // Study-level judging and protocol parameters (docs/qc.md, "Studies").
+            /// Image Type (0008,0008) values, case-insensitive globs, that make a series the
+            /// study's primary acquisition; empty: the first acquired series is the primary.
+            public var primaryImageTypes: [String] = []
+            /// Photopeaks per canonical nuclide: each radiopharmaceutical of the header gets
+            /// its own energy-window finding. Used instead of `photopeaksKeV` when not empty.
+            public var photopeaksByNuclide: [String: [Double]] = [:]
+            /// Administered activity limits in MBq (header Radionuclide Total Dose); nil: unchecked.
+            public var activityMinMBq: Double?
+            public var activityMaxMBq: Double?
+            /// Weight-based activity: Patient's Weight × this, clamped to the limits above,
+            /// ± `activityTolerancePct`. Without a weight in the header the limits apply.
+            public var activityMBqPerKg: Double?
+            public var activityTolerancePct = 10.0
+            /// Whole-body scan speed limits in cm/min; nil: unchecked.
+            public var scanSpeedCmPerMin: ClosedRange<Double>?
+            /// Collimator names (globs, case-insensitive) every detector must have; empty: unchecked.
+            public var collimators: [String] = []
+
+            /// Whether any administered-activity limit is set.
+            public var checksActivity: Bool { activityMinMBq != nil || activityMaxMBq != nil || activityMBqPerKg != nil }
+
             public init(name: String) { self.name = name }
 
             /// The protocol used when none is configured: whole-body bone scintigraphy with
@@ -56,6 +78,7 @@ extension DaemonConfiguration {
                 rule.modalities = ["NM"]
                 rule.uptakeMinutes = 120...300
                 rule.photopeaksKeV = [140]
+                rule.primaryImageTypes = ["WHOLE BODY"]
                 return rule
             }()
         }
@@ -177,13 +200,32 @@ extension DaemonConfiguration {
             }
             if let peaks = entry.table["photopeak_kev"] {
                 entry.markUsed("photopeak_kev")
-                let values = Self.numbers(peaks)
-                if values.isEmpty || values.contains(where: { !(1...2000).contains($0) }) {
-                    entry.problem("photopeak_kev", "expected a photopeak in keV (1–2000) or a list of them, e.g. [171, 245]")
+                if let perNuclide = peaks.table {
+                    // { "Tc-99m" = 140, "In-111" = [171, 245] }: per radiopharmaceutical.
+                    for item in perNuclide.entries {
+                        let values = Self.numbers(item.node)
+                        guard let nuclide = Radionuclide.canonicalName(item.key) else {
+                            entry.problem("photopeak_kev", "\"\(item.key)\" is not a nuclide name such as \"Tc-99m\"")
+                            continue
+                        }
+                        if values.isEmpty || values.contains(where: { !(1...2000).contains($0) }) {
+                            entry.problem("photopeak_kev", "\(item.key): expected a photopeak in keV (1–2000) or a list of them, e.g. [171, 245]")
+                        } else {
+                            rule.photopeaksByNuclide[nuclide] = values
+                        }
+                    }
                 } else {
-                    rule.photopeaksKeV = values
+                    let values = Self.numbers(peaks)
+                    if values.isEmpty || values.contains(where: { !(1...2000).contains($0) }) {
+                        entry.problem(
+                            "photopeak_kev",
+                            "expected a photopeak in keV (1–2000), a list of them, e.g. [171, 245], or a table by nuclide, e.g. { \"Tc-99m\" = 140, \"In-111\" = [171, 245] }")
+                    } else {
+                        rule.photopeaksKeV = values
+                    }
                 }
             }
+            Self.readProtocolParameters(entry, into: &rule)
             let minWidth = entry.double("window_min_pct", in: 0.1...100) ?? rule.windowWidthPct.lowerBound
             let maxWidth = entry.double("window_max_pct", in: 0.1...100) ?? rule.windowWidthPct.upperBound
             if minWidth <= maxWidth {
@@ -198,6 +240,28 @@ extension DaemonConfiguration {
         qc.cameras = QualityControl.readCameras(table, root: reader)  // camera QC (QualityControlConfiguration+Camera.swift)
         table.reportUnknownKeys()
         return enabled ? qc : nil
+    }
+
+    /// The study-level keys of a `[[qc.protocol]]` (docs/qc.md, "Protocol parameters").
+    private static func readProtocolParameters(_ entry: ConfigTableReader, into rule: inout QualityControl.ProtocolRule) {
+        if let types = entry.strings("primary_image_type") { rule.primaryImageTypes = types }
+        rule.activityMinMBq = entry.double("activity_min_mbq", in: 0.001...1e6)
+        rule.activityMaxMBq = entry.double("activity_max_mbq", in: 0.001...1e6)
+        if let low = rule.activityMinMBq, let high = rule.activityMaxMBq, low > high {
+            entry.problem("activity_max_mbq", "\(high) is smaller than activity_min_mbq \(low)")
+        }
+        rule.activityMBqPerKg = entry.double("activity_mbq_per_kg", in: 0.001...1000)
+        rule.activityTolerancePct = entry.double("activity_tolerance_pct", in: 0...100) ?? rule.activityTolerancePct
+        let slow = entry.double("scan_speed_min_cm_per_min", in: 0.1...1000)
+        let fast = entry.double("scan_speed_max_cm_per_min", in: 0.1...1000)
+        switch (slow, fast) {
+        case (let slow?, let fast?) where slow <= fast: rule.scanSpeedCmPerMin = slow...fast
+        case (let slow?, let fast?): entry.problem("scan_speed_max_cm_per_min", "\(fast) is smaller than scan_speed_min_cm_per_min \(slow)")
+        case (nil, nil): break
+        default:
+            entry.problem(slow == nil ? "scan_speed_min_cm_per_min" : "scan_speed_max_cm_per_min", "give both scan_speed_min_cm_per_min and scan_speed_max_cm_per_min")
+        }
+        if let names = entry.strings("collimator") { rule.collimators = names }
     }
 
     /// A number or an array of numbers; empty if anything else.

@@ -38,30 +38,45 @@ extension QCEngine {
         var imageType: [String] = []
     }
 
-    mutating func judgeCamera(_ event: Event) async throws -> CameraOutcome {
+    /// Which configured camera a stored NM instance comes from, and whether it is one of
+    /// its flood or COR acquisitions; nil when no camera applies.
+    func cameraAcquisition(_ event: Event) -> (camera: Camera, isCOR: Bool, isFlood: Bool)? {
         let data = event.data
-        guard !settings.cameras.isEmpty, data["modality"]?.stringValue?.uppercased() == "NM" else { return .patient([]) }
+        guard !settings.cameras.isEmpty, data["modality"]?.stringValue?.uppercased() == "NM" else { return nil }
         let station = data["station_name"]?.stringValue
         guard
             let camera = settings.cameras.first(where: { camera in
                 (camera.devices.isEmpty || event.device.map(camera.devices.contains) == true)
                     && (camera.stationNames.isEmpty || station.map { s in camera.stationNames.contains { Glob.matches(pattern: $0.lowercased(), s.lowercased()) } } == true)
             })
-        else { return .patient([]) }
-        let path = data["path"]?.stringValue
+        else { return nil }
         var facts = AcquisitionFacts(
             seriesDescription: data["series_description"]?.stringValue, patientID: data["patient_id"]?.stringValue,
             patientName: data["patient_name"]?.stringValue)
         // Protocol Name and Image Type are not in the event: read the header when a rule needs them.
         let needsHeader = [camera.flood, camera.cor].contains { !$0.protocolName.isEmpty || !$0.imageType.isEmpty }
-        if needsHeader, let path, let parsed = try? NMImageFile.read(path: path, headerOnly: true) {
+        if needsHeader, let path = data["path"]?.stringValue, let parsed = try? NMImageFile.read(path: path, headerOnly: true) {
             facts.protocolName = parsed.protocolName
             facts.imageType = parsed.imageType
         }
         let isCOR = Self.matches(camera.cor, facts)
-        let isFlood = !isCOR && Self.matches(camera.flood, facts)
+        return (camera, isCOR, !isCOR && Self.matches(camera.flood, facts))
+    }
+
+    /// Whether a stored instance is a camera QC acquisition (never judged as a patient study).
+    func isCameraQualityControl(_ event: Event) -> Bool {
+        cameraAcquisition(event).map { $0.isCOR || $0.isFlood } ?? false
+    }
+
+    /// How far back a patient series' earlier instances are looked for (qc_missing is
+    /// judged once per series, on its first instance).
+    static let cameraSeriesLookback: TimeInterval = 12 * 3600
+
+    mutating func judgeCamera(_ event: Event) async throws -> CameraOutcome {
+        guard let (camera, isCOR, isFlood) = cameraAcquisition(event) else { return .patient([]) }
         guard isCOR || isFlood else { return .patient(try await qcMissing(event, camera: camera)) }
-        if data["duplicate"] != nil { return .qualityControl([]) }  // the same bytes again: judged when first stored
+        if event.data["duplicate"] != nil { return .qualityControl([]) }  // the same bytes again: judged when first stored
+        let path = event.data["path"]?.stringValue
         return .qualityControl(isCOR ? corFindings(event, camera: camera, path: path) : try await floodFindings(event, camera: camera, path: path))
     }
 
@@ -336,7 +351,7 @@ extension QCEngine {
             EventQuery(
                 before: event.seq,
                 filter: EventFilter(
-                    kinds: ["dicom.instance.stored"], since: event.time.addingTimeInterval(-Self.seriesLookback), until: Self.bound(event.time)),
+                    kinds: ["dicom.instance.stored"], since: event.time.addingTimeInterval(-Self.cameraSeriesLookback), until: Self.bound(event.time)),
                 limit: 1, dataEquals: ["series_uid": series])
         ).events
         if !earlier.isEmpty { return [] }

@@ -6,23 +6,23 @@ import NMJournal
 ///
 /// A judgement depends only on the event and on journal events *before* it: lookups are
 /// bounded by `seq < event.seq`, and what the engine keeps in memory (a calibrator's checks
-/// of the day, the series it has judged) is what those lookups would return. Judging the
+/// of the day) is what those lookups would return. Studies are judged in
+/// `QCEngine+Study.swift`. Judging the
 /// same event again — after a crash between appending the findings and saving the cursor —
 /// gives the same findings, and the service can tell that they are already there.
 public struct QCEngine: Sendable {
     public typealias Settings = DaemonConfiguration.QualityControl
-    public static let inputKinds = ["dosecal.measurement", "dicom.instance.stored"]
+    /// Stored instances are judged per study, when the receiver reports the study stable
+    /// (docs/qc.md, "Studies"): the engine reads the study's instances from the journal then.
+    /// (Stored instances are inputs too: camera QC judges its acquisitions one by one.)
+    public static let inputKinds = ["dosecal.measurement", "dicom.instance.stored", "dicom.study.stable"]
 
     let settings: Settings
     let zone: TimeZone
     let journal: Journal
-    /// Series judged by this process (a lookup in the journal answers for earlier ones).
-    private var seriesSeen: [String: Int64] = [:]
     /// Per calibrator with check sources: the constancy checks of the latest site-local day
     /// this engine has seen (see `constancyChecks`).
     private var days: [String: CalibratorDay] = [:]
-    /// The time of the first event this engine judged.
-    private var firstJudged: Date?
     /// Camera QC's memory (QCEngine+Camera.swift).
     var cameraState = CameraState()
 
@@ -38,15 +38,16 @@ public struct QCEngine: Sendable {
     }
 
     public mutating func judge(_ event: Event) async throws -> [EventDraft] {
-        if firstJudged == nil { firstJudged = event.time }
         switch event.kind {
         case "dosecal.measurement": return try await judgeMeasurement(event)
         case "dicom.instance.stored":
-            // Camera QC (QCEngine+Camera.swift): a QC acquisition is never judged as a patient study.
+            // Camera QC (QCEngine+Camera.swift) judges each QC acquisition as it is stored, and
+            // each patient instance for a missed daily flood; patient studies are judged as
+            // studies, when stable.
             switch try await judgeCamera(event) {
-            case .qualityControl(let findings): return findings
-            case .patient(let findings): return try await judgeInstance(event) + findings
+            case .qualityControl(let findings), .patient(let findings): return findings
             }
+        case "dicom.study.stable": return try await judgeStudy(event)
         default: return []
         }
     }
@@ -133,207 +134,14 @@ public struct QCEngine: Sendable {
         return checks
     }
 
-    // MARK: Stored instances
-
-    private mutating func judgeInstance(_ event: Event) async throws -> [EventDraft] {
-        let data = event.data
-        guard let modality = data["modality"]?.stringValue?.uppercased(), modality == "NM" || modality == "PT",
-            let series = data["series_uid"]?.stringValue, !series.isEmpty
-        else { return [] }
-        if seriesSeen[series] != nil { return [] }
-        seriesSeen[series] = event.seq
-        if seriesSeen.count > 20_000 {  // bounded: forget the oldest half (the journal lookup still answers)
-            let cutoff = seriesSeen.values.sorted()[10_000]
-            seriesSeen = seriesSeen.filter { $0.value >= cutoff }
-        }
-        // Earlier instances of the series are looked for 12 hours back. When this engine
-        // has been judging since before that, it has seen them all: no lookup.
-        if let firstJudged, firstJudged < event.time.addingTimeInterval(-Self.seriesLookback - 3600) {
-            return try await judgeNewSeries(event, data: data, modality: modality)
-        }
-        let earlier = try await journal.events(
-            EventQuery(
-                before: event.seq,
-                filter: EventFilter(
-                    kinds: ["dicom.instance.stored"], since: event.time.addingTimeInterval(-Self.seriesLookback), until: Self.bound(event.time)),
-                limit: 1, dataEquals: ["series_uid": series])
-        ).events
-        if !earlier.isEmpty { return [] }
-        return try await judgeNewSeries(event, data: data, modality: modality)
-    }
-
-    /// The findings for the first instance of a series.
-    private func judgeNewSeries(_ event: Event, data: [String: JSONValue], modality: String) async throws -> [EventDraft] {
-        let pharma = data["radiopharmaceutical"]?.objectValue ?? [:]
-        let offset = data["timezone_offset"]?.stringValue
-        let acquisition = Self.acquisitionTime(data, offset: offset, zone: zone)
-        let injection = Self.injectionTime(pharma, data: data, acquisition: acquisition, offset: offset, zone: zone)
-        let nuclide = pharma["nuclide"]?.stringValue
-        var common: [String: JSONValue] = [
-            "source_seq": .int(event.seq),
-            "local_date": .string(LocalDay(containing: acquisition ?? injection ?? event.time, zone: zone).description), "modality": .string(modality),
-        ]
-        for (field, key) in [
-            ("study_uid", "study_uid"), ("series_uid", "series_uid"), ("patient_id", "patient_id"), ("accession_number", "accession_number"),
-            ("series_description", "series_description"),
-        ] {
-            if let value = data[key]?.stringValue, !value.isEmpty { common[field] = .string(value) }
-        }
-        if let agent = pharma["agent"]?.stringValue { common["agent"] = .string(agent) }
-
-        var drafts = [try await reconcile(event, pharma: pharma, nuclide: nuclide, injection: injection, common: common)]
-        let facts = QCRules.SeriesFacts(
-            modality: modality, descriptions: [data["series_description"], data["study_description"]].compactMap { $0?.stringValue },
-            agent: pharma["agent"]?.stringValue, nuclide: nuclide)
-        if let rule = QCRules.matchingProtocol(facts, in: settings.protocols) {
-            var protocolCommon = common
-            protocolCommon["protocol"] = .string(rule.name)
-            if let window = rule.uptakeMinutes {
-                drafts.append(uptake(event, rule: rule, window: window, injection: injection, acquisition: acquisition, common: protocolCommon))
-            }
-            if !rule.photopeaksKeV.isEmpty {
-                drafts.append(energyWindows(event, rule: rule, data: data, common: protocolCommon))
-            }
-        }
-        return drafts
-    }
-
-    private func reconcile(_ event: Event, pharma: [String: JSONValue], nuclide: String?, injection: Date?, common: [String: JSONValue]) async throws
-        -> EventDraft
-    {
-        var out = common
-        var device = event.device
-        func finding(_ result: String, _ text: String, _ severity: Severity = .notice) -> EventDraft {
-            out["result"] = .string(result)
-            out["finding"] = .string(text)
-            return draft(event, kind: "qc.administration.reconciled", severity: severity, device: device, out)
-        }
-        if let nuclide { out["nuclide"] = .string(nuclide) }
-        if let injection { out["injection_time"] = .string(Timestamp.format(injection)) }
-        guard !pharma.isEmpty else { return finding("no_header_dose", "the instance has no Radiopharmaceutical Information Sequence") }
-        let headerText = pharma["total_dose_header"]?.doubleValue.map { QCText.decimal($0) } ?? "none"
-        if let suspect = pharma["total_dose_suspect"]?.stringValue {
-            return finding("implausible_header", "Radionuclide Total Dose \(headerText): \(suspect); not compared")
-        }
-        guard let header = pharma["total_dose_bq"]?.doubleValue, header > 0 else {
-            let rule = pharma["total_dose_unit_rule"]?.stringValue.map { " (\($0))" } ?? ""
-            return finding("no_header_dose", "no usable Radionuclide Total Dose in the header: \(headerText)\(rule)")
-        }
-        out["header_bq"] = .double(header.rounded())
-        guard let nuclide else { return finding("no_nuclide", "the header names no radionuclide this service knows") }
-        let halfLife = Radionuclide.named(nuclide)?.halfLifeSeconds ?? pharma["half_life_s"]?.doubleValue
-        guard let halfLife, halfLife > 0 else { return finding("no_nuclide", "no half-life is known for \(nuclide)") }
-        guard let injection else {
-            return finding("no_injection_time", "the header has no readable Radiopharmaceutical Start DateTime or Start Time")
-        }
-        let windowStart = injection.addingTimeInterval(-settings.reconciliationWindowMinutes * 60)
-        let windowEnd = injection.addingTimeInterval(settings.residualWindowMinutes * 60)
-        let nearby = try await journal.events(
-            EventQuery(
-                before: event.seq, filter: EventFilter(kinds: ["dosecal.measurement"], since: windowStart, until: windowEnd), limit: 10_000,
-                dataEquals: ["nuclide": nuclide])
-        ).events.compactMap { event -> (event: Event, bq: Double)? in  // each payload parsed once
-            guard let bq = event.data["activity_bq"]?.doubleValue, bq > 0 else { return nil }
-            return (event, bq)
-        }
-        let before = nearby.filter { $0.event.time <= injection }
-        guard let (syringe, syringeBq) = before.last else {
-            return finding(
-                "no_measurement",
-                "no \(nuclide) measurement in the \(QCText.decimal(settings.reconciliationWindowMinutes)) min before the injection at \(Timestamp.format(injection))")
-        }
-        device = syringe.device ?? device
-        // A residual: the same calibrator, after the injection, less than the syringe held.
-        let residual = nearby.first { $0.event.time > injection && $0.event.device == syringe.device && $0.bq < syringeBq }
-        let result = QCRules.administered(
-            headerBq: header, injection: injection, measuredBq: syringeBq, measuredAt: syringe.time,
-            residualBq: residual?.bq, residualAt: residual?.event.time, halfLifeSeconds: halfLife,
-            tolerancePct: settings.reconciliationTolerancePct)
-        out["measured_bq"] = .double(result.measuredBq.rounded())
-        out["deviation_pct"] = .double(Self.round(result.deviationPct, 2))
-        out["tolerance_pct"] = .double(settings.reconciliationTolerancePct)
-        out["measurement_seq"] = .int(syringe.seq)
-        out["measurement_time"] = .string(Timestamp.format(syringe.time))
-        out["measurement_bq"] = .double(syringeBq.rounded())
-        out["candidates"] = .int(Int64(before.count))
-        if let residual, let residualBq = result.residualBq {
-            out["residual_seq"] = .int(residual.event.seq)
-            out["residual_bq"] = .double(residualBq.rounded())
-        }
-        let text =
-            "header \(Self.mbq(header)) MBq vs measured \(Self.mbq(result.measuredBq)) MBq at injection (\(Self.signed(result.deviationPct)) %, limit ±\(QCText.decimal(settings.reconciliationTolerancePct)) %)"
-        return result.pass ? finding("pass", text, .info) : finding("fail", text, .warning)
-    }
-
-    private func uptake(
-        _ event: Event, rule: Settings.ProtocolRule, window: ClosedRange<Double>, injection: Date?, acquisition: Date?, common: [String: JSONValue]
-    ) -> EventDraft {
-        var out = common
-        out["min_min"] = .double(window.lowerBound)
-        out["max_min"] = .double(window.upperBound)
-        var severity = Severity.warning
-        if let injection { out["injection_time"] = .string(Timestamp.format(injection)) }
-        if let acquisition { out["acquisition_time"] = .string(Timestamp.format(acquisition)) }
-        if let injection, let acquisition {
-            let minutes = acquisition.timeIntervalSince(injection) / 60
-            out["delay_min"] = .double(Self.round(minutes, 1))
-            let result = minutes < window.lowerBound ? "too_early" : minutes > window.upperBound ? "too_late" : "pass"
-            if result == "pass" { severity = .info }
-            out["result"] = .string(result)
-            out["finding"] = .string(
-                "acquired \(Self.duration(minutes)) after injection; allowed \(Self.duration(window.lowerBound))–\(Self.duration(window.upperBound))"
-            )
-        } else {
-            out["result"] = .string("unknown")
-            out["finding"] = .string(injection == nil ? "no injection time in the header" : "no acquisition, series or study time in the header")
-        }
-        return draft(event, kind: "qc.protocol.uptake_delay", severity: severity, device: event.device, out)
-    }
-
-    private func energyWindows(_ event: Event, rule: Settings.ProtocolRule, data: [String: JSONValue], common: [String: JSONValue]) -> EventDraft {
-        var out = common
-        var listed: [JSONValue] = []
-        if case .array(let items) = data["energy_windows"] { listed = items }
-        let windows: [QCRules.EnergyWindow] = listed.compactMap {
-            guard let lower = $0["lower_kev"]?.doubleValue, let upper = $0["upper_kev"]?.doubleValue else { return nil }
-            return QCRules.EnergyWindow(name: $0["name"]?.stringValue, lowerKeV: lower, upperKeV: upper)
-        }
-        let judged = QCRules.energyWindows(windows, against: rule)
-        let result = judged.contains { $0.result == "fail" } ? "fail" : judged.contains { $0.result == "missing" } ? "missing" : "pass"
-        out["result"] = .string(result)
-        out["windows"] = .array(
-            judged.map { j in
-                var w: [String: JSONValue] = ["photopeak_kev": .double(j.photopeakKeV), "result": .string(j.result)]
-                if let window = j.window {
-                    if let name = window.name { w["name"] = .string(name) }
-                    w["lower_kev"] = .double(window.lowerKeV)
-                    w["upper_kev"] = .double(window.upperKeV)
-                    w["center_kev"] = .double(Self.round(window.centerKeV, 2))
-                    w["width_pct"] = .double(Self.round(window.widthPct, 2))
-                }
-                return .object(w)
-            })
-        let limits = "\(QCText.decimal(rule.windowWidthPct.lowerBound))–\(QCText.decimal(rule.windowWidthPct.upperBound)) % wide, centre within ±\(QCText.decimal(rule.windowCenterTolerancePct)) %"
-        let parts = judged.map { j in
-            guard let w = j.window else { return "\(QCText.decimal(j.photopeakKeV)) keV: no window holds it" }
-            return "\(QCText.decimal(j.photopeakKeV)) keV: \(QCText.decimal(w.lowerKeV))–\(QCText.decimal(w.upperKeV)) keV (\(QCText.decimal(Self.round(w.widthPct, 1))) %) \(j.result)"
-        }
-        out["finding"] = .string(parts.joined(separator: "; ") + " (allowed: \(limits))")
-        return draft(event, kind: "qc.protocol.energy_window", severity: result == "pass" ? .info : .warning, device: event.device, out)
-    }
-
     // MARK: Helpers
-
-    /// How far back an earlier instance of a series is looked for: a series arrives within
-    /// minutes; one sent again more than 12 hours later is judged again.
-    static let seriesLookback: TimeInterval = 12 * 3600
 
     /// An upper time bound for lookups of events before `time`'s event (`seq <` it): the
     /// journal then scans only the window's part of its time index. An hour of slack, as
     /// events appended concurrently may carry slightly disordered times.
     static func bound(_ time: Date) -> Date { time.addingTimeInterval(3600) }
 
-    private func draft(_ source: Event, kind: String, severity: Severity, device: String?, _ data: [String: JSONValue]) -> EventDraft {
+    func draft(_ source: Event, kind: String, severity: Severity, device: String?, _ data: [String: JSONValue]) -> EventDraft {
         EventDraft(time: source.time, device: device, driver: "qc", kind: kind, severity: severity, data: data)
     }
 

@@ -65,6 +65,9 @@ public enum QCRules {
         public var descriptions: [String]
         public var agent: String?
         public var nuclide: String?
+        /// The agents and nuclides of further radiopharmaceutical items (a dual-isotope study).
+        public var otherAgents: [String] = []
+        public var otherNuclides: [String] = []
 
         public init(modality: String?, descriptions: [String], agent: String?, nuclide: String?) {
             self.modality = modality
@@ -83,8 +86,8 @@ public enum QCRules {
         return protocols.first { rule in
             any(rule.modalities, facts.modality.map { [$0] } ?? [])
                 && any(rule.descriptions, facts.descriptions)
-                && any(rule.agents, facts.agent.map { [$0] } ?? [])
-                && (rule.nuclides.isEmpty || facts.nuclide.map(rule.nuclides.contains) == true)
+                && any(rule.agents, (facts.agent.map { [$0] } ?? []) + facts.otherAgents)
+                && (rule.nuclides.isEmpty || ([facts.nuclide].compactMap { $0 } + facts.otherNuclides).contains(where: rule.nuclides.contains))
         }
     }
 

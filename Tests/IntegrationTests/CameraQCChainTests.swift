@@ -26,6 +26,7 @@ import Testing
                 [dicom]
                 port = \(port)
                 accept_any_calling_ae = true
+                stable_after_s = 1
 
                 [qc]
                 [[qc.camera]]
@@ -64,8 +65,11 @@ import Testing
         try await make([Self.peer, "make-cor", dir + "/cor.dcm", "--rows", "64", "--spacing", "6.8", "--offset", "0.2,-0.7", "--date", today])
         for name in ["study1", "flood-bad", "study2", "flood-good", "study3", "cor"] { try await send(dir + "/\(name).dcm") }
 
+        // Patient studies are judged when stable: wait for the three reconciliations too.
         let events = try await daemon.waitForEvents(timeout: .seconds(120)) { events in
             events.filter { $0.kind == "qc.camera.cor" }.count == 2
+                && events.filter { $0.kind == "qc.administration.reconciled" }.count >= 3
+                && events.filter { $0.kind == "dicom.study.stable" }.count == 6
         }
         let stored = events.filter { $0.kind == "dicom.instance.stored" }
         #expect(stored.count == 6)
@@ -78,8 +82,13 @@ import Testing
         #expect(missing.map { $0.data["source_seq"]?.intValue } == [stored[0].seq, stored[2].seq])
         #expect(missing.map { $0.data["heads_missing"] } == [.array([.int(1), .int(2)]), .array([.int(2)])])
         #expect(missing.allSatisfy { $0.device == "spect-a" && $0.data["patient_id"] == .string("NMB-0001") })
-        // QC acquisitions are not patient studies: reconciliation only for the three studies.
-        #expect(events.filter { $0.kind == "qc.administration.reconciled" }.map { $0.data["source_seq"]?.intValue } == [stored[0].seq, stored[2].seq, stored[4].seq])
+        // QC acquisitions are not patient studies: reconciliation only for the three studies,
+        // and no patient finding at all for the floods' and the COR's stable studies.
+        let patientStudies = [stored[0], stored[2], stored[4]].map { $0.data["study_uid"]?.stringValue }
+        #expect(events.filter { $0.kind == "qc.administration.reconciled" }.map { $0.data["study_uid"]?.stringValue } == patientStudies)
+        let qcStudies = Set([stored[1], stored[3], stored[5]].compactMap { $0.data["study_uid"]?.stringValue })
+        let patientFindings = events.filter { $0.kind.hasPrefix("qc.protocol.") || $0.kind.hasPrefix("qc.administration.") }
+        #expect(!patientFindings.contains { qcStudies.contains($0.data["study_uid"]?.stringValue ?? "") }, "\(patientFindings.map(\.dataJSON))")
 
         // The same files through the NumPy peer: the same uniformity (events carry 2 decimals).
         for (file, seq) in [("flood-bad", stored[1].seq), ("flood-good", stored[3].seq)] {

@@ -113,8 +113,11 @@ final class DaemonProcess {
         env.merge(environment, uniquingKeysWith: { _, new in new })
         process.environment = env
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
-        process.standardOutput = FileHandle(forWritingAtPath: stderrPath)
-        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        // One open file for both: two would each keep their own offset and overwrite each
+        // other (the demo's banner on stdout was cut by log lines on stderr).
+        let output = FileHandle(forWritingAtPath: stderrPath)
+        process.standardOutput = output
+        process.standardError = output
         try process.runBoundToTest()
     }
 

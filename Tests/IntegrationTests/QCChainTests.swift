@@ -43,6 +43,7 @@ import Testing
                 [dicom]
                 port = \(port)
                 accept_any_calling_ae = true
+                stable_after_s = 1
 
                 \(qcWithCheckSource(device: "dosecal-hotlab", readsTodayBq: 6.60e6, certifiedDaysAgo: 400))
                 """)
@@ -79,8 +80,11 @@ import Testing
         }
         let qc = all.filter { $0.kind.hasPrefix("qc.") }
         let stored = try #require(all.first { $0.kind == "dicom.instance.stored" })
+        // The study is judged when the receiver reports it stable (docs/qc.md, "Studies").
+        let stable = try #require(all.first { $0.kind == "dicom.study.stable" })
         #expect(qc.map(\.kind) == ["qc.dosecal.constancy", "qc.administration.reconciled", "qc.protocol.uptake_delay", "qc.protocol.energy_window"])
-        #expect(qc.map { $0.data["source_seq"]?.intValue } == [check.seq, stored.seq, stored.seq, stored.seq])
+        #expect(qc.map { $0.data["source_seq"]?.intValue } == [check.seq, stable.seq, stable.seq, stable.seq])
+        #expect(qc.dropFirst().allSatisfy { $0.data["instance_seq"]?.intValue == stored.seq && $0.data["role"] == .string("primary") })
         let constancy = try #require(qc.first)
         #expect(constancy.data["result"] == .string("pass"), "\(constancy.dataJSON)")
         let reconciled = try #require(qc.first { $0.kind == "qc.administration.reconciled" })
@@ -99,7 +103,7 @@ import Testing
         // Its progress, as `nmbridge status` and Prometheus see it.
         let health = try JSONValue.parse(try await daemon.client.get("/v1/health").text)
         #expect(health["qc"]?["findings"]?.intValue ?? 0 >= 3, "\(health)")
-        #expect(health["qc"]?["judged_seq"]?.intValue ?? 0 >= stored.seq, "\(health)")
+        #expect(health["qc"]?["judged_seq"]?.intValue ?? 0 >= stable.seq, "\(health)")
         let metrics = try await daemon.client.get("/metrics").text
         #expect(metrics.contains("nmbridge_qc_findings_total "), "\(metrics)")
         let status = try await runProgram(productsDirectory + "/nmbridge", ["--socket", daemon.socketPath, "status"])
@@ -111,7 +115,7 @@ import Testing
         let last = try await daemon.lastSeq()
         for _ in 0..<900 {  // until the service has saved a cursor past everything (a hang guard, 90 s)
             let text = (try? String(contentsOfFile: dir + "/qc-cursor.json", encoding: .utf8)) ?? ""
-            if let seq = try? JSONValue.parse(text)["seq"]?.intValue, seq >= stored.seq, try await daemon.lastSeq() >= last { break }
+            if let seq = try? JSONValue.parse(text)["seq"]?.intValue, seq >= stable.seq, try await daemon.lastSeq() >= last { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         let again = try await daemon.allEvents().filter { $0.kind.hasPrefix("qc.") }

@@ -383,7 +383,8 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         #expect(Set(names).count == names.count, "no kind registered twice")
         for kind in registry.kinds {
             for field in kind.fields where field.unit != nil {
-                let suffix = field.unit == "%" ? "pct" : field.unit!.lowercased()
+                // A rate names both units: mm/s → `_mm_per_s`, MBq/kg → `_mbq_per_kg`.
+                let suffix = field.unit == "%" ? "pct" : field.unit!.lowercased().replacingOccurrences(of: "/", with: "_per_")
                 #expect(field.name.hasSuffix("_" + suffix), "\(kind.name).\(field.name) carries its unit in the name")
             }
         }

@@ -4,6 +4,13 @@
     dicom_peer.py make-nm PATH [--dose 740] [--study-uid UID] [--instance-uid UID] [--frames N] [--nm-rows 16]
         writes an NM image (Part 10, explicit VR LE) with a Radiopharmaceutical Information
         Sequence (Tc-99m oxidronate, total dose in MBq as the NM IOD says) and an energy window
+        study-level options (issue 15): --series-uid UID --description TEXT
+        --image-type 'ORIGINAL\\PRIMARY\\WHOLE BODY\\EMISSION' --view-meaning TEXT --collimator NAME
+        --scan-velocity MM_PER_S --weight KG --size M --indium-dose MBQ (a second radiopharmaceutical,
+        In-111, with 171/245 keV windows) --windows LO-HI,LO-HI (replaces the 126-154 keV window)
+    dicom_peer.py make-pt PATH [--dose BQ] [--study-uid UID] [--windows 425-650] [--start-datetime ...] [--acquisition ...]
+        writes a PET image (Radionuclide Total Dose in Bq, as the PET IOD says) with the Energy
+        Window Range Sequence (0054,0013) at the top level, as the PET Series module puts it
     dicom_peer.py make-ct PATH [--rows 64] [--instance N]
         writes a small CT slice
     dicom_peer.py make-ct-series DIR --count N [--rows 512]
@@ -27,6 +34,7 @@ import pydicom
 
 NM = "1.2.840.10008.5.1.4.1.1.20"
 CT = "1.2.840.10008.5.1.4.1.1.2"
+PT = "1.2.840.10008.5.1.4.1.1.128"
 SYNTAXES = {"implicit": ImplicitVRLittleEndian, "explicit": ExplicitVRLittleEndian, "big": ExplicitVRBigEndian}
 
 
@@ -82,6 +90,7 @@ def make_nm(args):
     window_range.EnergyWindowUpperLimit = "154"
     window.EnergyWindowRangeSequence = Sequence([window_range])
     ds.EnergyWindowInformationSequence = Sequence([window])
+    study_level_options(ds, args, rp)
     ds.NumberOfFrames = args.frames
     ds.Rows = args.nm_rows
     ds.Columns = args.nm_rows
@@ -92,6 +101,108 @@ def make_nm(args):
     ds.HighBit = 15
     ds.PixelRepresentation = 0
     ds.PixelData = bytes(range(256)) * (2 * args.frames * args.nm_rows * args.nm_rows // 256)
+    ds.save_as(args.path, write_like_original=False)
+
+
+def study_level_options(ds, args, rp):
+    """The attributes study-level QC reads; each only when its option is given."""
+    if args.series_uid:
+        ds.SeriesInstanceUID = args.series_uid
+    if args.description:
+        ds.SeriesDescription = args.description
+    if args.image_type:
+        ds.ImageType = args.image_type.split("\\")
+    if args.scan_velocity is not None:
+        ds.ScanVelocity = str(args.scan_velocity)
+    if args.weight is not None:
+        ds.PatientWeight = str(args.weight)
+    if args.size is not None:
+        ds.PatientSize = str(args.size)
+    if args.collimator or args.view_meaning:
+        detectors = []
+        for number in (1, 2):  # a dual-head camera: one item per detector
+            detector = Dataset()
+            if args.collimator:
+                detector.CollimatorGridName = args.collimator
+                detector.CollimatorType = "PARA"
+            if args.view_meaning:
+                view = Dataset()
+                view.CodeValue = "R-10B1E" if number == 1 else "R-10B1F"
+                view.CodingSchemeDesignator = "SRT"
+                view.CodeMeaning = args.view_meaning
+                detector.ViewCodeSequence = Sequence([view])
+            detectors.append(detector)
+        ds.DetectorInformationSequence = Sequence(detectors)
+    if args.indium_dose is not None:
+        indium = Dataset()
+        indium.Radiopharmaceutical = "In-111 pentetreotide"
+        code = Dataset()
+        code.CodeValue = "C-145A4"
+        code.CodingSchemeDesignator = "SRT"
+        code.CodeMeaning = "^111^Indium"
+        indium.RadionuclideCodeSequence = Sequence([code])
+        indium.RadionuclideTotalDose = str(args.indium_dose)
+        indium.RadiopharmaceuticalStartTime = rp.RadiopharmaceuticalStartTime
+        if "RadiopharmaceuticalStartDateTime" in rp:
+            indium.RadiopharmaceuticalStartDateTime = rp.RadiopharmaceuticalStartDateTime
+        ds.RadiopharmaceuticalInformationSequence.append(indium)
+    if args.windows:
+        windows = []
+        for i, pair in enumerate(args.windows.split(",")):
+            low, high = pair.split("-")
+            window = Dataset()
+            window.EnergyWindowName = f"W{i + 1}"
+            window_range = Dataset()
+            window_range.EnergyWindowLowerLimit = low
+            window_range.EnergyWindowUpperLimit = high
+            window.EnergyWindowRangeSequence = Sequence([window_range])
+            windows.append(window)
+        ds.EnergyWindowInformationSequence = Sequence(windows)
+
+
+def make_pt(args):
+    ds = base(PT, args.instance_uid or generate_uid(), args.study_uid or generate_uid(), args.series_uid or generate_uid())
+    ds.Modality = "PT"
+    ds.SeriesDescription = args.description or "WB FDG"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.AcquisitionDate = "20261129"
+    ds.AcquisitionTime = "111500"
+    if args.acquisition:
+        ds.AcquisitionDate, ds.AcquisitionTime = args.acquisition[:8], args.acquisition[8:14]
+    if args.timezone_offset:
+        ds.TimezoneOffsetFromUTC = args.timezone_offset
+    rp = Dataset()
+    rp.Radiopharmaceutical = "Fluorodeoxyglucose"
+    code = Dataset()
+    code.CodeValue = "C-111A1"
+    code.CodingSchemeDesignator = "SRT"
+    code.CodeMeaning = "^18^Fluorine"
+    rp.RadionuclideCodeSequence = Sequence([code])
+    rp.RadionuclideTotalDose = str(int(args.dose))
+    rp.RadionuclideHalfLife = "6586.2"
+    rp.RadiopharmaceuticalStartTime = "101500"
+    if args.start_datetime:
+        rp.RadiopharmaceuticalStartDateTime = args.start_datetime
+        rp.RadiopharmaceuticalStartTime = args.start_datetime[8:14]
+    ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
+    ranges = []
+    for pair in (args.windows or "425-650").split(","):
+        low, high = pair.split("-")
+        window_range = Dataset()
+        window_range.EnergyWindowLowerLimit = low
+        window_range.EnergyWindowUpperLimit = high
+        ranges.append(window_range)
+    ds.EnergyWindowRangeSequence = Sequence(ranges)  # PET Series module: top level
+    if args.weight is not None:
+        ds.PatientWeight = str(args.weight)
+    ds.Rows = ds.Columns = args.nm_rows
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.PixelData = bytes(2 * args.nm_rows * args.nm_rows)
     ds.save_as(args.path, write_like_original=False)
 
 
@@ -176,10 +287,19 @@ def main():
     parser.add_argument("--start-datetime")
     parser.add_argument("--acquisition")
     parser.add_argument("--timezone-offset")
+    parser.add_argument("--description")
+    parser.add_argument("--image-type")
+    parser.add_argument("--view-meaning")
+    parser.add_argument("--collimator")
+    parser.add_argument("--scan-velocity", type=float)
+    parser.add_argument("--weight", type=float)
+    parser.add_argument("--size", type=float)
+    parser.add_argument("--indium-dose", type=float)
+    parser.add_argument("--windows")
     args = parser.parse_args()
-    if args.command in ("make-nm", "make-ct"):
+    if args.command in ("make-nm", "make-ct", "make-pt"):
         args.path = args.rest[0]
-        (make_nm if args.command == "make-nm" else make_ct)(args)
+        {"make-nm": make_nm, "make-ct": make_ct, "make-pt": make_pt}[args.command](args)
     elif args.command == "make-ct-series":
         # DIR: COUNT slices of one series, CT0001.dcm …
         args.study_uid = args.study_uid or generate_uid()

@@ -170,21 +170,24 @@ enum Part10Writer {
         let fixture = try QCFixture()
         // 08:00 a patient study, no flood yet → missing; 09:00 a flood of both heads (pass);
         // 10:00 another patient study → nothing; 10:05 a second instance of the first series → nothing.
-        try await fixture.store(series: "5.1", at: "2026-11-29T08:00:00Z", pharma: tcMDP)
+        try await fixture.store(study: "5", series: "5.1", at: "2026-11-29T08:00:00Z", pharma: tcMDP)
         let flood = Part10Writer.nm(
             frames: [floodFrame(cold: 19_900, value: 20000), floodFrame(cold: 19_900, value: 20000)], rows: 64, columns: 64,
             spacingMM: 6.4, detectors: [1, 2], description: "Daily flood")
         try await storeFile(fixture, flood, name: "flood", description: "Daily flood", series: "9.4", at: "2026-11-29T09:00:00Z")
-        try await fixture.store(series: "5.2", at: "2026-11-29T10:00:00Z", pharma: tcMDP)
-        try await fixture.store(series: "5.1", at: "2026-11-29T10:05:00Z", pharma: tcMDP)
+        try await fixture.store(study: "6", series: "5.2", at: "2026-11-29T10:00:00Z", pharma: tcMDP)
+        try await fixture.store(study: "5", series: "5.1", at: "2026-11-29T10:05:00Z", pharma: tcMDP)
+        // Patient studies are judged when the receiver reports them stable.
+        try await fixture.stable("5", at: "2026-11-29T10:10:00Z")
+        try await fixture.stable("6", at: "2026-11-29T10:11:00Z")
         let events = try await fixture.judgeAll(settings())
         let missing = events.filter { $0.kind == "qc.camera.qc_missing" }
         #expect(missing.count == 1)
         #expect(missing.first?.data["series_uid"]?.stringValue == "5.1")
         #expect(missing.first?.data["heads_missing"] == .array([.int(1), .int(2)]))
         #expect(events.filter { $0.kind == "qc.camera.uniformity" }.allSatisfy { $0.data["result"]?.stringValue == "pass" })
-        // The patient studies are still judged as patient studies.
-        #expect(events.filter { $0.kind == "qc.administration.reconciled" }.count == 2)
+        // The patient studies are still judged as patient studies (once each, when stable).
+        #expect(events.filter { $0.kind == "qc.administration.reconciled" }.map { $0.data["study_uid"]?.stringValue } == ["5", "6"])
         for event in missing { #expect(EventKindRegistry.standard.problems(kind: event.kind, data: event.data).isEmpty) }
     }
 

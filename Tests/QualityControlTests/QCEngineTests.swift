@@ -37,12 +37,12 @@ final class QCFixture: Sendable {
     /// A stored NM instance as the DICOM receiver journals it.
     @discardableResult
     func store(
-        series: String = "1.2.3.4.1", sop: String = UUID().uuidString, at time: String, pharma: [String: JSONValue]?,
+        study: String = "1.2.3.4", series: String = "1.2.3.4.1", sop: String = UUID().uuidString, at time: String, pharma: [String: JSONValue]?,
         acquisition: (String, String)? = ("20261129", "113000"), windows: [(String, Double, Double)] = [("TC", 126, 154)],
-        modality: String = "NM", description: String = "WB Bone", in journal: Journal? = nil
+        modality: String = "NM", description: String = "WB Bone", extra: [String: JSONValue] = [:], in journal: Journal? = nil
     ) async throws -> Event {
         var data: [String: JSONValue] = [
-            "sop_instance_uid": .string(sop), "series_uid": .string(series), "study_uid": .string("1.2.3.4"), "modality": .string(modality),
+            "sop_instance_uid": .string(sop), "series_uid": .string(series), "study_uid": .string(study), "modality": .string(modality),
             "patient_id": .string("P-1"), "series_description": .string(description), "transfer_syntax": .string("1.2.840.10008.1.2.1"),
             "bytes": .int(1000), "sha256": .string("00"), "path": .string("/x"), "calling_ae": .string("CONSOLE"), "peer": .string("127.0.0.1"),
         ]
@@ -51,12 +51,25 @@ final class QCFixture: Sendable {
             data["acquisition_time"] = .string(tm)
         }
         if let pharma { data["radiopharmaceutical"] = .object(pharma) }
+        data.merge(extra) { _, new in new }
         if !windows.isEmpty {
             data["energy_windows"] = .array(
                 windows.map { .object(["name": .string($0.0), "lower_kev": .double($0.1), "upper_kev": .double($0.2)]) })
         }
         return try await (journal ?? self.journal).append(
             EventDraft(time: Self.at(time), device: "spect-1", driver: "dicom", kind: "dicom.instance.stored", data: data))
+    }
+
+    /// The receiver's `dicom.study.stable`: the study is judged at this event.
+    @discardableResult
+    func stable(_ study: String = "1.2.3.4", at time: String, in journal: Journal? = nil) async throws -> Event {
+        try await (journal ?? self.journal).append(
+            EventDraft(
+                time: Self.at(time), device: "spect-1", driver: "dicom", kind: "dicom.study.stable",
+                data: [
+                    "study_uid": .string(study), "series": 1, "instances": 1, "bytes": 1000, "modalities": .array(["NM"]),
+                    "first_instance": .string(time), "last_instance": .string(time),
+                ]))
     }
 
     /// Judges every input event in journal order, appending the findings as the service does.
@@ -135,15 +148,16 @@ let cesium = DaemonConfiguration.QualityControl.CheckSource(
         }
     }
 
-    @Test func reconciliationUptakeAndEnergyWindowForTheFirstInstanceOfASeries() async throws {
+    @Test func reconciliationUptakeAndEnergyWindowForAStudyOfOneSeries() async throws {
         let f = try QCFixture()
         try await f.measure("dosecal-1", "Tc-99m", 500e6, at: "2026-11-29T06:00:00Z")  // 150 min before: outside the window
         let early = try await f.measure("dosecal-1", "Tc-99m", 600e6, at: "2026-11-29T06:31:00Z")  // inside, not the latest
         let syringe = try await f.measure("dosecal-1", "Tc-99m", 740e6, at: "2026-11-29T08:00:00Z")
         try await f.measure("dosecal-1", "F-18", 300e6, at: "2026-11-29T08:10:00Z")  // other nuclide
         let residual = try await f.measure("dosecal-1", "Tc-99m", 20e6, at: "2026-11-29T08:40:00Z")
-        let first = try await f.store(at: "2026-11-29T11:40:00Z", pharma: tcMDP)
+        try await f.store(at: "2026-11-29T11:40:00Z", pharma: tcMDP)
         try await f.store(at: "2026-11-29T11:40:01Z", pharma: tcMDP)  // same series: judged once
+        let first = try await f.stable(at: "2026-11-29T11:41:01Z")
         let qc = try await f.judgeAll(qcSettings())
         #expect(qc.map(\.kind) == ["qc.dosecal.constancy_missing", "qc.dosecal.constancy_missing", "qc.dosecal.constancy_missing",
             "qc.dosecal.constancy_missing", "qc.dosecal.constancy_missing",
@@ -174,6 +188,7 @@ let cesium = DaemonConfiguration.QualityControl.CheckSource(
             let f = try QCFixture("\(#function)\(found)")
             try await f.measure("dosecal-1", "Tc-99m", 740e6, at: measuredAt)
             try await f.store(at: "2026-11-29T11:40:00Z", pharma: tcMDP)
+            try await f.stable(at: "2026-11-29T11:41:00Z")
             let reconciled = try #require(try await f.judgeAll(qcSettings()).first { $0.kind == "qc.administration.reconciled" })
             #expect((reconciled.data["result"] != .string("no_measurement")) == found, "\(measuredAt): \(reconciled.dataJSON)")
         }
@@ -186,19 +201,20 @@ let cesium = DaemonConfiguration.QualityControl.CheckSource(
         suspect["total_dose_header"] = .double(740_000_000)
         suspect["total_dose_bq"] = .double(7.4e14)
         suspect["total_dose_suspect"] = .string("740000000 MBq is implausible for a patient dose; the header may hold Bq")
-        try await f.store(series: "1.1", at: "2026-11-29T11:00:00Z", pharma: suspect)
-        try await f.store(series: "1.2", at: "2026-11-29T11:00:01Z", pharma: nil, windows: [])
+        try await f.store(study: "1.1", series: "1.1", at: "2026-11-29T11:00:00Z", pharma: suspect)
+        try await f.store(study: "1.2", series: "1.2", at: "2026-11-29T11:00:01Z", pharma: nil, windows: [])
         var noTime = tcMDP
         noTime["start_time"] = nil
-        try await f.store(series: "1.3", at: "2026-11-29T11:00:02Z", pharma: noTime, windows: [("TC", 131, 149)])
+        try await f.store(study: "1.3", series: "1.3", at: "2026-11-29T11:00:02Z", pharma: noTime, windows: [("TC", 131, 149)])
         var garbage = tcMDP
         garbage["start_time"] = .string("8h30")
         garbage["total_dose_bq"] = .string("lots")
-        try await f.store(series: "1.4", at: "2026-11-29T11:00:03Z", pharma: garbage, acquisition: ("2026", "x"))
+        try await f.store(study: "1.4", series: "1.4", at: "2026-11-29T11:00:03Z", pharma: garbage, acquisition: ("2026", "x"))
         var unknown = tcMDP
         unknown["nuclide"] = nil
-        try await f.store(series: "1.5", at: "2026-11-29T11:00:04Z", pharma: unknown)
-        try await f.store(series: "1.6", at: "2026-11-29T11:00:05Z", pharma: tcMDP, modality: "CT")  // not NM/PT: nothing
+        try await f.store(study: "1.5", series: "1.5", at: "2026-11-29T11:00:04Z", pharma: unknown)
+        try await f.store(study: "1.6", series: "1.6", at: "2026-11-29T11:00:05Z", pharma: tcMDP, modality: "CT")  // not NM/PT: nothing
+        for study in ["1.1", "1.2", "1.3", "1.4", "1.5", "1.6"] { try await f.stable(study, at: "2026-11-29T11:02:00Z") }
         let qc = try await f.judgeAll(qcSettings())
         func results(_ series: String, _ kind: String) -> String? {
             qc.first { $0.data["series_uid"] == .string(series) && $0.kind == kind }?.data["result"]?.stringValue
@@ -224,6 +240,7 @@ let cesium = DaemonConfiguration.QualityControl.CheckSource(
         late["start_time"] = .string("233000")
         try await f.measure("dosecal-1", "Tc-99m", 740e6, at: "2026-11-29T23:10:00Z")
         try await f.store(at: "2026-11-30T02:10:00Z", pharma: late, acquisition: ("20261130", "020000"))
+        try await f.stable(at: "2026-11-30T02:11:00Z")
         let qc = try await f.judgeAll(qcSettings())
         let uptake = try #require(qc.first { $0.kind == "qc.protocol.uptake_delay" })
         #expect(uptake.data["delay_min"]?.doubleValue == 150)

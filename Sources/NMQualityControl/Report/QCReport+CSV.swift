@@ -5,6 +5,8 @@ extension QCReport {
     public static let csvColumns = [
         "local_date", "time", "kind", "device", "result", "value", "unit", "limit",
         "patient_id", "accession_number", "study_uid", "series_uid", "detail", "seq",
+        // Study-level judging: the series' place in its study.
+        "role", "primary_series_uid", "acquisition_time",
     ]
 
     /// One row per finding of the day after a header row; RFC 4180 (CRLF line ends, fields
@@ -18,6 +20,7 @@ extension QCReport {
                 finding.value.map(QCText.decimal) ?? "", finding.unit, finding.limit,
                 Self.csvText(finding.text("patient_id")), Self.csvText(finding.text("accession_number")), finding.text("study_uid") ?? "",
                 finding.text("series_uid") ?? "", Self.csvText(finding.detail), String(finding.seq),
+                finding.text("role") ?? "", finding.text("primary_series_uid") ?? "", finding.text("acquisition_time") ?? "",
             ]
             out += fields.map(Self.csvField).joined(separator: ",") + "\r\n"
         }

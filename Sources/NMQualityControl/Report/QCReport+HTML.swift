@@ -20,7 +20,7 @@ extension QCReport {
             <p class="meta">Node <b>\(e(node))</b> · generated \(LocalDay(containing: generated, zone: zone)) \
             \(QCText.timeOfDay(generated, zone: zone)) · times in \(e(zone.identifier))</p>
             <p class="summary">\(findings.count) finding\(findings.count == 1 ? "" : "s"): \
-            \(QCFinding.Outcome.allCases.map { badge($0, count: counts[$0] ?? 0) }.joined(separator: " "))</p>
+            \(QCFinding.Outcome.allCases.filter { $0 != .recorded || counts[$0] != nil }.map { badge($0, count: counts[$0] ?? 0) }.joined(separator: " "))</p>
 
             """
         if let failed = counts[.fail] {
@@ -44,7 +44,7 @@ extension QCReport {
             for study in studies {
                 out += "<section class=\"study\">\n<h3>Study \(e(study.studyUID ?? "(no study UID)"))</h3>\n"
                 out += "<p>Patient <b>\(e(study.patientID ?? "?"))</b> · accession <b>\(e(study.accessionNumber ?? "?"))</b></p>\n"
-                out += findingTable(study.series.map { ("Series \($0.seriesUID ?? "(no series UID)")" + seriesCaption($0), $0.findings) })
+                out += findingTable(study.series.map { (seriesHeading($0), $0.findings) })
                 out += "</section>\n"
             }
         }
@@ -85,7 +85,7 @@ extension QCReport {
         tr.fail td { background: #fdecea; } tr.investigate td { background: #fff6e5; }
         .mark, .badge { font-weight: bold; padding: 0 4px; border-radius: 3px; white-space: nowrap; }
         .mark.pass, .badge.pass { color: #1b5e20; } .mark.investigate, .badge.investigate { color: #e65100; }
-        .mark.fail, .badge.fail { color: #fff; background: #c62828; } .mark.not-judged, .badge.not-judged { color: #666; }
+        .mark.fail, .badge.fail { color: #fff; background: #c62828; } .mark.not-judged, .badge.not-judged { color: #666; } .mark.recorded, .badge.recorded { color: #1a4f8a; }
         .alert { color: #fff; background: #c62828; padding: 4px 8px; font-weight: bold; display: inline-block; }
         .empty { color: #555; font-style: italic; }
         svg.chart { display: block; max-width: 100%; height: auto; }
@@ -103,7 +103,7 @@ extension QCReport {
 }
 
 extension QCFinding.Outcome {
-    var cssClass: String { self == .notJudged ? "not-judged" : rawValue }
+    var cssClass: String { self == .notJudged ? "not-judged" : self == .recorded ? "recorded" : rawValue }
 }
 
 extension QCText {

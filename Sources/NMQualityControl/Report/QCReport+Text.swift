@@ -27,7 +27,7 @@ extension QCReport {
                 out += "  Study \(QCText.plain(study.studyUID ?? "(no study UID)"))"
                 out += " — patient \(QCText.plain(study.patientID ?? "?")), accession \(QCText.plain(study.accessionNumber ?? "?"))\n"
                 for series in study.series {
-                    out += "    Series \(QCText.plain(series.seriesUID ?? "(no series UID)"))\(seriesCaption(series))\n"
+                    out += "    \(seriesHeading(series))\n"
                     out += indented(findingTable(series.findings), by: 6)
                 }
             }
@@ -35,10 +35,11 @@ extension QCReport {
         return out
     }
 
-    /// `7 findings: 4 pass, 2 investigate, 1 fail, 0 not judged`.
+    /// `7 findings: 4 pass, 2 investigate, 1 fail, 0 not judged` (`, 3 supplementary views`
+    /// when there are any).
     var summary: String {
         let counts = counts
-        let parts = QCFinding.Outcome.allCases.map { "\(counts[$0] ?? 0) \($0.rawValue)" }
+        let parts = QCFinding.Outcome.allCases.filter { $0 != .recorded || counts[$0] != nil }.map { "\(counts[$0] ?? 0) \($0.rawValue)" }
         return "\(findings.count) finding\(findings.count == 1 ? "" : "s"): " + parts.joined(separator: ", ")
     }
 
@@ -53,6 +54,23 @@ extension QCReport {
         return "constancy \(chartPeriod.lowerBound) … \(chartPeriod.upperBound): \(values.count) check\(values.count == 1 ? "" : "s"), " + range
             + (flagged > 0 ? ", \(flagged) not passed" : "")
     }
+
+    /// `Primary: Series 1.2.3 "WB" NM whole body, acquired 11:30:00` or `Supplementary view:
+    /// Series 1.2.4 "Humerus" NM static, acquired 11:50:00, 3 h 20 min p.i., 20 min after the primary`.
+    func seriesHeading(_ series: Series) -> String {
+        var out = series.role == "primary" ? "Primary: " : series.role == "supplementary" ? "Supplementary view: " : ""
+        out += "Series \(QCText.plain(series.seriesUID ?? "(no series UID)"))\(seriesCaption(series))"
+        if let view = series.view { out += " " + QCText.plain(view) }
+        if let acquired = series.acquisitionTime { out += ", acquired \(QCText.timeOfDay(acquired, zone: zone))" }
+        if series.role == "supplementary" {
+            if let delay = series.delayMinutes { out += ", \(Self.duration(delay)) p.i." }
+            if let after = series.afterPrimaryMinutes { out += ", \(Self.duration(abs(after))) \(after < 0 ? "before" : "after") the primary" }
+        }
+        return out
+    }
+
+    /// `3 h 20 min`, `45 min`.
+    static func duration(_ minutes: Double) -> String { QCEngine.duration(minutes) }
 
     /// ` "WB PET" PT F-18 FDG` from the first finding of a series.
     func seriesCaption(_ series: Series) -> String {

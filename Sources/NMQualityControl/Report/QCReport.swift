@@ -62,6 +62,19 @@ public struct QCReport: Sendable {
         public let seriesUID: String?
         /// The series' findings, in time order.
         public let findings: [QCFinding]
+
+        /// `primary` or `supplementary` (the study-level judging's `role`); nil for findings
+        /// journaled before studies were judged as a whole.
+        public var role: String? { findings.lazy.compactMap { $0.text("role") }.first }
+        /// When the series was acquired, from its findings.
+        public var acquisitionTime: Date? {
+            findings.lazy.compactMap { $0.text("acquisition_time").flatMap(Timestamp.parse) }.first
+        }
+        /// The kind of acquisition (`whole body`, `static`, `SPECT`…), from its findings.
+        public var view: String? { findings.lazy.compactMap { $0.text("view") }.first }
+        /// Minutes after the injection and after the primary (supplementary views).
+        public var delayMinutes: Double? { findings.lazy.compactMap { $0.data["delay_min"]?.doubleValue }.first }
+        public var afterPrimaryMinutes: Double? { findings.lazy.compactMap { $0.data["after_primary_min"]?.doubleValue }.first }
     }
 
     /// Builds the report for `day` from `events` (others than qc.* are ignored).
@@ -102,8 +115,16 @@ public struct QCReport: Sendable {
             if bySeries[key] == nil { seriesOrder[key.study, default: []].append(key) }
             bySeries[key, default: []].append(finding)
         }
+        // A study is shown as one unit: its primary acquisition first, then the supplementary
+        // views in acquisition order, then series judged before studies were (no role).
         studies = studyOrder.map { study in
-            Study(studyUID: study, series: (seriesOrder[study] ?? []).map { Series(seriesUID: $0.series, findings: bySeries[$0] ?? []) })
+            let series = (seriesOrder[study] ?? []).map { Series(seriesUID: $0.series, findings: bySeries[$0] ?? []) }
+            let rank = { (s: Series) in s.role == "primary" ? 0 : s.role == "supplementary" ? 1 : 2 }
+            let ordered = series.enumerated().sorted { a, b in
+                (rank(a.element), a.element.acquisitionTime ?? .distantFuture, a.offset)
+                    < (rank(b.element), b.element.acquisitionTime ?? .distantFuture, b.offset)
+            }.map(\.element)
+            return Study(studyUID: study, series: ordered)
         }
     }
 
@@ -134,6 +155,8 @@ public struct QCFinding: Sendable {
         case fail
         /// Nothing to compare (a time, dose or measurement missing).
         case notJudged = "not judged"
+        /// Recorded, not a check: a supplementary view of a study.
+        case recorded = "supplementary views"
     }
 
     static let constancyKind = "qc.dosecal.constancy"
@@ -179,7 +202,9 @@ public struct QCFinding: Sendable {
             switch result {
             case "pass": .pass
             case "fail": .fail
-            case "investigate", "too_early", "too_late", "missing", "missed", "low_counts": .investigate
+            case "investigate", "too_early", "too_late", "missing", "missed", "too_low", "too_high", "too_slow", "too_fast", "low_counts":
+                .investigate
+            case "supplementary": .recorded
             default: .notJudged
             }
         let number = { (key: String) in data[key]?.doubleValue }
@@ -212,10 +237,26 @@ public struct QCFinding: Sendable {
             unit = columns.unit
             limit = columns.limit
             detail = columns.detail
-        case "qc.protocol.energy_window":
+        case "qc.protocol.energy_window", "qc.protocol.collimator":
             value = nil
             unit = ""
             limit = ""
+            detail = "protocol \(data["protocol"]?.stringValue ?? "?"): \(finding)"
+        case "qc.protocol.supplementary_view":
+            value = number("delay_min")
+            unit = value == nil ? "" : "min"
+            limit = ""
+            detail = finding
+        case "qc.protocol.activity":
+            value = number("activity_bq")
+            unit = value == nil ? "" : "Bq"
+            limit = [number("low_bq"), number("high_bq")].contains(where: { $0 != nil })
+                ? "\(number("low_bq").map { QCText.activity($0) } ?? "0")–\(number("high_bq").map { QCText.activity($0) } ?? "∞")" : ""
+            detail = "protocol \(data["protocol"]?.stringValue ?? "?"): \(finding)"
+        case "qc.protocol.scan_speed":
+            value = number("speed_cm_per_min")
+            unit = value == nil ? "" : "cm/min"
+            limit = "\(QCText.number(number("min_cm_per_min")))–\(QCText.number(number("max_cm_per_min"))) cm/min"
             detail = "protocol \(data["protocol"]?.stringValue ?? "?"): \(finding)"
         default:
             value = number("deviation_pct")
@@ -243,6 +284,10 @@ public struct QCFinding: Sendable {
         case "qc.administration.reconciled": "administered activity"
         case "qc.protocol.uptake_delay": "uptake delay"
         case "qc.protocol.energy_window": "energy window"
+        case "qc.protocol.supplementary_view": "supplementary view"
+        case "qc.protocol.activity": "activity"
+        case "qc.protocol.scan_speed": "scan speed"
+        case "qc.protocol.collimator": "collimator"
         default: String(kind.dropFirst(3))
         }
     }

@@ -42,7 +42,8 @@ struct QualityControlCatchUp: BenchCommand {
             .init(device: "dosecal-1", nuclide: "Cs-137", referenceBq: 7.4e6, referenceDate: Date(timeIntervalSince1970: 1_577_836_800), serial: "B")
         ]
         var engine = QCEngine(settings: settings, zone: TimeZone(identifier: "UTC")!, journal: journal)
-        let expected = (0..<events).filter { $0 % 50 == 0 || $0 % 100 == 1 }.count
+        // Measurements and the studies' dicom.study.stable events (see `fill`).
+        let expected = (0..<events).filter { $0 % 50 == 0 || ($0 % 100 != 1 && $0 % 2000 == 1999) }.count
         let start = ContinuousClock.now
         var inputs = 0
         var findings = 0
@@ -67,7 +68,8 @@ struct QualityControlCatchUp: BenchCommand {
     }
 
     /// One event every 2 s of a day and onwards; every 50th a measurement (a check source
-    /// each morning), every 100th an NM instance (20 instances per series).
+    /// each morning), every 100th an NM instance (20 instances per series, one series per
+    /// study, each study followed by its `dicom.study.stable`).
     func fill(_ path: String) async throws {
         let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: .normal), logger: benchLogger())
         let start = Date(timeIntervalSince1970: 1_795_000_000)
@@ -103,6 +105,15 @@ struct QualityControlCatchUp: BenchCommand {
                                 "start_datetime": .string(formatter.string(from: wall.addingTimeInterval(-3 * 3600)).replacingOccurrences(of: " ", with: "")),
                             ]),
                             "energy_windows": .array([.object(["name": .string("TC"), "lower_kev": .double(126), "upper_kev": .double(154)])]),
+                        ]))
+            } else if i % 2000 == 1999 {
+                // The receiver's word that the study of the last 20 instances is complete: QC judges it here.
+                batch.append(
+                    EventDraft(
+                        time: time, device: "spect-1", driver: "bench", kind: "dicom.study.stable",
+                        data: [
+                            "study_uid": .string("1.4.\(i / 2000)"), "series": .int(1), "instances": .int(20), "bytes": .int(20),
+                            "modalities": .array([.string("NM")]), "first_instance": .string(Timestamp.format(time)), "last_instance": .string(Timestamp.format(time)),
                         ]))
             } else {
                 batch.append(
