@@ -147,9 +147,11 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             defer { client.stop() }
             try await client.waitUntilStalling()
             #expect(await waitFor { journal.statistics.liveSubscribers == 1 })
-            // Big events, so that the socket buffers fill and the stream's write blocks.
-            let filler = String(repeating: "x", count: 8192)
-            for _ in 0..<40 {
+            // Batches of 50 into a buffer of 64: the second batch overflows it unless the stream
+            // has written the first out already, and the client reads nothing; 12.8 MB also
+            // fill the socket buffers (4 MB on loopback) whatever the stream manages.
+            let filler = String(repeating: "x", count: 32_768)
+            for _ in 0..<8 {
                 try await journal.append((0..<50).map { _ in EventDraft(device: "dev-a", kind: "experimental.fill", data: ["text": .string(filler)]) })
             }
             #expect(await waitFor { journal.statistics.laggedSubscribers == 1 }, "counted when it overflowed, while the client still reads nothing")
@@ -171,8 +173,10 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             defer { client.stop() }
             try await client.waitUntilStalling()
             #expect(await waitFor { journal.statistics.liveSubscribers == 1 })
-            let filler = String(repeating: "y", count: 8192)
-            for _ in 0..<20 {
+            // 400 events of 32 KB: far more than the socket buffers (4 MB on loopback) hold,
+            // fewer than the subscriber buffer (4096), so only the blocked write can end the stream.
+            let filler = String(repeating: "y", count: 32_768)
+            for _ in 0..<8 {
                 try await journal.append((0..<50).map { _ in EventDraft(device: "dev-a", kind: "experimental.fill", data: ["text": .string(filler)]) })
             }
             #expect(await waitFor { journal.statistics.laggedSubscribers == 1 }, "cut off after a write waited 1 s")
