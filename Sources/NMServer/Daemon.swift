@@ -126,7 +126,7 @@ public enum Daemon {
                         Task { await readiness.dicomListening(port: port, tlsPort: tlsPort) }
                     }))
         }
-        if let qualityControl { services.append(qualityControl) }
+        if let qualityControl { services.append(UntilItsShutdown(qualityControl)) }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))
         }
@@ -345,5 +345,20 @@ enum UnixSocketPath {
         return withUnsafePointer(to: address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, length) == 0 }
         }
+    }
+}
+
+/// A service that ends by itself when the journal closes its followers (the QC service):
+/// the shutdown announcer closes them before the group reaches this service, and a service
+/// that returns out of turn is "a service has finished unexpectedly" (exit status 1, seen
+/// under load). It returns only once its own graceful shutdown has come.
+struct UntilItsShutdown<Base: Service>: Service {
+    let base: Base
+
+    init(_ base: Base) { self.base = base }
+
+    func run() async throws {
+        try await base.run()
+        try? await gracefulShutdown()
     }
 }
