@@ -229,13 +229,9 @@ final class InstanceFile: @unchecked Sendable {
     }
 
     private func storedPrefix(limit: Int) -> [UInt8] {
-        let reader = open(temporaryPath, O_RDONLY | O_CLOEXEC)
-        guard reader >= 0 else { return [] }
-        defer { close(reader) }
-        let count = max(0, min(limit, size - datasetOffset))
-        var buffer = [UInt8](repeating: 0, count: count)
-        let n = buffer.withUnsafeMutableBytes { pread(reader, $0.baseAddress, count, off_t(datasetOffset)) }
-        return n > 0 ? Array(buffer.prefix(n)) : []
+        var prefix: [UInt8] = []
+        withDatasetReader { read in prefix = read(0, max(0, min(limit, size - datasetOffset))) }
+        return prefix
     }
 
     /// Calls `body` with a reader of the finished file's dataset bytes (`offset` from the

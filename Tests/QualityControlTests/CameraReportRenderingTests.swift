@@ -69,15 +69,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let html = try await Self.report().0.html
         #expect(!html.contains("<script") && html.contains("img-src data:"))
-        try html.write(toFile: dir + "/r.html", atomically: true, encoding: .utf8)
-        let status = try await rendering.runKillingAfter(
-            .seconds(120), chromium,
-            [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=\(dir)/profile",
-                "--no-pdf-header-footer", "--print-to-pdf=\(dir)/r.pdf", "file://\(dir)/r.html",
-            ], log: dir + "/chromium.log")
-        let log = (try? String(contentsOfFile: dir + "/chromium.log", encoding: .utf8)) ?? ""
-        try #require(status == 0 && FileManager.default.fileExists(atPath: dir + "/r.pdf"), "chromium exited with \(status):\n\(log)")
+        try await rendering.printToPDF(html, chromium: chromium, in: dir)
         let (textStatus, text) = try await runToEnd(pdftotext, ["-layout", dir + "/r.pdf", "-"])
         try #require(textStatus == 0, "\(text)")
         for expected in [

@@ -13,16 +13,7 @@ import Testing
             executable(named: ["pdftotext"]), "pdftotext is not installed (scripts/test installs it: apt-get install poppler-utils)")
         let dir = try makeTemporaryDirectory("qcreport")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try QCReportTests.report().html.write(toFile: dir + "/r.html", atomically: true, encoding: .utf8)
-
-        let status = try await runKillingAfter(
-            .seconds(120), chromium,
-            [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=\(dir)/profile",
-                "--no-pdf-header-footer", "--print-to-pdf=\(dir)/r.pdf", "file://\(dir)/r.html",
-            ], log: dir + "/chromium.log")
-        let log = (try? String(contentsOfFile: dir + "/chromium.log", encoding: .utf8)) ?? ""
-        try #require(status == 0 && FileManager.default.fileExists(atPath: dir + "/r.pdf"), "chromium exited with \(status):\n\(log)")
+        try await printToPDF(QCReportTests.report().html, chromium: chromium, in: dir)
         let (pdfStatus, text) = try await runToEnd(pdftotext, ["-layout", dir + "/r.pdf", "-"])
         try #require(pdfStatus == 0, "\(text)")
 
@@ -36,6 +27,19 @@ import Testing
     }
 
     /// The first of `names` found on PATH (or in /usr/bin).
+    /// Writes `html` to `dir/r.html` and prints it to `dir/r.pdf` in headless Chromium.
+    func printToPDF(_ html: String, chromium: String, in dir: String) async throws {
+        try html.write(toFile: dir + "/r.html", atomically: true, encoding: .utf8)
+        let status = try await runKillingAfter(
+            .seconds(120), chromium,
+            [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--user-data-dir=\(dir)/profile",
+                "--no-pdf-header-footer", "--print-to-pdf=\(dir)/r.pdf", "file://\(dir)/r.html",
+            ], log: dir + "/chromium.log")
+        let log = (try? String(contentsOfFile: dir + "/chromium.log", encoding: .utf8)) ?? ""
+        try #require(status == 0 && FileManager.default.fileExists(atPath: dir + "/r.pdf"), "chromium exited with \(status):\n\(log)")
+    }
+
     func executable(named names: [String]) -> String? {
         let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/bin"
         for name in names {
