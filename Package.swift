@@ -45,10 +45,13 @@ let package = Package(
         .systemLibrary(name: "CUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
         .systemLibrary(name: "CModbus", pkgConfig: "libmodbus", providers: [.apt(["libmodbus-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // TOML 1.0 parser with source locations, for configuration errors that name the line.
+        .target(name: "NMTOML"),
         // Event model, units, driver contract, configuration. No I/O, no C, no NIOPosix.
         .target(
             name: "NMBridgeCore",
             dependencies: [
+                "NMTOML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -104,6 +107,7 @@ let package = Package(
             exclude: ["profiles"]
         ),
         // DICOM C-STORE receiver: upper layer, DIMSE, dataset reader, Part-10 storage (NIO).
+        // A service beside the drivers, not a `Driver`: no `[[device]]`, not in the catalog.
         .target(
             name: "DicomStore",
             dependencies: [
@@ -116,7 +120,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Drivers/DicomStore"
         ),
         // Derives qc.* events from the journal; the daily QC report.
         .target(
@@ -224,17 +227,17 @@ let package = Package(
         // recording driver sink, private PostgreSQL servers, and `runBoundToTest`, through
         // which every process a test starts is bound to the test process (TestProcess.swift).
         .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "ScriptDriver", "TestSupport"]),
+        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "NMTOML", "ScriptDriver", "TestSupport"]),
         .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
             dependencies: ["NMServer", "NMClient", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
-        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "NMBridgeCore", "TestSupport"]),
+        .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "NMBridgeCore", "NMTOML", "TestSupport"]),
         .testTarget(
             name: "DoseCalibratorTests",
             dependencies: [
-                "DoseCalibrator", "NMTransport", "NMBridgeCore", "TestSupport",
+                "DoseCalibrator", "NMTransport", "NMBridgeCore", "NMTOML", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),

@@ -1,3 +1,5 @@
+import NMTOML
+
 /// One problem in a configuration file, with the key and the line it is about.
 public struct ConfigProblem: Sendable, Equatable, CustomStringConvertible {
     /// The file, when the configuration came from one.

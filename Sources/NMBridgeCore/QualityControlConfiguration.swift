@@ -1,4 +1,5 @@
 import Foundation
+import NMTOML
 
 extension DaemonConfiguration {
     /// `[qc]`: the quality-control service (docs/qc.md). Absent or `enabled = false`: off.

@@ -1,5 +1,6 @@
 import Foundation
 import NMBridgeCore
+import NMTOML
 import Testing
 import TestSupport
 

@@ -2,10 +2,11 @@ import Foundation
 import Testing
 import TestSupport
 
-@testable import NMBridgeCore
+@testable import NMTOML
+import NMBridgeCore
 
 // `Testing` has its own `SourceLocation`, so the parser's is always spelled in full here.
-private typealias TOMLLocation = NMBridgeCore.SourceLocation
+private typealias TOMLLocation = NMTOML.SourceLocation
 
 private func at(_ line: Int, _ column: Int) -> TOMLLocation {
     TOMLLocation(line: line, column: column)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import NMBridgeCore
+import NMTOML
 import Testing
 
 @testable import NMTransport

@@ -4,6 +4,7 @@ import Glibc
 import Foundation
 import Logging
 import NMBridgeCore
+import NMTOML
 import Testing
 
 @testable import NMTransport

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import NMTOML
 import Synchronization
 import TestSupport
 import Testing
