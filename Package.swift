@@ -145,11 +145,15 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // The drivers this build knows (`DriverCatalog.standard`): for the daemon, and for the
-        // CLI's `config check` without linking the daemon.
+        // What this build knows: its drivers (`DriverCatalog.standard`) and every module's event
+        // kinds (`EventKindRegistry.standard`), for the daemon and for the CLI without linking
+        // the daemon.
         .target(
             name: "NMCatalog",
-            dependencies: ["NMBridgeCore", "ScriptDriver", "DoseCalibrator", "ModbusGantry"]
+            dependencies: [
+                "NMBridgeCore", "ScriptDriver", "DoseCalibrator", "ModbusGantry", "DicomStore", "NMJournal", "NMShipper",
+                "NMQualityControl",
+            ]
         ),
         // Composition: services, supervisor, HTTP API, sd_notify.
         .target(
@@ -213,6 +217,7 @@ let package = Package(
                 "NMJournal",
                 "NMClient",
                 "NMServer",
+                "NMCatalog",
                 "ModbusGantry",
                 "NMShipper",
                 "NMQualityControl",
@@ -227,11 +232,11 @@ let package = Package(
         // recording driver sink, private PostgreSQL servers, and `runBoundToTest`, through
         // which every process a test starts is bound to the test process (TestProcess.swift).
         .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "NMTOML", "ScriptDriver", "TestSupport"]),
-        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "NMTOML", "NMCatalog", "ScriptDriver", "TestSupport"]),
+        .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "NMCatalog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
-            dependencies: ["NMServer", "NMClient", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["NMServer", "NMCatalog", "NMClient", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
         .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "NMBridgeCore", "NMTOML", "TestSupport"]),
         .testTarget(
@@ -249,7 +254,7 @@ let package = Package(
         .testTarget(
             name: "ShipperTests",
             dependencies: [
-                "NMShipper", "NMServer", "NMJournal", "NMBridgeCore", "TestSupport",
+                "NMShipper", "NMServer", "NMCatalog", "NMJournal", "NMBridgeCore", "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -257,7 +262,7 @@ let package = Package(
         ),
         .testTarget(
             name: "QualityControlTests",
-            dependencies: ["NMQualityControl", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["NMQualityControl", "NMCatalog", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(name: "IntegrationTests", dependencies: ["NMBridgeCore", "NMClient", "TestSupport"]),
     ],

@@ -50,7 +50,7 @@ public struct ScriptDriver: Driver {
             return nil
         }
         do {
-            return Settings(script: try ScriptParser.parse(text, source: source), source: source)
+            return Settings(script: try ScriptParser.parse(text, source: source, registry: reader.eventKinds), source: source)
         } catch {
             reader.problem(path != nil ? "script" : "builtin", error.description)
             return nil

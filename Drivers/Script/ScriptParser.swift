@@ -50,7 +50,7 @@ public enum ScriptParser {
     /// Scripts are operator files; anything longer is a mistake, not a script.
     public static let maxBytes = 1 << 20
 
-    public static func parse(_ text: String, source: String, registry: EventKindRegistry = .standard) throws(ScriptError)
+    public static func parse(_ text: String, source: String, registry: EventKindRegistry) throws(ScriptError)
         -> Script
     {
         guard text.utf8.count <= maxBytes else {

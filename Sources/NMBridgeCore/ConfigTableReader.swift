@@ -54,6 +54,7 @@ public final class ConfigTableReader {
         let file: String?
         let baseDirectory: String?
         var problems: [ConfigProblem] = []
+        var eventKinds = EventKindRegistry(EventKindRegistry.coreKinds)
         init(file: String?, baseDirectory: String?) {
             self.file = file
             self.baseDirectory = baseDirectory
@@ -91,6 +92,14 @@ public final class ConfigTableReader {
         self.path = path
         self.table = table
         self.sink = sink
+    }
+
+    /// The event kinds this build journals, for settings that name kinds (the script
+    /// driver's `emit` lines). The core's kinds unless the loader sets the build's registry
+    /// (`DriverCatalog.eventKinds`); shared with the readers derived from this one.
+    public var eventKinds: EventKindRegistry {
+        get { sink.eventKinds }
+        set { sink.eventKinds = newValue }
     }
 
     /// Every problem recorded by this reader and the readers derived from it.

@@ -168,6 +168,7 @@ public struct DaemonConfiguration: Sendable {
         baseDirectory: String? = nil
     ) throws(ConfigurationError) -> DaemonConfiguration {
         let reader = try ConfigTableReader.parse(text: text, file: file, baseDirectory: baseDirectory)
+        reader.eventKinds = drivers.eventKinds
         let resolve = reader.resolvePath
 
         // [daemon]

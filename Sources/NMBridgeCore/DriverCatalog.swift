@@ -21,11 +21,16 @@ public struct DriverCatalogEntry: Sendable {
     }
 }
 
-/// The drivers a daemon knows, by name. Adding a driver family is one entry here.
+/// The drivers a daemon knows, by name, and the event kinds it journals. Adding a driver
+/// family is one entry here.
 public struct DriverCatalog: Sendable {
     public let entries: [String: DriverCatalogEntry]
+    /// Every kind the build journals (`EventKindRegistry.standard`), for settings that name
+    /// kinds (`ConfigTableReader.eventKinds`).
+    public let eventKinds: EventKindRegistry
 
-    public init(_ types: [any Driver.Type]) {
+    public init(_ types: [any Driver.Type], eventKinds: EventKindRegistry = EventKindRegistry(EventKindRegistry.coreKinds)) {
+        self.eventKinds = eventKinds
         var entries: [String: DriverCatalogEntry] = [:]
         for type in types {
             let entry = Self.entry(type)

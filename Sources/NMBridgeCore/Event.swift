@@ -20,7 +20,8 @@ public struct EventDraft: Sendable, Equatable {
     public var driver: String?
     /// A registered kind (see `EventKindRegistry`), e.g. `dosecal.measurement`.
     public var kind: String
-    public var severity: Severity
+    /// `nil`: the kind's default severity, which the journal fills in from its registry.
+    public var severity: Severity?
     /// The payload; always a JSON object.
     public var data: [String: JSONValue]
     /// The bytes the event was decoded from, for provenance.
@@ -34,7 +35,7 @@ public struct EventDraft: Sendable, Equatable {
         self.device = device
         self.driver = driver
         self.kind = kind
-        self.severity = severity ?? EventKindRegistry.standard.kind(named: kind)?.defaultSeverity ?? .info
+        self.severity = severity
         self.data = data
         self.raw = raw
     }

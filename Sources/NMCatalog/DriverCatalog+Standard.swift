@@ -9,5 +9,6 @@ extension DriverCatalog {
     /// A module of its own so that both programs have it: the daemon runs these drivers,
     /// the CLI checks configurations against them (`nmbridge config check`) without
     /// linking the daemon.
-    public static let standard = DriverCatalog([ScriptDriver.self] + doseCalibratorDrivers + [ModbusGantryDriver.self])
+    public static let standard = DriverCatalog(
+        [ScriptDriver.self] + doseCalibratorDrivers + [ModbusGantryDriver.self], eventKinds: .standard)
 }

@@ -13,12 +13,13 @@ public struct JournalOptions: Sendable {
     public var sync: DaemonConfiguration.SyncMode
     /// Events per live subscriber buffer before it overflows (`JournalFollower`).
     public var subscriberBuffer: Int
-    /// Event kinds accepted by `append`.
+    /// Event kinds accepted by `append`, with their default severities
+    /// (`EventKindRegistry.standard` from NMCatalog in the daemon).
     public var registry: EventKindRegistry
 
     public init(
-        path: String, node: String, sync: DaemonConfiguration.SyncMode = .full, subscriberBuffer: Int = 4096,
-        registry: EventKindRegistry = .standard
+        path: String, node: String, registry: EventKindRegistry, sync: DaemonConfiguration.SyncMode = .full,
+        subscriberBuffer: Int = 4096
     ) {
         self.path = path
         self.node = node
@@ -311,7 +312,8 @@ public final class Journal: Sendable {
             rows.append(
                 PreparedRow(
                     time: Timestamp.parse(timeText) ?? draft.time, timeText: timeText, device: draft.device,
-                    driver: draft.driver, kind: draft.kind, severity: draft.severity,
+                    driver: draft.driver, kind: draft.kind,
+                    severity: draft.severity ?? registry.kind(named: draft.kind)?.defaultSeverity ?? .info,
                     dataJSON: JSONValue.object(draft.data).jsonText, raw: draft.raw, rawHex: draft.raw.map(Hex.encode)))
         }
         return try await withCheckedThrowingContinuation { continuation in

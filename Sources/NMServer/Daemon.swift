@@ -39,8 +39,8 @@ public enum Daemon {
         defer { lock.release() }
         let journal = try Journal.open(
             JournalOptions(
-                path: configuration.journal.path, node: configuration.daemon.node, sync: configuration.journal.sync,
-                subscriberBuffer: configuration.api.subscriberBuffer),
+                path: configuration.journal.path, node: configuration.daemon.node, registry: catalog.eventKinds,
+                sync: configuration.journal.sync, subscriberBuffer: configuration.api.subscriberBuffer),
             logger: logger)
         logger.info(
             "journal open",

@@ -66,7 +66,7 @@ public enum DemoConfiguration {
         pet.start()
         gantry.start()
         func script(_ name: String) throws -> ScriptDriver.Settings {
-            ScriptDriver.Settings(script: try ScriptParser.parse(BuiltinScripts.text(named: name)!, source: "builtin:\(name)"), source: "builtin:\(name)")
+            ScriptDriver.Settings(script: try ScriptParser.parse(BuiltinScripts.text(named: name)!, source: "builtin:\(name)", registry: .standard), source: "builtin:\(name)")
         }
         var journal = DaemonConfiguration.Journal(path: stateDirectory + "/journal.db")
         journal.retentionDays = 7

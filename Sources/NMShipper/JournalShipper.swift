@@ -320,8 +320,10 @@ public struct JournalShipper: Service {
         await journalEvent(kind, data)
     }
 
+    private static let kinds = EventKindRegistry(EventKindRegistry.shipperKinds)
+
     private func journalEvent(_ kind: String, _ data: [String: JSONValue]) async {
-        let severity = EventKindRegistry.standard.kind(named: kind)?.defaultSeverity ?? .info
+        let severity = Self.kinds.kind(named: kind)?.defaultSeverity ?? .info
         do {
             try await journal.append(EventDraft(kind: kind, severity: severity, data: data))
         } catch {

@@ -51,7 +51,7 @@ struct ReceiverRig: Sendable {
         settings.port = 0
         settings.peers = [DaemonConfiguration.Dicom.Peer(aeTitle: "SPECTCT1", device: "spectct-1")]
         configure(&settings)
-        let sink = RecordingSink()
+        let sink = RecordingSink(kinds: EventKindRegistry.dicomKinds)
         let (stream, continuation) = AsyncStream.makeStream(of: (Int, Int?).self)
         let receiver = DicomReceiver(settings: settings, sink: sink, logger: Logger(label: "test"), onListening: { continuation.yield(($0, $1)) })
         let task = Task { try await receiver.run() }

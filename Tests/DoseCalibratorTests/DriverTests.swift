@@ -12,7 +12,7 @@ import TestSupport
 /// A driver of the given family on a simulator's pty, configured from TOML like the daemon.
 struct DriverRig {
     let simulator: DoseCalibratorSimulator
-    let sink = RecordingSink()
+    let sink = RecordingSink(kinds: EventKindRegistry.dosecalKinds)
     let task: Task<Void, any Error>
     let directory: String
 
@@ -282,7 +282,7 @@ struct DriverRig {
         try device.runBoundToTest()
         defer { stopProcess(device) }
 
-        let sink = RecordingSink()
+        let sink = RecordingSink(kinds: EventKindRegistry.dosecalKinds)
         let configuration = try DaemonConfiguration.load(
             text: "[[device]]\nid = \"peer\"\ndriver = \"\(driver)\"\npath = \"\(dir)/driver\"\n\(extra)",
             file: nil, drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "n")

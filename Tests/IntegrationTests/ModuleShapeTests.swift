@@ -14,6 +14,7 @@ import Testing
         var kind: String
         var dependencies: Set<String>
         var imports: [String: Set<String>]  // module → files importing it
+        var path: String?
     }
 
     static func loadTargets() async throws -> [String: Target] {
@@ -43,7 +44,8 @@ import Testing
                 }
             }
             let folder = item["path"]?.stringValue ?? (kind == "test" ? "Tests/\(name)" : "Sources/\(name)")
-            targets[name] = Target(name: name, kind: kind, dependencies: dependencies, imports: try imports(in: repositoryRoot + "/" + folder))
+            targets[name] = Target(
+                name: name, kind: kind, dependencies: dependencies, imports: try imports(in: repositoryRoot + "/" + folder), path: folder)
         }
         return targets
     }
@@ -124,4 +126,42 @@ import Testing
             #expect(unused.isEmpty, "\(target.name) declares \(unused.sorted()) in Package.swift but no file of it imports them")
         }
     }
+
+    /// The event-kind families each module may declare. A module declares the kinds it
+    /// produces (`EventKindRegistry.<module>Kinds`, in its own sources); `NMCatalog`
+    /// only assembles them into `EventKindRegistry.standard`.
+    static let kindFamilies: [String: Set<String>] = [
+        "NMBridgeCore": ["daemon", "device", "driver"],
+        "NMJournal": ["journal"],
+        "NMShipper": ["shipper"],
+        "DoseCalibrator": ["dosecal"],
+        "DicomStore": ["dicom"],
+        "ModbusGantry": ["gantry"],
+        "NMQualityControl": ["qc"],
+    ]
+
+    @Test func eachModuleDeclaresItsOwnEventKinds() async throws {
+        let targets = try await Self.loadTargets()
+        let declaration = /EventKind\(\s*"([a-z0-9_]+)\.[a-z0-9_.]+"/
+        var declaredBy: [String: String] = [:]
+        for target in targets.values where target.kind != "test" {
+            let folder = repositoryRoot + "/" + (target.path ?? "Sources/\(target.name)")
+            guard let files = FileManager.default.enumerator(atPath: folder) else { continue }
+            for case let file as String in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOfFile: folder + "/" + file, encoding: .utf8)
+                for match in text.matches(of: declaration) {
+                    let family = String(match.1)
+                    #expect(
+                        Self.kindFamilies[target.name]?.contains(family) == true,
+                        "\(target.name)/\(file) declares a \(family).* kind; kindFamilies gives \(family).* to \(Self.kindFamilies.first { $0.value.contains(family) }?.key ?? "no module")")
+                    if let other = declaredBy[family], other != target.name {
+                        Issue.record("\(family).* is declared by both \(other) and \(target.name)")
+                    }
+                    declaredBy[family] = target.name
+                }
+            }
+        }
+        #expect(Set(declaredBy.keys) == Set(Self.kindFamilies.values.joined()), "families declared: \(declaredBy.keys.sorted())")
+    }
 }
+

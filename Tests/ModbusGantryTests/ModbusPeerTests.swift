@@ -66,7 +66,7 @@ enum Peers {
 
 /// A modbus driver configured from TOML as the daemon would, recording what it reports.
 struct GantryRig {
-    let sink = RecordingSink()
+    let sink = RecordingSink(kinds: EventKindRegistry.gantryKinds)
     let task: Task<Void, any Error>
 
     init(_ device: String, id: String = "gantry-test") throws {

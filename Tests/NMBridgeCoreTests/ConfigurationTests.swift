@@ -1,11 +1,12 @@
 import Foundation
+import NMCatalog
 import ScriptDriver
 import TestSupport
 import Testing
 
 @testable import NMBridgeCore
 
-let catalog = DriverCatalog([ScriptDriver.self])
+let catalog = DriverCatalog([ScriptDriver.self], eventKinds: .standard)
 
 func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
     try DaemonConfiguration.load(text: text, file: "test.toml", drivers: catalog, defaultNode: "host-a", baseDirectory: "/etc/nmbridge")
@@ -318,7 +319,7 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
             link down cable pulled
             fail "firmware hang"
             loop
-            """, source: "s")
+            """, source: "s", registry: .standard)
         #expect(
             script.steps == [
                 .link(up: true, reason: "bench power"), .wait(0.5), .emit(kind: "gantry.acquisition", data: ["state": "started"], raw: nil),
@@ -343,7 +344,7 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
         ]
         for (text, line, message) in cases {
             do {
-                _ = try ScriptParser.parse(text, source: "f.script")
+                _ = try ScriptParser.parse(text, source: "f.script", registry: .standard)
                 Issue.record("accepted: \(text)")
             } catch {
                 #expect(error.line == line, "\(text): \(error)")
@@ -356,7 +357,7 @@ func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
     @Test func builtinScriptsParse() throws {
         for name in BuiltinScripts.names {
             let text = try #require(BuiltinScripts.text(named: name))
-            #expect(try ScriptParser.parse(text, source: name).steps.isEmpty == false)
+            #expect(try ScriptParser.parse(text, source: name, registry: .standard).steps.isEmpty == false)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NMCatalog
 import ScriptDriver
 import Testing
 import TestSupport
@@ -39,7 +40,7 @@ import TestSupport
         var accepted = 0
         for text in mutations(of: Self.scriptSample, count: 3000, seed: 42) {
             do {
-                _ = try ScriptParser.parse(text, source: "fuzz")
+                _ = try ScriptParser.parse(text, source: "fuzz", registry: .standard)
                 accepted += 1
             } catch {
                 #expect(error.line >= 1)
@@ -47,7 +48,7 @@ import TestSupport
         }
         #expect(accepted > 0 && accepted < 3000, "the mutations exercise both paths: \(accepted)")
         let huge = String(repeating: "wait 1\n", count: 200_000)
-        #expect(throws: ScriptError.self) { try ScriptParser.parse(huge, source: "big") }
+        #expect(throws: ScriptError.self) { try ScriptParser.parse(huge, source: "big", registry: .standard) }
     }
 
     @Test func envelopeAndTimestampParsersAreTotal() {

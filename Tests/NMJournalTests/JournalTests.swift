@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Logging
 import NMBridgeCore
+import NMCatalog
 import TestSupport
 import Testing
 
@@ -17,7 +18,7 @@ func temporaryDirectory(_ name: String = #function) throws -> String {
 
 func openJournal(_ directory: String, sync: DaemonConfiguration.SyncMode = .normal, buffer: Int = 4096) throws -> Journal {
     try Journal.open(
-        JournalOptions(path: directory + "/journal.db", node: "test-node", sync: sync, subscriberBuffer: buffer),
+        JournalOptions(path: directory + "/journal.db", node: "test-node", registry: .standard, sync: sync, subscriberBuffer: buffer),
         logger: Logger(label: "test"))
 }
 

@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import NMBridgeCore
+import NMCatalog
 import NMClient
 import NMJournal
 import TestSupport
@@ -19,7 +20,7 @@ func withAPI(
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let logger = Logger(label: "test")
-    let journal = try Journal.open(JournalOptions(path: dir + "/journal.db", node: "test-node", sync: .normal, subscriberBuffer: buffer), logger: logger)
+    let journal = try Journal.open(JournalOptions(path: dir + "/journal.db", node: "test-node", registry: .standard, sync: .normal, subscriberBuffer: buffer), logger: logger)
     let routes = APIRoutes(
         journal: journal, monitor: DeviceMonitor(journal: journal, devices: [], logger: logger), node: "test-node",
         keepAlive: .milliseconds(200), stallTimeout: stallTimeout)

@@ -148,8 +148,8 @@ extension UsbResetTests {
                     "result": "failed",
                     "error": .string("USB lookup for \(Self.gone): no such device in sysfs (unplugged?)"),
                 ])
-            #expect(EventKindRegistry.standard.problems(kind: "device.usb_reset", data: data) == [])
-            #expect(EventKindRegistry.standard.kind(named: "device.usb_reset")?.defaultSeverity == .warning)
+            #expect(EventKindRegistry(EventKindRegistry.coreKinds).problems(kind: "device.usb_reset", data: data) == [])
+            #expect(EventKindRegistry(EventKindRegistry.coreKinds).kind(named: "device.usb_reset")?.defaultSeverity == .warning)
         }
     }
 }
@@ -347,7 +347,7 @@ extension UsbResetTests {
             #expect(failedData["result"] == "failed")
             #expect(failedData["usb"] == usb)
             #expect(failedData["error"]?.stringValue?.contains("USB reset failed: LIBUSB_ERROR_NOT_FOUND") == true)
-            #expect(EventKindRegistry.standard.problems(kind: "device.usb_reset", data: failedData) == [])
+            #expect(EventKindRegistry(EventKindRegistry.coreKinds).problems(kind: "device.usb_reset", data: failedData) == [])
 
             kernel.respond { request in request == usbdevfsReset ? (0, 0) : (-1, ENOTTY) }
             let attempt = await USBDevice.resetAdapter(of: tty, reason: reason)
@@ -355,7 +355,7 @@ extension UsbResetTests {
             #expect(attempt.device == adapter.sysfs)
             let data = attempt.eventData(tty: tty)
             #expect(data == ["reason": "5 consecutive reply timeouts", "usb": usb, "result": "reset"])
-            #expect(EventKindRegistry.standard.problems(kind: "device.usb_reset", data: data) == [])
+            #expect(EventKindRegistry(EventKindRegistry.coreKinds).problems(kind: "device.usb_reset", data: data) == [])
             #expect(kernel.requests.filter { $0 == usbdevfsReset }.count == 4)
             withExtendedLifetime((testbed, kernel)) {}
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NMBridgeCore
+import NMCatalog
 import NMJournal
 import TestSupport
 import Testing
@@ -15,13 +16,13 @@ final class QCFixture: Sendable {
 
     init(_ name: String = #function) throws {
         directory = try makeTemporaryDirectory("qc", name)
-        journal = try Journal.open(JournalOptions(path: directory + "/journal.db", node: "qc-node", sync: .normal), logger: logger)
+        journal = try Journal.open(JournalOptions(path: directory + "/journal.db", node: "qc-node", registry: .standard, sync: .normal), logger: logger)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     func reopened() throws -> Journal {
-        try Journal.open(JournalOptions(path: directory + "/journal.db", node: "qc-node", sync: .normal), logger: logger)
+        try Journal.open(JournalOptions(path: directory + "/journal.db", node: "qc-node", registry: .standard, sync: .normal), logger: logger)
     }
 
     static func at(_ text: String) -> Date { Timestamp.parse(text)! }

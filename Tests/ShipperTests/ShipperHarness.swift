@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NMBridgeCore
+import NMCatalog
 import NMJournal
 import NMShipper
 import TestSupport
@@ -16,7 +17,7 @@ let quietLogger: Logger = {
 }()
 
 func openJournal(_ path: String, node: String) throws -> Journal {
-    try Journal.open(JournalOptions(path: path, node: node, sync: .normal), logger: quietLogger)
+    try Journal.open(JournalOptions(path: path, node: node, registry: .standard, sync: .normal), logger: quietLogger)
 }
 
 /// `[shipper]` settings for a test server: quick retries. `shipper.lagging` after 1 s

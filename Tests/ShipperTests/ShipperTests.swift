@@ -1,5 +1,6 @@
 import Foundation
 import NMBridgeCore
+import NMCatalog
 import NMJournal
 import PostgresNIO
 import TestSupport

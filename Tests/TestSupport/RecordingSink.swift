@@ -3,16 +3,22 @@ import NMBridgeCore
 import Synchronization
 
 /// Collects what a driver reports, as the daemon's sink would journal it. An event of a
-/// kind the registry does not know is refused with an error, as the journal would refuse it.
+/// kind neither the core nor the driver's module declares is refused with an error, as the
+/// journal would refuse it.
 public final class RecordingSink: DriverEventSink {
     public let drafts = Mutex<[EventDraft]>([])
     public let links = Mutex<[LinkState]>([])
     public let heartbeats = Atomic<Int>(0)
 
-    public init() {}
+    let registry: EventKindRegistry
+
+    /// `kinds`: the kinds the driver's module declares (e.g. `EventKindRegistry.dosecalKinds`).
+    public init(kinds: [EventKind] = []) {
+        registry = EventKindRegistry(EventKindRegistry.coreKinds + kinds)
+    }
 
     public func emit(_ draft: EventDraft) async throws {
-        guard EventKindRegistry.standard.accepts(draft.kind) else {
+        guard registry.accepts(draft.kind) else {
             throw NMBridgeError(.unknownEventKind, "unregistered kind \(draft.kind)")
         }
         drafts.withLock { $0.append(draft) }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NMBridgeCore
+import NMCatalog
 import NMJournal
 
 /// N writer tasks, each appending single events in a loop; every `append` is awaited
@@ -47,7 +48,7 @@ struct JournalAppend: BenchCommand {
         for count in writerCounts {
             let path = "\(storage.dir)/nmbridge-\(storage.sync)-w\(count).db"
             removeDatabase(path)
-            let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: syncMode), logger: logger)
+            let journal = try Journal.open(JournalOptions(path: path, node: "bench", registry: .standard, sync: syncMode), logger: logger)
             for i in 0..<warmup {
                 try await journal.append(Self.draft(writer: 0, index: i))
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NMBridgeCore
+import NMCatalog
 import NMJournal
 import NMQualityControl
 
@@ -36,7 +37,7 @@ struct QualityControlCatchUp: BenchCommand {
             try await fill(path)
             return
         }
-        let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: .normal), logger: benchLogger())
+        let journal = try Journal.open(JournalOptions(path: path, node: "bench", registry: .standard, sync: .normal), logger: benchLogger())
         var settings = DaemonConfiguration.QualityControl(cursorFile: dir + "/qc-cursor.json")
         settings.checkSources = [
             .init(device: "dosecal-1", nuclide: "Cs-137", referenceBq: 7.4e6, referenceDate: Date(timeIntervalSince1970: 1_577_836_800), serial: "B")
@@ -71,7 +72,7 @@ struct QualityControlCatchUp: BenchCommand {
     /// each morning), every 100th an NM instance (20 instances per series, one series per
     /// study, each study followed by its `dicom.study.stable`).
     func fill(_ path: String) async throws {
-        let journal = try Journal.open(JournalOptions(path: path, node: "bench", sync: .normal), logger: benchLogger())
+        let journal = try Journal.open(JournalOptions(path: path, node: "bench", registry: .standard, sync: .normal), logger: benchLogger())
         let start = Date(timeIntervalSince1970: 1_795_000_000)
         var batch: [EventDraft] = []
         let formatter = DateFormatter()

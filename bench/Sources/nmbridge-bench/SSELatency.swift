@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NMBridgeCore
+import NMCatalog
 import NMClient
 import NMJournal
 import NMServer
@@ -62,7 +63,7 @@ struct SSELatency: BenchCommand {
         unlink(socketPath)
 
         let journal = try Journal.open(
-            JournalOptions(path: journalPath, node: "bench", sync: storage.syncMode),
+            JournalOptions(path: journalPath, node: "bench", registry: .standard, sync: storage.syncMode),
             logger: logger)
         let routes = APIRoutes(journal: journal, monitor: DeviceMonitor(journal: journal, devices: [], logger: logger), node: "bench")
         let (listening, listeningContinuation) = AsyncStream<Void>.makeStream()

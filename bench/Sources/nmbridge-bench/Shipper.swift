@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import NMBridgeCore
+import NMCatalog
 import NMJournal
 import NMShipper
 import Synchronization
@@ -60,7 +61,7 @@ struct ShipperCatchUp: BenchCommand {
         let path = "\(dir)/shipper-\(node).db"
         removeDatabase(path)
         let logger = benchLogger()
-        let journal = try Journal.open(JournalOptions(path: path, node: node, sync: .normal), logger: logger)
+        let journal = try Journal.open(JournalOptions(path: path, node: node, registry: .standard, sync: .normal), logger: logger)
         // The backlog: events shaped like dose calibrator measurements.
         let fillStart = monotonicNanos()
         var appended = 0
@@ -166,7 +167,7 @@ struct ShipperLatency: BenchCommand {
         let path = "\(dir)/shipper-latency.db"
         removeDatabase(path)
         let logger = benchLogger()
-        let journal = try Journal.open(JournalOptions(path: path, node: node, sync: .normal), logger: logger)
+        let journal = try Journal.open(JournalOptions(path: path, node: node, registry: .standard, sync: .normal), logger: logger)
         var settings = DaemonConfiguration.Shipper(url: try PostgresURL(server.postgres))
         if let flushMs { settings.flushInterval = Double(flushMs) / 1000 }
         let connector = try server.connector()
