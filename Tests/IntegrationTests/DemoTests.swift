@@ -1,4 +1,5 @@
 import Foundation
+import NMBridgeCore
 import TestSupport
 import Testing
 
@@ -27,6 +28,56 @@ import Testing
         }
         #expect(Set(ports).count == 2, "both demos announced the same DICOM port: \(ports)")
         for (demo, _) in demos { #expect(try await demo.stop() == 0, "\(demo.log)") }
+    }
+
+    /// The demo's simulated camera sends 21 days of two-head floods and today's COR to the
+    /// receiver it runs beside (at the port `--dicom-port 0` gave it); the QC service judges
+    /// each head of each flood and of the COR, and head 2's drift shows as rising UFOV integral
+    /// uniformity. Restarted on the same state directory, the camera sends identical bytes:
+    /// the receiver journals them as duplicates and nothing is judged twice.
+    @Test func theDemoCamerasFloodsAreJudgedOnceEach() async throws {
+        let directory = try temporaryDirectory("demo-camera")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let arguments = ["--demo", "--state-dir", directory, "--dicom-port", "0"]
+        let demo = try DaemonProcess(directory: directory, arguments: arguments)
+        try await demo.waitUntilReady()
+        let events = try await demo.waitForEvents(timeout: .seconds(180)) { events in
+            events.filter { $0.kind == "qc.camera.uniformity" }.count >= 42 && events.filter { $0.kind == "qc.camera.cor" }.count >= 2
+        }
+        let floods = events.filter { $0.kind == "qc.camera.uniformity" }
+        let cors = events.filter { $0.kind == "qc.camera.cor" }
+        #expect(floods.count == 42, "\(floods.count) uniformity findings for 21 two-head floods")
+        #expect(cors.count == 2, "\(cors.count) COR findings for one two-head acquisition")
+        #expect(Set(floods.compactMap { $0.data["head"]?.intValue }) == [1, 2])
+        #expect(Set((floods + cors).map(\.device)) == ["demo-camera"])
+        #expect(floods.allSatisfy { $0.data["result"]?.stringValue != "not_judged" }, "\(floods.map { $0.data["finding"]?.stringValue ?? "" })")
+        // Head 2's cold region deepens day by day: its last flood is less uniform than its first.
+        let head2 = floods.filter { $0.data["head"]?.intValue == 2 }.compactMap { $0.data["ufov"]?["integral_pct"]?.doubleValue }
+        let first = try #require(head2.first), last = try #require(head2.last)
+        #expect(head2.count == 21 && last > first, "head 2 UFOV IU over the days: \(head2)")
+        let stored = events.filter { $0.kind == "dicom.instance.stored" && $0.device == "dicom-DEMOCAM" }.count
+        #expect(stored == 22, "21 floods and one COR acquisition stored, not \(stored)")
+        #expect(try await demo.stop() == 0, "\(demo.log)")
+
+        let again = try DaemonProcess(directory: directory, arguments: arguments)
+        try await again.waitUntilReady()
+        let second = try await again.waitForEvents(timeout: .seconds(180)) { events in
+            events.filter { $0.kind == "dicom.instance.stored" && $0.device == "dicom-DEMOCAM" && $0.data["duplicate"] != nil }.count >= stored
+        }
+        // Once the QC service has judged through the last duplicate, anything it would judge
+        // again would be journaled.
+        let lastDuplicate = try #require(second.last { $0.kind == "dicom.instance.stored" && $0.data["duplicate"] != nil }?.seq)
+        var judged: Int64 = 0
+        for _ in 0..<1800 where judged < lastDuplicate {
+            let health = try JSONValue.parse(try await again.client.get("/v1/health").text)
+            judged = health["qc"]?["judged_seq"]?.intValue ?? 0
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(judged >= lastDuplicate, "the QC service did not reach seq \(lastDuplicate)\n\(again.log)")
+        let after = try await again.allEvents()
+        #expect(after.filter { $0.kind == "qc.camera.uniformity" }.count == 42, "floods judged again after a restart")
+        #expect(after.filter { $0.kind == "qc.camera.cor" }.count == 2)
+        #expect(try await again.stop() == 0, "\(again.log)")
     }
 
     /// A taken port is named, with the way out.
