@@ -25,13 +25,14 @@ struct CalibratorSession {
     }
 
     mutating func run(_ port: SerialPort) async throws -> Never {
-        if case .line(let pattern) = settings.dialect {
+        let family = settings.family
+        guard type(of: family).isPolled else {
             // A printer port speaks when it has something to say.
             while true {
                 let bytes = try await port.read(timeout: .seconds(3600))
                 for line in lines.push(bytes) {
                     switch line {
-                    case .success(let text): try await handle(pattern.decode(text, final: true))
+                    case .success(let text): try await handle(family.decode(text, raw: text, answering: nil))
                     case .failure(let violation): try await handle(.violation(violation))
                     }
                 }
@@ -40,7 +41,7 @@ struct CalibratorSession {
         let clock = ContinuousClock()
         while true {
             let started = clock.now
-            try await pollOnce(port)
+            try await pollOnce(port, family)
             let elapsed = started.duration(to: clock.now)
             if elapsed < settings.pollInterval {
                 try await context.clock.sleep(for: settings.pollInterval - elapsed)
@@ -50,7 +51,8 @@ struct CalibratorSession {
 
     // MARK: - Polling
 
-    private mutating func pollOnce(_ port: SerialPort) async throws {
+    /// Sends the family's requests one after the other and handles each reply.
+    private mutating func pollOnce(_ port: SerialPort, _ family: any DoseCalibratorFamily) async throws {
         let leftover = port.discardInput()
         if !leftover.isEmpty {
             // Bytes after the last reply put that reply in doubt: it no longer counts
@@ -58,45 +60,49 @@ struct CalibratorSession {
             settlers.removeAll()
             try await handle(.violation(ProtocolViolation("unexpected bytes between replies", bytes: Array(leftover.prefix(64)))))
         }
-        switch settings.dialect {
-        case .crc15r(let unitCodes):
-            try await port.write(CapintecCRC15R.request)
-            let reply = try await readBytes(port, count: CapintecCRC15R.replyLength)
-            if reply.isEmpty { return try await noReply() }
-            if reply.count < CapintecCRC15R.replyLength {
-                try await handle(.violation(ProtocolViolation("reply cut short after \(reply.count) bytes", bytes: reply)))
-                return
-            }
-            // The reply has no frame of its own; bytes after its 11 mean the 11 cannot be
-            // trusted either (a noisy line, another talker). Such a reply is an error only,
-            // never a reading that counts towards settling.
-            if reply.count > CapintecCRC15R.replyLength {
-                settlers.removeAll()
-                return try await handle(.violation(ProtocolViolation("bytes after the reply", bytes: Array(reply.prefix(64)))))
-            }
-            try await handle(CapintecCRC15R.decode(reply, unitCodes: unitCodes))
-        case .crc35r(let unitCodes, let chambers):
-            for chamber in chambers {
-                frames.reset()
-                try await port.write(CapintecCRC35R.readRequest(chamber: chamber))
-                guard let (body, raw) = try await readFrame(port) else {
-                    try await noReply()
-                    continue
-                }
-                let message = CapintecCRC35R.decodeBody(body, frame: raw, unitCodes: unitCodes)
-                if case .reading(let reading) = message, reading.chamber != chamber {
-                    try await handle(.violation(ProtocolViolation("asked chamber \(chamber), reply is for chamber \(reading.chamber ?? 0)", bytes: raw)))
-                    continue
-                }
-                try await handle(message, chamber: chamber)
-            }
-        case .atomlab(let pattern):
+        for request in family.pollRequests {
+            frames.reset()
             lines.reset()
-            try await port.write(BiodexAtomlab.request)
-            guard let line = try await readLine(port) else { return try await noReply() }
-            try await handle(pattern.decode(line, final: false))
+            try await port.write(request.bytes)
+            switch try await readReply(port, framing: type(of: family).framing) {
+            case .reply(let reply, let raw): try await handle(family.decode(reply, raw: raw, answering: request), chamber: request.chamber ?? 0)
+            case .none: try await noReply()
+            case .rejected: continue
+            }
+        }
+    }
+
+    private enum ReplyOutcome {
+        case reply([UInt8], raw: [UInt8])
+        /// Nothing came in time (an unanswered poll).
+        case none
+        /// Something came, but not a reply; it was journaled as a protocol error.
+        case rejected
+    }
+
+    /// One reply cut from the stream as `framing` says.
+    private mutating func readReply(_ port: SerialPort, framing: ReplyFraming) async throws -> ReplyOutcome {
+        switch framing {
+        case .fixedLength(let length):
+            let reply = try await readBytes(port, count: length)
+            if reply.isEmpty { return .none }
+            if reply.count < length {
+                try await handle(.violation(ProtocolViolation("reply cut short after \(reply.count) bytes", bytes: reply)))
+                return .rejected
+            }
+            // The reply has no frame of its own; bytes after it mean it cannot be trusted
+            // either (a noisy line, another talker). Such a reply is an error only, never a
+            // reading that counts towards settling.
+            if reply.count > length {
+                settlers.removeAll()
+                try await handle(.violation(ProtocolViolation("bytes after the reply", bytes: Array(reply.prefix(64)))))
+                return .rejected
+            }
+            return .reply(reply, raw: reply)
+        case .checksummedFrame:
+            return try await readFrame(port).map { .reply($0.body, raw: $0.raw) } ?? .none
         case .line:
-            return
+            return try await readLine(port).map { .reply($0, raw: $0) } ?? .none
         }
     }
 

@@ -3,7 +3,8 @@ import Logging
 import NMBridgeCore
 import NMTransport
 
-/// Settings shared by every dose calibrator driver, plus the family's dialect.
+/// Settings shared by every dose calibrator driver, plus the family's own (its method table
+/// with the device's parameters).
 public struct DoseCalibratorSettings: Sendable {
     /// Which serial port: a fixed path, or a USB adapter found through udev hotplug.
     public var selector: DeviceSelector
@@ -15,7 +16,7 @@ public struct DoseCalibratorSettings: Sendable {
     public var errorInterval: Duration
     /// Unanswered polls in a row before a USB adapter is reset (0: never).
     public var usbResetAfterTimeouts: Int
-    public var dialect: Dialect
+    public var family: any DoseCalibratorFamily
     /// Where attach/detach decisions come from for USB selectors (udev; tests inject).
     var hotplug: @Sendable (DeviceSelector, Logger) throws -> HotplugDecisions = { selector, logger in
         try hotplugDecisions(selector: selector, monitor: UdevMonitor(logger: logger))
@@ -97,12 +98,12 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
         let minActivity = reader.double("min_activity_bq", in: 0...1e12) ?? 100_000
         let emitReadings = reader.bool("emit_readings") ?? false
         let errorInterval = ProtocolErrorLimiter.interval(from: reader)
-        let dialect = Family.dialect(from: reader)
-        guard reader.problems.count == problemsBefore, let selector, let serial, let dialect else { return nil }
+        let family = Family(from: reader)
+        guard reader.problems.count == problemsBefore, let selector, let serial, let family else { return nil }
         return Settings(
             selector: selector, serial: serial, pollInterval: .milliseconds(pollMs), replyTimeout: .milliseconds(replyMs),
             settle: SettleRule(mode: mode, minActivityBq: minActivity), emitReadings: emitReadings,
-            errorInterval: errorInterval, usbResetAfterTimeouts: resetAfter, dialect: dialect)
+            errorInterval: errorInterval, usbResetAfterTimeouts: resetAfter, family: family)
     }
 
     public static func defaultStaleAfter(_ settings: Settings) -> Double? {
@@ -210,8 +211,3 @@ public typealias CapintecCRC15RDriver = DoseCalibratorDriver<CapintecCRC15RFamil
 public typealias CapintecCRC35RDriver = DoseCalibratorDriver<CapintecCRC35RFamily>
 public typealias BiodexAtomlabDriver = DoseCalibratorDriver<BiodexAtomlabFamily>
 public typealias DoseCalibratorLineDriver = DoseCalibratorDriver<DoseCalibratorLineFamily>
-
-/// Every dose calibrator driver, for the daemon's catalog.
-public let doseCalibratorDrivers: [any Driver.Type] = [
-    CapintecCRC15RDriver.self, CapintecCRC35RDriver.self, BiodexAtomlabDriver.self, DoseCalibratorLineDriver.self,
-]

@@ -15,9 +15,8 @@ struct Simulate: AsyncParsableCommand {
             abstract: "Simulate a dose calibrator on a pseudo-terminal; prints the pty path, runs until Ctrl-C.",
             discussion: """
                 Point a [[device]] table's `path` at the printed pty (or at --link) and use the driver \
-                of the model: crc15r → capintec-crc15r, crc35r → capintec-crc35r, \
-                atomlab500 → biodex-atomlab, line → dosecal-line. The script format is in \
-                docs/dose-calibrators.md.
+                of the model: \(SimulatedModel.allCases.map { "\($0) → \($0.driverName)" }.joined(separator: ", ")). \
+                The script format is in docs/dose-calibrators.md.
                 """)
 
         @Option(help: "The instrument.")

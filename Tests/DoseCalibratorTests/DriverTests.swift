@@ -66,7 +66,7 @@ struct DriverRig {
         (.line, "dosecal-line"),
     ])
     func measurementArrivesWithBecquerel(model: SimulatedModel, driver: String) async throws {
-        let rig = try DriverRig(model: model, driver: driver, script: Self.vial(model), extra: model == .line ? "" : "poll_ms = 100")
+        let rig = try DriverRig(model: model, driver: driver, script: Self.vial(model), extra: model == .line ? "" : "poll_ms = 250")
         let arrived = await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty }
         // Let a few more polls pass: the same vial must not count twice.
         try await Task.sleep(for: .milliseconds(600))

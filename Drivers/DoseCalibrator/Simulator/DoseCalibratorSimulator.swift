@@ -3,14 +3,6 @@ import NMBridgeCore
 import NMTransport
 import Synchronization
 
-/// The calibrator models the simulator can play.
-public enum SimulatedModel: String, Sendable, CaseIterable {
-    case crc15r
-    case crc35r
-    case atomlab500
-    case line
-}
-
 /// A dose calibrator on a pty that answers like the instrument: the real wire protocol,
 /// the readings of a `SimulatorScript`, and its faults. Runs on a thread of its own.
 ///
@@ -97,7 +89,8 @@ public final class DoseCalibratorSimulator: Sendable {
     private func run() {
         var position: Position?
         var printed = false
-        var requests = RequestParser(model: model)
+        var instrument = model.family.simulatedInstrument()
+        let printsUnasked = !model.family.isPolled
 
         /// Enters step `index` now; `noise` and `disconnect` act on entry.
         func enter(_ index: Int) {
@@ -107,7 +100,7 @@ public final class DoseCalibratorSimulator: Sendable {
             case .noise(let count): send(Self.randomBytes(count))
             case .disconnect:
                 if case .seconds(let seconds) = script.steps[index].length { disconnect(for: seconds) }
-                requests = RequestParser(model: model)
+                instrument = model.family.simulatedInstrument()
             default: break
             }
         }
@@ -130,21 +123,21 @@ public final class DoseCalibratorSimulator: Sendable {
         }
 
         while !stopped.load(ordering: .relaxed) {
-            if position == nil, model == .line, state.withLock({ $0.pty?.peerIsOpen ?? false }) { enter(0) }
+            if position == nil, printsUnasked, state.withLock({ $0.pty?.peerIsOpen ?? false }) { enter(0) }
             advance()
-            // The line model prints once per vial, after the reading has settled.
-            if model == .line, !printed, let current = position, case .show = script.steps[current.index].action,
+            // A printing model prints once per vial, after the reading has settled.
+            if printsUnasked, !printed, let current = position, case .show = script.steps[current.index].action,
                 Date().timeIntervalSince(current.since) >= 1
             {
                 printed = true
-                respond(to: .lineRequest, at: current)
+                respond(to: SimulatedRequest(), at: current, instrument)
             }
             guard let pty = state.withLock({ $0.pty }) else { return }
-            for request in requests.push(pty.read(timeoutMs: 20)) {
+            for request in instrument.requests(in: pty.read(timeoutMs: 20)) {
                 if position == nil { enter(0) }
                 advance()
                 guard var current = position else { continue }
-                respond(to: request, at: current)
+                respond(to: request, at: current, instrument)
                 current.requests += 1
                 position = current
             }
@@ -173,29 +166,29 @@ public final class DoseCalibratorSimulator: Sendable {
 
     // MARK: - Replies
 
-    private func respond(to request: Request, at position: Position) {
+    private func respond(to request: SimulatedRequest, at position: Position, _ instrument: any SimulatedInstrument) {
         let step = script.steps[position.index]
         var reply: [UInt8]
         switch step.action {
         case .silence, .disconnect, .noise:
             return
         case .garbage:
-            reply = Self.randomBytes(model == .crc15r ? CapintecCRC15R.replyLength : 24)
+            reply = Self.randomBytes(instrument.garbageLength)
         case .show(_, _, _, let chamber?) where request.chamber.map({ $0 != chamber }) ?? false:
             // A multi-chamber model shows the vial in its own chamber only.
-            reply = encodeEmpty(request)
+            reply = instrument.emptyReply(to: request)
         case .show(let nuclide, let value, let unit, _):
             let countedInRequests = if case .requests = step.length { true } else { false }
             let shown = Self.ramp(
                 value, seconds: Date().timeIntervalSince(position.since), requests: position.requests,
                 countedInRequests: countedInRequests)
-            reply = encode(request, nuclide: nuclide, value: shown, unit: unit, corrupt: false)
+            reply = instrument.reply(to: request, nuclide: nuclide, value: shown, unit: unit, corrupt: false)
         case .badChecksum:
-            reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, corrupt: true)
+            reply = instrument.reply(to: request, nuclide: "Tc-99m", value: 740, unit: .mbq, corrupt: true)
         case .empty:
-            reply = encodeEmpty(request)
+            reply = instrument.emptyReply(to: request)
         case .split:
-            reply = encode(request, nuclide: "Tc-99m", value: 740, unit: .mbq, corrupt: false)
+            reply = instrument.reply(to: request, nuclide: "Tc-99m", value: 740, unit: .mbq, corrupt: false)
             let cut1 = reply.count / 3
             let cut2 = 2 * reply.count / 3
             send(Array(reply[..<cut1]))
@@ -208,113 +201,7 @@ public final class DoseCalibratorSimulator: Sendable {
         state.withLock { $0.replies += 1 }
     }
 
-    private func encode(_ request: Request, nuclide: String, value: Double, unit: ActivityUnit, corrupt: Bool) -> [UInt8] {
-        switch (model, request) {
-        case (.crc15r, .crc15r(let letters)):
-            let code = Self.code(for: unit, in: CapintecCRC15R.defaultUnitCodes) ?? 5
-            let inCode = code == 5 && unit != .mbq ? value * unit.becquerel / 1e6 : value
-            let full = CapintecCRC15R.encode(
-                nuclide: CapintecCRC15R.displayName(nuclide), unitCode: corrupt ? 0xEE : UInt8(code), value: Float(inCode))
-            return letters.map { full[Int($0 - UInt8(ascii: "A"))] }
-        case (.crc35r, .crc35r(let asked)):
-            // The CRC-35R reports kBq, MBq or GBq: convert.
-            let bq = value * unit.becquerel
-            let (shown, code) = bq >= 1e10 ? (bq / 1e9, 5) : bq >= 1e6 ? (bq / 1e6, 4) : (bq / 1e3, 3)
-            var frame = CapintecCRC35R.frame(
-                CapintecCRC35R.replyBody(
-                    chamber: asked, name: CapintecCRC15R.displayName(nuclide), valueText: Self.text(shown), unitCode: code))
-            if corrupt { frame[frame.count - 2] ^= 0x5A }
-            return frame
-        case (.atomlab500, _), (.line, _):
-            let name = CapintecCRC15R.displayName(nuclide).replacingOccurrences(of: " ", with: "")
-            let text = corrupt ? "\(name) ?.?? \(unit.rawValue)" : "\(name) \(Self.text(value)) \(unit.rawValue)"
-            return Array((text + "\r\n").utf8)
-        default:
-            return []
-        }
-    }
-
-    private func encodeEmpty(_ request: Request) -> [UInt8] {
-        switch (model, request) {
-        case (.crc15r, .crc15r(let letters)):
-            let full = CapintecCRC15R.encode(nuclide: "", unitCode: 0, value: 0)
-            return letters.map { full[Int($0 - UInt8(ascii: "A"))] }
-        case (.crc35r, .crc35r(let asked)):
-            return CapintecCRC35R.frame(CapintecCRC35R.replyBody(chamber: asked, name: "", valueText: "", unitCode: 4))
-        case (.atomlab500, _):
-            return Array("\r\n".utf8)
-        default:
-            return []
-        }
-    }
-
-    static func code(for unit: ActivityUnit, in table: UnitCodeTable) -> Int? {
-        table.units.first { $0.value == unit }?.key
-    }
-
-    /// Four significant digits, as calibrator displays show them.
-    static func text(_ value: Double) -> String {
-        let digits = value >= 1000 ? 0 : value >= 100 ? 1 : value >= 10 ? 2 : 3
-        return String(format: "%.\(digits)f", value)
-    }
-
     static func randomBytes(_ count: Int) -> [UInt8] {
         (0..<count).map { _ in UInt8.random(in: 0...255) }
-    }
-}
-
-/// What the host asked for.
-enum Request: Equatable {
-    /// CRC-15R letters `A`…`K` received after `@`, answered together.
-    case crc15r([UInt8])
-    /// CRC-35R `R<n>`.
-    case crc35r(Int)
-    /// Atomlab `1` or ^C.
-    case atomlab
-    /// The line model prints without being asked.
-    case lineRequest
-
-    /// The chamber asked for, on multi-chamber models.
-    var chamber: Int? {
-        if case .crc35r(let n) = self { n } else { nil }
-    }
-}
-
-/// Finds requests in the bytes the host sends.
-struct RequestParser {
-    let model: SimulatedModel
-    private var framer = CRC35RFramer()
-    private var letters: [UInt8] = []
-
-    init(model: SimulatedModel) {
-        self.model = model
-    }
-
-    mutating func push(_ bytes: [UInt8]) -> [Request] {
-        guard !bytes.isEmpty else { return [] }
-        switch model {
-        case .crc15r:
-            // Each letter A–K returns its part of the reply; collect what arrived together.
-            var requests: [Request] = []
-            for byte in bytes {
-                if (UInt8(ascii: "A")...UInt8(ascii: "K")).contains(byte) { letters.append(byte) }
-            }
-            if !letters.isEmpty {
-                requests.append(.crc15r(letters))
-                letters.removeAll()
-            }
-            return requests
-        case .crc35r:
-            return framer.push(bytes).compactMap { output in
-                guard case .frame(let body, _) = output, body.count == 2, body[0] == UInt8(ascii: "R"),
-                    let n = Int(String(UnicodeScalar(body[1]))), (1...8).contains(n)
-                else { return nil }
-                return .crc35r(n)
-            }
-        case .atomlab500:
-            return bytes.filter { $0 == 0x31 || $0 == 0x03 }.map { _ in .atomlab }
-        case .line:
-            return []
-        }
     }
 }
