@@ -100,6 +100,15 @@ import Testing
             #expect(reach.isDisjoint(with: Self.drivers.union(Self.consumers)), "\(driver) depends on \(reach.intersection(Self.drivers.union(Self.consumers)).sorted())")
         }
 
+        // Only the composition root (NMServer) and what this build knows (NMCatalog: drivers
+        // and event kinds) reach every subsystem.
+        let subsystems = Self.drivers.union(["NMJournal", "NMShipper", "NMQualityControl"])
+        for target in targets.values where target.kind != "test" && target.path?.hasPrefix("bench/") != true {
+            if subsystems.isSubset(of: Self.closure(target.name, targets)) {
+                #expect(["NMServer", "NMCatalog", "nmbridged", "nmbridge"].contains(target.name), "\(target.name) reaches every subsystem")
+            }
+        }
+
         // One Swift module per C library.
         let cModules = targets.values.filter { $0.kind == "system" || $0.name == "CTerminal" }.map(\.name)
         #expect(cModules.count >= 5, "\(cModules)")
