@@ -169,7 +169,7 @@ struct DriverRig {
     @Test func unplugAndReplugReopensThePort() async throws {
         let rig = try DriverRig(
             model: .crc15r, driver: "capintec-crc15r",
-            script: "show Tc-99m 740 MBq for 20 requests\ndisconnect for 1s\nshow F-18 370 MBq for 600s", extra: "poll_ms = 100")
+            script: "show Tc-99m 740 MBq for 20 requests\ndisconnect for 1s\nshow F-18 370 MBq for 600s", extra: "poll_ms = 250")
         let both = await rig.sink.wait { rig.sink.events("dosecal.measurement").count >= 2 }
         await rig.stop()
         #expect(both)
@@ -189,7 +189,7 @@ struct DriverRig {
     @Test func aVialShowsOnlyInItsChamber() async throws {
         let rig = try DriverRig(
             model: .crc35r, driver: "capintec-crc35r", script: "show F-18 370 MBq for 600s chamber 3",
-            extra: "poll_ms = 100\nchambers = [1, 3]")
+            extra: "poll_ms = 250\nchambers = [1, 3]")
         let arrived = await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty }
         try await Task.sleep(for: .milliseconds(500))
         await rig.stop()
@@ -199,7 +199,7 @@ struct DriverRig {
 
     @Test func multiChamberCRC35R() async throws {
         let rig = try DriverRig(
-            model: .crc35r, driver: "capintec-crc35r", script: "show Ga-68 1.2 GBq for 600s", extra: "poll_ms = 100\nchambers = [1, 3]")
+            model: .crc35r, driver: "capintec-crc35r", script: "show Ga-68 1.2 GBq for 600s", extra: "poll_ms = 250\nchambers = [1, 3]")
         let both = await rig.sink.wait { Set(rig.sink.events("dosecal.measurement").compactMap { $0.data["chamber"] }).count == 2 }
         await rig.stop()
         #expect(both)
@@ -214,7 +214,7 @@ struct DriverRig {
     @Test func attachesOnPlugDetachesOnUnplugIgnoresOthers() async throws {
         let (events, feed) = AsyncThrowingStream<HotplugEvent, any Error>.makeStream()
         let rig = try DriverRig(
-            model: .crc15r, driver: "capintec-crc15r", script: "show Tc-99m 740 MBq for 600s", extra: "poll_ms = 100",
+            model: .crc15r, driver: "capintec-crc15r", script: "show Tc-99m 740 MBq for 600s", extra: "poll_ms = 250",
             selector: "usb_serial = \"A50285BI\"",
             hotplug: { selector, _ in HotplugDecisions(selector: selector, present: [], events: events) })
         let adapter = TTYDeviceInfo(
@@ -301,7 +301,7 @@ struct DriverRig {
     func crc35rAgainstAPythonDeviceOverSocat() async throws {
         let (sink, arrived) = try await withPeer(
             "crc35r_device.py", ["Tc99m", "740.0", "4", "3"], driver: "capintec-crc35r",
-            extra: "poll_ms = 100\nprotocol_error_interval_s = 0"
+            extra: "poll_ms = 250\nprotocol_error_interval_s = 0"
         ) { !$0.events("dosecal.measurement").isEmpty }
         #expect(arrived)
         let m = try #require(sink.events("dosecal.measurement").first)
@@ -320,7 +320,7 @@ struct DriverRig {
         let junkReplies = 12
         let (sink, arrived) = try await withPeer(
             "crc15r_device.py", ["Tc99m", "740.0", "5", "\(junkReplies)"], driver: "capintec-crc15r",
-            extra: "poll_ms = 100\nprotocol_error_interval_s = 0"
+            extra: "poll_ms = 250\nprotocol_error_interval_s = 0"
         ) { !$0.events("dosecal.measurement").isEmpty }
         #expect(arrived)
         let m = try #require(sink.events("dosecal.measurement").first)
