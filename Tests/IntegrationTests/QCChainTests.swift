@@ -37,7 +37,7 @@ import Testing
                 id = "dosecal-hotlab"
                 driver = "capintec-crc35r"
                 path = "dosecal.tty"
-                poll_ms = 100
+                poll_ms = 250
                 """,
             extra: """
                 [dicom]
