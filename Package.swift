@@ -131,6 +131,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Sends onward: the durable outbound DICOM queue (jobs journaled), routing, and an
+        // RRDSR per reconciled administration; delivery through DicomStore's requester.
+        .target(
+            name: "NMForward",
+            dependencies: [
+                "NMBridgeCore",
+                "NMJournal",
+                "NMQualityControl",
+                "DicomStore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Ships the local journal to a department-wide PostgreSQL table; follows that table.
         .target(
             name: "NMShipper",
@@ -160,6 +173,7 @@ let package = Package(
                 "NMJournal",
                 "NMShipper",
                 "NMQualityControl",
+                "NMForward",
                 "ScriptDriver",
                 "DoseCalibrator",
                 "ModbusGantry",
