@@ -75,7 +75,7 @@ import Testing
     }
 
     static let drivers: Set<String> = ["ScriptDriver", "DoseCalibrator", "ModbusGantry", "DicomStore"]
-    static let consumers: Set<String> = ["NMJournal", "NMShipper", "NMQualityControl", "NMServer", "NMCatalog"]
+    static let consumers: Set<String> = ["NMJournal", "NMShipper", "NMQualityControl", "NMForward", "NMServer", "NMCatalog"]
 
     @Test func theModuleGraphKeepsItsShape() async throws {
         let targets = try await Self.loadTargets()
