@@ -147,7 +147,7 @@ extension DaemonConfiguration {
                 dicom.peers.append(Dicom.Peer(aeTitle: title, host: host, device: device))
             }
         }
-        dicom.outbound = readOutbound(table, aeTitle: dicom.aeTitle, storage: dicom.storage)  // DicomOutboundConfiguration.swift
+        dicom.outbound = Dicom.readOutbound(table, aeTitle: dicom.aeTitle, storage: dicom.storage)  // DicomOutboundConfiguration.swift
         if dicom.peers.isEmpty, !dicom.acceptAnyCallingAE {
             table.tableProblem("no [[dicom.peer]] is allowed to send: add one, or set accept_any_calling_ae = true")
         }

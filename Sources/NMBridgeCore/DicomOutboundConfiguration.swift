@@ -147,7 +147,9 @@ extension DaemonConfiguration.Dicom {
                 d.line = entry.table.location.line
                 destination = d
             }
-            if let tls = entry.table("tls") {
+            if entry.table["tls"]?.bool != nil {
+                if entry.bool("tls") == true { destination?.tls = Destination.TLS() }
+            } else if let tls = entry.table("tls") {
                 var settings = Destination.TLS(
                     ca: tls.string("ca").map(table.resolvePath), certificate: tls.string("certificate").map(table.resolvePath),
                     key: tls.string("key").map(table.resolvePath))
@@ -161,8 +163,6 @@ extension DaemonConfiguration.Dicom {
                 }
                 tls.reportUnknownKeys()
                 destination?.tls = settings
-            } else if entry.bool("tls") == true {
-                destination?.tls = Destination.TLS()
             }
             entry.reportUnknownKeys()
             if let destination {

@@ -312,7 +312,7 @@ public struct RequesterAssociation {
             throw RequesterError(
                 .notAccepted, "\(peer) accepts no context for SOP class \(instance.sopClass) in \(instance.transferSyntax) (\(why))")
         }
-        let fd = Foundation.open(instance.path, O_RDONLY | O_CLOEXEC)
+        let fd = open(instance.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let id = takeMessageID()

@@ -1,5 +1,9 @@
 import Foundation
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A stored Part-10 file, as the requester sends it: its file meta says the SOP class and
 /// instance, the transfer syntax, and where the dataset starts. The dataset's bytes are
 /// sent as they are on disk (never re-encoded), so the destination receives exactly what
@@ -18,7 +22,7 @@ public struct StoredInstance: Sendable, Equatable {
     /// cut short or lacks the SOP class, instance or transfer syntax, is a ``RequesterError``
     /// naming the file.
     public static func open(path: String) throws(RequesterError) -> StoredInstance {
-        let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RequesterError(.file, "cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var info = stat()

@@ -2,6 +2,10 @@ import Crypto
 import Foundation
 import NMBridgeCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension RadiationDoseReport {
     /// What was written.
     public struct Written: Sendable {
@@ -34,7 +38,7 @@ extension RadiationDoseReport {
         guard fd >= 0 else { throw .resources("cannot create \(temporary): \(InstanceFile.errorText())") }
         var written = 0
         while written < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + written, bytes.count - written) }
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
             if n <= 0 {
                 let error = InstanceFile.errorText()
                 close(fd)

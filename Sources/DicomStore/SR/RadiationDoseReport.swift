@@ -393,7 +393,7 @@ public struct RadiationDoseReport: Sendable {
     /// DT with the zone's offset at that instant: `YYYYMMDDHHMMSS+HHMM`.
     static func dateTime(_ date: Date, _ zone: TimeZone) -> String {
         let offset = zone.secondsFromGMT(for: date) / 60
-        return self.date(date, zone) + time(date, zone) + String(format: "%@%02d%02d", offset < 0 ? "-" : "+", abs(offset) / 60, abs(offset) % 60)
+        return self.date(date, zone) + time(date, zone) + (offset < 0 ? "-" : "+") + String(format: "%02d%02d", abs(offset) / 60, abs(offset) % 60)
     }
 
     /// A UID under 2.25 derived from names (a SHA-256 of them, 128 bits as a decimal), so that
