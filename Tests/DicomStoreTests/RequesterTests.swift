@@ -22,7 +22,7 @@ final class StoreSCP: @unchecked Sendable {
         process.arguments = ["--aetitle", "STORESCP", "+B", "--output-directory", output] + arguments + ["\(self.port)"]
         process.environment = ProcessInfo.processInfo.environment.merging(["TCP_NODELAY": "1"]) { _, new in new }
         let log = directory + "/storescp-\(self.port).log"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.standardOutput = FileHandle(forWritingAtPath: log)
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.runBoundToTest()
@@ -111,7 +111,10 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         // +xi: storescp takes implicit VR little endian only; the files are explicit.
         let scp = try await StoreSCP(directory: dir, arguments: ["+xi"])
         defer { scp.stop() }
-        let instance = try StoredInstance.open(path: files[0])
+        // pydicom wrote implicit VR; DCMTK's dcmconv makes an explicit VR copy.
+        let converted = try await DicomPeers.run("/usr/bin/dcmconv", ["+te", files[0], dir + "/explicit.dcm"])
+        #expect(converted.status == 0, "\(converted.output)")
+        let instance = try StoredInstance.open(path: dir + "/explicit.dcm")
         #expect(instance.transferSyntax == DICOM.TransferSyntax.explicitLittle)
         let error = await #expect(throws: RequesterError.self) {
             try await DicomRequester.withAssociation(
@@ -134,6 +137,40 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         // A file that is not Part-10 is a file error, which no retry mends.
         try Data("not dicom".utf8).write(to: URL(fileURLWithPath: dir + "/x.dcm"))
         #expect(throws: RequesterError.self) { try StoredInstance.open(path: dir + "/x.dcm") }
+    }
+
+    @Test func storesOverTLSWithAClientCertificateToStorescp() async throws {
+        let dir = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await DicomTLSTests().makeCertificates(in: dir)
+        let files = try await Self.makeStudy(dir, count: 1)
+        // storescp over TLS (OpenSSL), requiring a client certificate issued by the CA.
+        let scp = try await StoreSCP(
+            directory: dir, arguments: ["+tls", dir + "/server.key", dir + "/server.crt", "+cf", dir + "/ca.crt"])
+        defer { scp.stop() }
+        var destination = Self.destination(port: scp.port)
+        var tls = DaemonConfiguration.Dicom.Destination.TLS(ca: dir + "/ca.crt", certificate: dir + "/client.crt", key: dir + "/client.key")
+        tls.verifyHostname = false
+        destination.tls = tls
+        let instances = try files.map { try StoredInstance.open(path: $0) }
+        let statuses = try await DicomRequester.withAssociation(
+            to: destination, contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")
+        ) { association in
+            var statuses: [UInt16] = []
+            for instance in instances { statuses.append(try await association.store(instance)) }
+            return statuses
+        }
+        #expect(statuses == [0, 0])
+        #expect(scp.files.count == 2)
+        // Without our certificate the peer refuses the handshake: a connection error, retried later.
+        destination.tls = DaemonConfiguration.Dicom.Destination.TLS(ca: dir + "/ca.crt")
+        let refused = await #expect(throws: RequesterError.self) {
+            try await DicomRequester.withAssociation(
+                to: destination, contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")) { association in
+                _ = try await association.store(instances[0])
+            }
+        }
+        #expect(refused?.isTransient == true, "\(String(describing: refused))")
     }
 
     @Test func storesToOrthanc() async throws {

@@ -1,5 +1,8 @@
 import Foundation
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -218,7 +221,7 @@ public struct RequesterAssociation {
     /// The largest PDV payload the peer takes.
     private(set) var maxPDVData = DicomRequester.unlimitedPDU
     private var nextMessageID: UInt16 = 1
-    private var open = false
+    private var isOpen = false
 
     init(
         peer: String, destination: DaemonConfiguration.Dicom.Destination, iterator: NIOAsyncChannelInboundStream<RawPDU>.AsyncIterator,
@@ -257,7 +260,7 @@ public struct RequesterAssociation {
                 }
             }
             if accept.maxPDULength > 6 { maxPDVData = Int(accept.maxPDULength) - 6 }  // 0: no limit
-            open = true
+            isOpen = true
         case .associateReject(let result, let source, let reason):
             throw RequesterError(
                 .associationRejected,
@@ -312,7 +315,7 @@ public struct RequesterAssociation {
             throw RequesterError(
                 .notAccepted, "\(peer) accepts no context for SOP class \(instance.sopClass) in \(instance.transferSyntax) (\(why))")
         }
-        let fd = open(instance.path, O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         let id = takeMessageID()
@@ -381,7 +384,7 @@ public struct RequesterAssociation {
                     return command
                 }
             case .abort(let source, let reason):
-                open = false
+                isOpen = false
                 throw RequesterError(.aborted, "\(peer) aborted the association (source \(source), reason \(reason))")
             case let other:
                 throw RequesterError(.protocolError, "\(peer) sent \(AssociationHandler.name(other)) while a response was awaited")
@@ -391,8 +394,8 @@ public struct RequesterAssociation {
 
     /// A-RELEASE-RQ, then waits for the A-RELEASE-RP.
     mutating func release() async throws {
-        guard open else { return }
-        open = false
+        guard isOpen else { return }
+        isOpen = false
         try await send(.releaseRequest)
         while true {
             switch try await receive("the A-RELEASE-RP") {
@@ -406,8 +409,8 @@ public struct RequesterAssociation {
 
     /// A-ABORT (source: service user), best effort.
     mutating func abort() async {
-        guard open else { return }
-        open = false
+        guard isOpen else { return }
+        isOpen = false
         try? await send(.abort(source: 0, reason: 0))
     }
 
