@@ -75,6 +75,7 @@ import Testing
     @Test func aStudyOf400ArrivesCompleteAndByteIdenticalAcrossAnOutageAndAKill() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/study", withIntermediateDirectories: true)
         let made = try await runProgram(
             testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", dir + "/study", "--count", "400", "--rows", "32"])
         #expect(made.status == 0, "\(made.stderr)")
