@@ -171,3 +171,95 @@ import Testing
         #expect(unknown.status == 1 && unknown.stderr.contains("999999"), "\(unknown.stderr)")
     }
 }
+
+/// An RRDSR from the whole chain: a dose calibrator (the script driver) measures the
+/// syringe and the residual, the console's NM image arrives, QC reconciles the
+/// administration, the outbound service writes the report and sends it to storescp.
+@Suite struct RRDSRChainTests {
+    @Test func aReconciledAdministrationGetsAnRRDSRThatReachesTheDestination() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+            link up "simulated dose calibrator"
+            emit dosecal.measurement {"nuclide": "Tc-99m", "activity_bq": 7.4e8, "reading": "20.00 mCi", "unit": "mCi"}
+            wait 3
+            emit dosecal.measurement {"nuclide": "Tc-99m", "activity_bq": 2.0e7, "reading": "0.540 mCi", "unit": "mCi"}
+            wait 36000
+            """.write(toFile: dir + "/hotlab.script", atomically: true, encoding: .utf8)
+        let port = try freeTCPPort()
+        let pacsPort = try freeTCPPort()
+        let pacs = try await ForwardingTests.startStoreSCP(port: pacsPort, output: dir + "/pacs", log: dir + "/pacs.log")
+        defer { stopProcess(pacs) }
+        let config = daemonConfig(
+            dir,
+            devices: "[[device]]\nid = \"dosecal-hotlab\"\ndriver = \"script\"\nscript = \"\(dir)/hotlab.script\"\n",
+            extra: """
+                [dicom]
+                port = \(port)
+                accept_any_calling_ae = true
+                stable_after_s = 1
+
+                [[dicom.destination]]
+                name = "dose-registry"
+                ae_title = "PACS"
+                host = "127.0.0.1"
+                port = \(pacsPort)
+
+                [[dicom.route]]
+                name = "rrdsr-only"
+                destinations = ["dose-registry"]
+                instances = false
+                rrdsr = true
+
+                [qc]
+                """)
+        let daemon = try await DaemonProcess.start(directory: dir, config: config)
+        defer { daemon.signal(SIGKILL) }
+        let measured = try await daemon.waitForEvents(timeout: .seconds(60)) { events in
+            events.filter { $0.kind == "dosecal.measurement" }.count >= 2
+        }
+        let syringe = try #require(measured.first { $0.kind == "dosecal.measurement" })
+        // Injected 1.5 s after the syringe was measured (before the residual).
+        let injection = syringe.time.addingTimeInterval(1.5)
+        let study = "1.2.826.0.1.3680043.8.498.19.9"
+        let made = try await runProgram(
+            testPython,
+            [
+                repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-nm", dir + "/nm.dcm", "--study-uid", study, "--dose", "720",
+                "--start-datetime", QCChainTests.dicomDateTime(injection) + "+0000", "--acquisition",
+                QCChainTests.dicomDateTime(injection.addingTimeInterval(3 * 3600)), "--timezone-offset", "+0000",
+                "--agent-code", "53951001^SCT^Technetium Tc^99m^ oxidronate", "--route", "IV",
+            ])
+        #expect(made.status == 0, "\(made.stderr)")
+        let sent = try await runProgram("/usr/bin/storescu", ["-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)", dir + "/nm.dcm"])
+        #expect(sent.status == 0, "storescu: \(sent.stdout)\(sent.stderr)")
+        let events = try await daemon.waitForEvents(timeout: .seconds(90)) { events in
+            events.contains { $0.kind == "dicom.forward.delivered" }
+        }
+        let reconciled = try #require(events.first { $0.kind == "qc.administration.reconciled" })
+        let created = try #require(events.first { $0.kind == "dicom.rrdsr.created" }, "\(events.map(\.kind))")
+        #expect(created.data["source_seq"]?.intValue == reconciled.seq && created.data["study_uid"] == .string(study))
+        let job = try #require(events.first { $0.kind == "dicom.forward.queued" })
+        #expect(job.data["what"] == .string("rrdsr") && job.data["destination"] == .string("dose-registry"))
+        #expect(events.filter { $0.kind == "dicom.forward.queued" }.count == 1, "the image itself is not forwarded by this route")
+        // What arrived is the report, with the administration as reconciled (both measurements).
+        let arrived = try FileManager.default.contentsOfDirectory(atPath: dir + "/pacs").map { dir + "/pacs/" + $0 }
+        #expect(arrived.count == 1)
+        let mbq = try #require(reconciled.data["measured_bq"]?.doubleValue) / 1e6
+        let checked = try await runProgram(
+            testPython,
+            [
+                repositoryRoot + "/Tests/Peers/rrdsr_check.py", try #require(arrived.first), "--study-uid", study, "--mbq", String(mbq),
+                "--agent", "53951001^SCT", "--route", "47625008^SCT", "--pre", "--post",
+            ])
+        #expect(checked.status == 0, "\(checked.stdout)\(checked.stderr)")
+        // On demand, the same report: `nmbridge rrdsr` builds identical bytes.
+        let output = dir + "/again.dcm"
+        let cli = try await runProgram(productsDirectory + "/nmbridge", ["--socket", daemon.socketPath, "rrdsr", study, "-o", output])
+        #expect(cli.status == 0, "\(cli.stdout)\(cli.stderr)")
+        let stored = try #require(created.data["path"]?.stringValue)
+        #expect(FileManager.default.contents(atPath: output) == FileManager.default.contents(atPath: stored))
+        let summary = try await runProgram(productsDirectory + "/nmbridge", ["--socket", daemon.socketPath, "rrdsr", study])
+        #expect(summary.stdout.contains("Technetium Tc^99m^ oxidronate") && summary.stdout.contains("residual"), "\(summary.stdout)")
+    }
+}
