@@ -109,7 +109,7 @@ extension DaemonConfiguration.Dicom {
         var outbound = Outbound(cursorFile: storage + "/.outbound-cursor.json")
         if let settings = table.table("outbound") {
             outbound.initialBackoff = settings.double("initial_backoff_s", in: 0.1...3600) ?? outbound.initialBackoff
-            outbound.maxBackoff = settings.double("max_backoff_s", in: 1...86_400) ?? outbound.maxBackoff
+            outbound.maxBackoff = settings.double("max_backoff_s", in: 0.1...86_400) ?? outbound.maxBackoff
             outbound.giveUpAfter = (settings.double("give_up_after_h", in: 0.01...8760).map { $0 * 3600 }) ?? outbound.giveUpAfter
             outbound.batchSize = Int(settings.int("batch_size", in: 1...100_000) ?? Int64(outbound.batchSize))
             outbound.rrdsr = settings.bool("rrdsr") ?? false

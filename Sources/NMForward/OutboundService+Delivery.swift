@@ -15,7 +15,7 @@ extension OutboundService {
                 try await giveUpExpired(destination)
                 let jobs = queue.take(destination: destination.name, limit: settings.batchSize)
                 if jobs.isEmpty {
-                    try await Task.sleep(for: .milliseconds(200))
+                    try await Task.sleep(for: .milliseconds(50))
                     continue
                 }
                 try await deliver(jobs, to: destination)

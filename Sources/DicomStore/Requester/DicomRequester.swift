@@ -322,23 +322,27 @@ public struct RequesterAssociation {
         let command = Command(
             field: Command.cStoreRequest, messageID: id, affectedSOPClass: instance.sopClass, affectedSOPInstance: instance.sopInstance,
             dataSetType: 0x0000, priority: 0)
-        try await send(.data([PDV(contextID: context, isCommand: true, isLast: true, bytes: command.encoded())]))
+        // The command and the dataset's PDUs go out in writes of about 1 MiB, several PDUs
+        // each: one await per PDU (16 KiB for many peers) would set the pace.
+        let writeLimit = 1 << 20
+        var buffer = ByteBufferAllocator().buffer(capacity: writeLimit + 4096)
+        buffer.writeBytes(PDU.data([PDV(contextID: context, isCommand: true, isLast: true, bytes: command.encoded())]).encoded())
         var offset = instance.datasetOffset
         let chunkLimit = max(1, min(maxPDVData, DicomRequester.unlimitedPDU))
         repeat {
             let count = min(chunkLimit, instance.size - offset)
             let isLast = offset + count >= instance.size
-            var buffer = ByteBufferAllocator().buffer(capacity: 12 + count)
             buffer.writeInteger(UInt8(0x04))
             buffer.writeInteger(UInt8(0))
             buffer.writeInteger(UInt32(6 + count))
             buffer.writeInteger(UInt32(2 + count))
             buffer.writeInteger(context)
             buffer.writeInteger(UInt8(isLast ? 0x02 : 0x00))
+            let start = offset
             let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
                 var done = 0
                 while done < count {
-                    let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(offset + done))
+                    let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(start + done))
                     if n <= 0 { break }
                     done += n
                 }
@@ -347,8 +351,11 @@ public struct RequesterAssociation {
             guard read == count else {
                 throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(offset + read) of \(instance.size)")
             }
-            try await write(buffer)
             offset += count
+            if isLast || buffer.readableBytes >= writeLimit {
+                try await write(buffer)
+                buffer = ByteBufferAllocator().buffer(capacity: isLast ? 0 : writeLimit + 4096)
+            }
         } while offset < instance.size
         return try await response(to: id, field: Command.cStoreResponse).status ?? 0xFFFF
     }
