@@ -30,8 +30,8 @@ struct OutboundCommand: AsyncParsableCommand {
                 if case .array(let destinations) = body["destinations"] ?? .null {
                     for d in destinations {
                         let name = d["destination"]?.stringValue ?? "?"
-                        let oldest = d["oldest_job"]?.stringValue.map { "oldest \($0) (\(d["oldest_age_s"]?.doubleValue ?? 0) s)" } ?? "none waiting"
-                        text += "\n\(name): \(d["waiting"]?.intValue ?? 0) waiting, \(oldest); \(d["delivered"]?.intValue ?? 0) delivered, \(d["gave_up"]?.intValue ?? 0) given up since start\n"
+                        let oldest = d["oldest_job"]?.stringValue.map { ", oldest queued \($0) (\(d["oldest_age_s"]?.doubleValue ?? 0) s ago)" } ?? ""
+                        text += "\n\(name): \(d["waiting"]?.intValue ?? 0) waiting\(oldest); \(d["delivered"]?.intValue ?? 0) delivered, \(d["gave_up"]?.intValue ?? 0) given up since start\n"
                         if let error = d["last_error"]?.stringValue {
                             text += "  last error (\(d["last_error_time"]?.stringValue ?? "?"), \(d["failures"]?.intValue ?? 0) failure(s) in a row): \(error)\n"
                         }
