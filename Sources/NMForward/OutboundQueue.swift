@@ -71,6 +71,18 @@ public final class OutboundQueue: Sendable {
         }
     }
 
+    /// Replaces every waiting job (the queue rebuilt from the journal, also after the
+    /// service started over); counters and last errors stay.
+    func replaceJobs(_ jobs: [OutboundJob]) {
+        state.withLock { state in
+            for name in state.keys {
+                state[name]?.jobs = []
+                state[name]?.inFlight = []
+            }
+            for job in jobs { state[job.destination, default: DestinationState()].jobs.append(job) }
+        }
+    }
+
     /// Removes finished jobs (delivered, given up, dropped).
     func finish(_ ids: Set<Int64>, destination: String, delivered: Int = 0, gaveUp: Int = 0) {
         state.withLock { state in

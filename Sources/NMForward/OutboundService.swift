@@ -107,7 +107,7 @@ public struct OutboundService: Service {
                 "jobs for destinations no longer configured stay in the journal unsent",
                 metadata: ["outbound.jobs": "\(orphans.count)", "outbound.destinations": "\(Set(orphans.map(\.destination)).sorted())"])
         }
-        queue.add(jobs.filter { known.contains($0.destination) })
+        queue.replaceJobs(jobs.filter { known.contains($0.destination) })
         let cursor = max(loadCursor(), lastSource)
         logger.info(
             "outbound queue rebuilt from the journal",
