@@ -39,6 +39,8 @@ import Testing
     static func validate(_ path: String, check: [String]) async throws -> (errors: [String], dump: String) {
         let verify = try await runToEnd("/usr/bin/dciodvfy", [path])
         let errors = verify.output.split(separator: "\n").map(String.init).filter { $0.hasPrefix("Error") }
+        // dciodvfy names the IOD it checked against: the RRDSR's, not a generic SR.
+        #expect(verify.output.contains("RadiopharmaceuticalRadiationDoseSR"), "dciodvfy: \(verify.output)")
         let dump = try await runToEnd("/usr/bin/dsrdump", [path])
         #expect(dump.status == 0, "dsrdump: \(dump.output)")
         let checked = try await DicomPeers.run(DicomPeers.python, [repositoryRoot + "/Tests/Peers/rrdsr_check.py", path] + check)
