@@ -131,6 +131,19 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Sends onward: the durable outbound DICOM queue (jobs journaled), routing, and an
+        // RRDSR per reconciled administration; delivery through DicomStore's requester.
+        .target(
+            name: "NMForward",
+            dependencies: [
+                "NMBridgeCore",
+                "NMJournal",
+                "NMQualityControl",
+                "DicomStore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Ships the local journal to a department-wide PostgreSQL table; follows that table.
         .target(
             name: "NMShipper",
@@ -152,7 +165,7 @@ let package = Package(
             name: "NMCatalog",
             dependencies: [
                 "NMBridgeCore", "ScriptDriver", "DoseCalibrator", "ModbusGantry", "DicomStore", "NMJournal", "NMShipper",
-                "NMQualityControl",
+                "NMQualityControl", "NMForward",
             ]
         ),
         // Composition: services, supervisor, HTTP API, sd_notify.
@@ -164,6 +177,7 @@ let package = Package(
                 "NMJournal",
                 "NMShipper",
                 "NMQualityControl",
+                "NMForward",
                 "ScriptDriver",
                 "DoseCalibrator",
                 "ModbusGantry",

@@ -92,6 +92,8 @@ public struct DatasetReader {
     static let knownSequences: Set<Tag> = [
         Tag(0x0054, 0x0016), Tag(0x0054, 0x0300), Tag(0x0054, 0x0012), Tag(0x0054, 0x0013), Tag(0x0008, 0x1115),
         Tag(0x0008, 0x1140), Tag(0x0040, 0x0275), Tag(0x0054, 0x0022), Tag(0x0054, 0x0220),
+        // Codes an RRDSR copies: Administration Route, Radiopharmaceutical, Procedure Code Sequences.
+        Tag(0x0054, 0x0302), Tag(0x0054, 0x0304), Tag(0x0008, 0x1032),
     ]
 
     let bytes: [UInt8]

@@ -48,6 +48,8 @@ extension DaemonConfiguration {
         public var duplicates = Duplicates.replace
         /// DICOM TLS (BCP 195) on a port of its own, when set.
         public var tls: TLS?
+        /// Forwarding and RRDSRs: destinations, routes, queue settings (DicomOutboundConfiguration.swift).
+        public var outbound = Outbound(cursorFile: "")
 
         public struct TLS: Sendable, Equatable {
             public var port: Int
@@ -145,6 +147,7 @@ extension DaemonConfiguration {
                 dicom.peers.append(Dicom.Peer(aeTitle: title, host: host, device: device))
             }
         }
+        dicom.outbound = Dicom.readOutbound(table, aeTitle: dicom.aeTitle, storage: dicom.storage)  // DicomOutboundConfiguration.swift
         if dicom.peers.isEmpty, !dicom.acceptAnyCallingAE {
             table.tableProblem("no [[dicom.peer]] is allowed to send: add one, or set accept_any_calling_ae = true")
         }

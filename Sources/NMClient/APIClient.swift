@@ -190,6 +190,19 @@ public struct APIClient: Sendable {
         return APIResponse(status: exchange.status, headers: exchange.headers, body: body)
     }
 
+    /// Sends `POST pathAndQuery` without a body (an action such as
+    /// `/v1/outbound/jobs/42/retry`) and collects the response.
+    public func post(_ pathAndQuery: String, headers: [(String, String)] = []) async throws -> APIResponse {
+        let exchange = try await openExchange(
+            pathAndQuery,
+            defaultHeaders: [("Accept", "application/json, */*;q=0.5"), ("Content-Length", "0")],
+            extraHeaders: headers,
+            method: .POST
+        )
+        let body = try await collectBody(of: exchange)
+        return APIResponse(status: exchange.status, headers: exchange.headers, body: body)
+    }
+
     /// Sends `GET pathAndQuery` for a `text/event-stream` and returns the events as they arrive.
     ///
     /// The connection stays open while the returned stream is iterated. The body is read from
@@ -245,9 +258,10 @@ public struct APIClient: Sendable {
     private func openExchange(
         _ pathAndQuery: String,
         defaultHeaders: [(String, String)],
-        extraHeaders: [(String, String)]
+        extraHeaders: [(String, String)],
+        method: HTTPMethod = .GET
     ) async throws -> OpenExchange {
-        let requestHead = try makeRequestHead(pathAndQuery, defaultHeaders: defaultHeaders, extraHeaders: extraHeaders)
+        let requestHead = try makeRequestHead(pathAndQuery, defaultHeaders: defaultHeaders, extraHeaders: extraHeaders, method: method)
         let connection = try await connect()
         let channel = connection.channel
         let endpoint = self.endpoint
@@ -320,7 +334,8 @@ public struct APIClient: Sendable {
     private func makeRequestHead(
         _ pathAndQuery: String,
         defaultHeaders: [(String, String)],
-        extraHeaders: [(String, String)]
+        extraHeaders: [(String, String)],
+        method: HTTPMethod = .GET
     ) throws -> HTTPRequestHead {
         guard pathAndQuery.hasPrefix("/") else {
             throw APIError.invalidRequest(reason: "the path must start with '/': '\(pathAndQuery)'")
@@ -350,7 +365,7 @@ public struct APIClient: Sendable {
             try Self.validateHeader(name: name, value: value)
             headers.add(name: name, value: value)
         }
-        return HTTPRequestHead(version: .http1_1, method: .GET, uri: pathAndQuery, headers: headers)
+        return HTTPRequestHead(version: .http1_1, method: method, uri: pathAndQuery, headers: headers)
     }
 
     private static func validateHeader(name: String, value: String) throws {

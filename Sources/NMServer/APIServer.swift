@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NMBridgeCore
+import NMForward
 import NMJournal
 import NMQualityControl
 import NMShipper
@@ -22,6 +23,8 @@ public struct APIRoutes: Sendable {
     let shipper: ShipperStatus?
     /// The QC service's progress, when `[qc]` is configured.
     let qc: QCStatus?
+    /// The outbound queue, when destinations or RRDSRs are configured (APIServer+Outbound.swift).
+    var outbound: OutboundService?
     /// Silence after which the stream sends a keep-alive comment.
     let keepAlive: Duration
     /// How long one write to a live stream may wait for the client before the stream is
@@ -57,6 +60,7 @@ public struct APIRoutes: Sendable {
         router.get("/v1/devices") { _, _ in devices() }
         router.get("/v1/health") { _, _ in try await health() }
         router.get("/metrics") { _, _ in try await metrics() }
+        addOutboundRoutes(router)
         return router
     }
 
@@ -262,6 +266,10 @@ public struct APIRoutes: Sendable {
             ]
             body = .object(fields)
         }
+        if let outbound = outboundHealth(), case .object(var fields) = body {
+            fields["outbound"] = outbound
+            body = .object(fields)
+        }
         return Response.json(body.jsonText, status: degraded ? .serviceUnavailable : .ok)
     }
 
@@ -299,6 +307,7 @@ public struct APIRoutes: Sendable {
             text.metric("nmbridge_shipper_batches_total", .counter, "Batch transactions committed since start.", [(server, Double(shipper.batches))])
             text.metric("nmbridge_shipper_failures_total", .counter, "Failed connections or batches since start.", [(server, Double(shipper.failures))])
         }
+        outboundMetrics(&text)
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: text.output)))

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NMBridgeCore
 import NMCatalog
+import NMForward
 import NMJournal
 import NMQualityControl
 import NMShipper
@@ -59,8 +60,17 @@ public enum Daemon {
                 journal: journal, settings: settings,
                 zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, logger: logger)
         }
-        let routes = APIRoutes(
+        var routes = APIRoutes(
             journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
+        // Forwarding and RRDSRs (NMForward), when [[dicom.destination]] or rrdsr is configured.
+        let outbound = configuration.dicom.flatMap { dicom in
+            dicom.outbound.isActive
+                ? OutboundService(
+                    journal: journal, dicom: dicom, qualityControl: configuration.qualityControl,
+                    zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, node: configuration.daemon.node,
+                    logger: logger) : nil
+        }
+        routes.outbound = outbound
         let readiness = Readiness(
             expected: 1 + (configuration.api.tcpPort == nil ? 0 : 1) + (configuration.dicom == nil ? 0 : 1)
         ) { listeners in
@@ -127,6 +137,7 @@ public enum Daemon {
                     }))
         }
         if let qualityControl { services.append(UntilItsShutdown(qualityControl)) }
+        if let outbound { services.append(UntilItsShutdown(outbound)) }
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))
         }

@@ -61,6 +61,15 @@ struct Status: AsyncParsableCommand {
                     text += "last QC error: \(error) (\(q["failures"]?.intValue ?? 0) failure(s))\n"
                 }
             }
+            if let o = body["outbound"], o != .null {  // `nmbridge outbound` has the detail
+                var parts: [String] = []
+                if case .array(let destinations) = o["destinations"] ?? .null {
+                    for d in destinations {
+                        parts.append("\(d["destination"]?.stringValue ?? "?") \(d["waiting"]?.intValue ?? 0)\(d["last_error"]?.stringValue != nil && (d["failures"]?.intValue ?? 0) > 0 ? " (failing)" : "")")
+                    }
+                }
+                text += "outbound: \(o["waiting"]?.intValue ?? 0) job(s) waiting\(parts.isEmpty ? "" : ": " + parts.joined(separator: ", "))\n"
+            }
             if let s = body["shipper"], s != .null {
                 let shipped = s["shipped_seq"]?.intValue.map(String.init) ?? "unknown"
                 text += """

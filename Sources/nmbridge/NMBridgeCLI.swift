@@ -15,7 +15,7 @@ struct NMBridgeCLI: AsyncParsableCommand {
             3 cursor older than the journal's retention, 64 invalid command-line arguments.
             """,
         version: NMBridgeVersion.current,
-        subcommands: [Tail.self, Devices.self, Status.self, Query.self, QCCommand.self, ConfigCommand.self, Kinds.self, Simulate.self])
+        subcommands: [Tail.self, Devices.self, Status.self, Query.self, QCCommand.self, OutboundCommand.self, RRDSRCommand.self, ConfigCommand.self, Kinds.self, Simulate.self])
 
     /// Where the daemon is, given before the subcommand: `nmbridge --socket S tail -f`.
     /// Each subcommand that talks to the daemon declares the same option group under the

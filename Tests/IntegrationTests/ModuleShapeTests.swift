@@ -77,7 +77,7 @@ import Testing
     }
 
     static let drivers: Set<String> = ["ScriptDriver", "DoseCalibrator", "ModbusGantry", "DicomStore"]
-    static let consumers: Set<String> = ["NMJournal", "NMShipper", "NMQualityControl", "NMServer", "NMCatalog"]
+    static let consumers: Set<String> = ["NMJournal", "NMShipper", "NMQualityControl", "NMForward", "NMServer", "NMCatalog"]
 
     @Test func theModuleGraphKeepsItsShape() async throws {
         let targets = try await Self.loadTargets()
@@ -102,7 +102,7 @@ import Testing
 
         // Only the composition root (NMServer) and what this build knows (NMCatalog: drivers
         // and event kinds) reach every subsystem.
-        let subsystems = Self.drivers.union(["NMJournal", "NMShipper", "NMQualityControl"])
+        let subsystems = Self.drivers.union(["NMJournal", "NMShipper", "NMQualityControl", "NMForward"])
         for target in targets.values where target.kind != "test" && target.path?.hasPrefix("bench/") != true {
             if subsystems.isSubset(of: Self.closure(target.name, targets)) {
                 #expect(["NMServer", "NMCatalog", "nmbridged", "nmbridge"].contains(target.name), "\(target.name) reaches every subsystem")
@@ -144,7 +144,7 @@ import Testing
         "journal": "NMJournal",
         "shipper": "NMShipper",
         "dosecal": "DoseCalibrator",
-        "dicom": "DicomStore",
+        "dicom": "DicomStore", "dicom.forward": "NMForward", "dicom.rrdsr": "NMForward",
         "gantry": "ModbusGantry",
         "qc": "NMQualityControl",
     ]

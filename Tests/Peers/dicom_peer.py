@@ -21,6 +21,9 @@
         sends FILE with a command whose Affected SOP Instance UID differs from the dataset's
     dicom_peer.py same PATH_A PATH_B
         exits 0 when both files hold the same dataset (file meta ignored)
+    make-nm/make-pt --agent-code VALUE^SCHEME^MEANING --route TEXT --route-code VALUE^SCHEME^MEANING
+        adds a Radiopharmaceutical Code Sequence, a Radiopharmaceutical Route and an
+        Administration Route Code Sequence, as consoles that code the agent send them
 """
 import argparse
 import datetime
@@ -104,8 +107,26 @@ def make_nm(args):
     ds.save_as(args.path, write_like_original=False)
 
 
+def coded(text):
+    value, scheme, meaning = text.split("^", 2)
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, scheme, meaning
+    return Sequence([code])
+
+
+def radiopharmaceutical_codes(args, rp):
+    """What RRDSRs copy: the coded agent and route, when their options are given."""
+    if args.agent_code:
+        rp.RadiopharmaceuticalCodeSequence = coded(args.agent_code)
+    if args.route:
+        rp.RadiopharmaceuticalRoute = args.route
+    if args.route_code:
+        rp.AdministrationRouteCodeSequence = coded(args.route_code)
+
+
 def study_level_options(ds, args, rp):
     """The attributes study-level QC reads; each only when its option is given."""
+    radiopharmaceutical_codes(args, rp)
     if args.series_uid:
         ds.SeriesInstanceUID = args.series_uid
     if args.description:
@@ -184,6 +205,7 @@ def make_pt(args):
     if args.start_datetime:
         rp.RadiopharmaceuticalStartDateTime = args.start_datetime
         rp.RadiopharmaceuticalStartTime = args.start_datetime[8:14]
+    radiopharmaceutical_codes(args, rp)
     ds.RadiopharmaceuticalInformationSequence = Sequence([rp])
     ranges = []
     for pair in (args.windows or "425-650").split(","):
@@ -296,6 +318,9 @@ def main():
     parser.add_argument("--size", type=float)
     parser.add_argument("--indium-dose", type=float)
     parser.add_argument("--windows")
+    parser.add_argument("--agent-code")
+    parser.add_argument("--route")
+    parser.add_argument("--route-code")
     args = parser.parse_args()
     if args.command in ("make-nm", "make-ct", "make-pt"):
         args.path = args.rest[0]

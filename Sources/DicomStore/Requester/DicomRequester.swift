@@ -1,0 +1,454 @@
+import Foundation
+import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NMBridgeCore
+
+/// Why an association or an operation on it failed. `code` says what a queue should do
+/// about it: retry later (`connection`, `rejected` association, `aborted`, `timeout`,
+/// `protocolError`) or give the job up (`notAccepted`, `file`).
+public struct RequesterError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        /// Could not connect (refused, unreachable, TLS handshake).
+        public static let connection = Code(name: "connection")
+        /// The peer answered A-ASSOCIATE-RJ.
+        public static let associationRejected = Code(name: "association_rejected")
+        /// The peer aborted, or closed the connection.
+        public static let aborted = Code(name: "aborted")
+        /// Nothing moved on the association for the destination's timeout.
+        public static let timeout = Code(name: "timeout")
+        /// The peer sent something that is not what PS3.8 allows here.
+        public static let protocolError = Code(name: "protocol")
+        /// No presentation context for the SOP class and transfer syntax was accepted.
+        public static let notAccepted = Code(name: "not_accepted")
+        /// The stored file is unreadable or not Part-10.
+        public static let file = Code(name: "file")
+        public var description: String { name }
+    }
+
+    public var code: Code
+    public var message: String
+    public var description: String { message }
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// Whether trying again later may succeed.
+    public var isTransient: Bool { code != .notAccepted && code != .file }
+}
+
+/// What a C-STORE status means for the job (PS3.4 Annex B.2.3, PS3.7 Annex C).
+public enum StoreStatusClass: Sendable, Equatable {
+    case success, warning, duplicate
+    /// Out of resources, processing failure: the destination may take it later.
+    case transient
+    /// Refused (SOP class not supported, dataset does not match, cannot understand, …).
+    case rejected
+
+    public init(_ status: UInt16) {
+        switch status {
+        case 0x0000: self = .success
+        case 0x0111: self = .duplicate
+        case 0x0001, 0xB000...0xBFFF: self = .warning
+        case 0xA700...0xA7FF, 0x0110, 0x0213: self = .transient
+        default: self = .rejected
+        }
+    }
+
+    /// Whether the destination now holds the instance.
+    public var isDelivered: Bool { self == .success || self == .warning || self == .duplicate }
+
+    /// The status in words, for journal entries.
+    public static func meaning(_ status: UInt16) -> String {
+        switch status {
+        case 0x0000: return "success"
+        case 0x0001: return "warning: requested optional attributes not supported"
+        case 0x0111: return "duplicate SOP instance"
+        case 0x0110: return "processing failure"
+        case 0x0122: return "SOP class not supported"
+        case 0x0124: return "not authorized"
+        case 0x0211: return "unrecognized operation"
+        case 0x0213: return "resource limitation"
+        case 0xB000: return "warning: coercion of data elements"
+        case 0xB006: return "warning: elements discarded"
+        case 0xB007: return "warning: data set does not match SOP class"
+        case 0xA700...0xA7FF: return "refused: out of resources"
+        case 0xA900...0xA9FF: return "error: data set does not match SOP class"
+        case 0xC000...0xCFFF: return "error: cannot understand"
+        default: return "failure"
+        }
+    }
+}
+
+/// A presentation context to propose: one SOP class and the transfer syntaxes offered for it.
+public struct PresentationContextRequest: Sendable, Hashable {
+    public var abstractSyntax: String
+    public var transferSyntaxes: [String]
+
+    public init(abstractSyntax: String, transferSyntaxes: [String]) {
+        self.abstractSyntax = abstractSyntax
+        self.transferSyntaxes = transferSyntaxes
+    }
+
+    /// The contexts needed to send `instances`: one per SOP class and stored transfer syntax,
+    /// each offering only the syntax the file is in (the dataset is sent as stored, never
+    /// converted). At most 128, the most an association can carry.
+    public static func forSending(_ instances: [StoredInstance]) -> [PresentationContextRequest] {
+        var seen = Set<PresentationContextRequest>()
+        var out: [PresentationContextRequest] = []
+        for instance in instances {
+            let request = PresentationContextRequest(abstractSyntax: instance.sopClass, transferSyntaxes: [instance.transferSyntax])
+            if seen.insert(request).inserted { out.append(request) }
+            if out.count == 128 { break }
+        }
+        return out
+    }
+}
+
+/// The requestor side of the DICOM upper layer (PS3.8) on SwiftNIO: opens an association
+/// to a destination, sends C-ECHO and C-STORE, releases. It uses the receiver's PDU codec
+/// and framer, so both directions speak through the same code.
+public enum DicomRequester {
+    /// The largest P-DATA-TF we receive (responses are small).
+    public static let ourMaxPDU: UInt32 = 65_536
+    /// The largest P-DATA-TF we send when the peer sets no limit.
+    static let unlimitedPDU = 1 << 20
+
+    /// Opens an association, runs `body` on it, and releases it (or aborts it when `body`
+    /// throws). Errors name the destination.
+    public static func withAssociation<Result: Sendable>(
+        to destination: DaemonConfiguration.Dicom.Destination, contexts: [PresentationContextRequest], logger: Logger,
+        _ body: (inout RequesterAssociation) async throws -> Result
+    ) async throws -> Result {
+        let peer = "\(destination.aeTitle)@\(destination.host):\(destination.port)"
+        let tls: NIOSSLContext?
+        do {
+            tls = try destination.tls.map(tlsContext)
+        } catch {
+            throw RequesterError(.connection, "\(peer): TLS setup failed: \(error)")
+        }
+        let serverName = destination.tls?.serverName ?? (destination.tls?.verifyHostname == true ? destination.host : nil)
+        let timeout = TimeAmount.milliseconds(Int64(destination.timeout * 1000))
+        let channel: NIOAsyncChannel<RawPDU, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(Int64(destination.connectTimeout * 1000)))
+                .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
+                .connect(host: destination.host, port: destination.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let pipeline = channel.pipeline.syncOperations
+                        if let tls { try pipeline.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
+                        try pipeline.addHandler(IdleStateHandler(allTimeout: timeout))
+                        try pipeline.addHandler(RequesterIdleHandler(peer: peer, seconds: destination.timeout))
+                        try pipeline.addHandler(ByteToMessageHandler(PDUFramer(maximumLength: Int(ourMaxPDU))))
+                        return try NIOAsyncChannel<RawPDU, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw RequesterError(.connection, "cannot connect to \(peer): \(error)")
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            var association = RequesterAssociation(
+                peer: peer, destination: destination, iterator: inbound.makeAsyncIterator(), outbound: outbound, logger: logger)
+            try await association.associate(contexts)
+            let result: Result
+            do {
+                result = try await body(&association)
+            } catch {
+                await association.abort()
+                throw error
+            }
+            try await association.release()
+            return result
+        }
+    }
+
+    /// A client TLS context per the DICOM TLS profile of BCP 195: TLS 1.2 or later; the
+    /// peer's certificate checked against `ca` (else the system's roots), its host name only
+    /// when asked (DICOM peers are often addressed by IP).
+    static func tlsContext(_ tls: DaemonConfiguration.Dicom.Destination.TLS) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        if let ca = tls.ca { configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(ca)) }
+        configuration.certificateVerification = tls.verifyHostname ? .fullVerification : .noHostnameVerification
+        if let certificate = tls.certificate, let key = tls.key {
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+        }
+        return try NIOSSLContext(configuration: configuration)
+    }
+}
+
+/// Turns the idle timer into an error on the association's inbound stream, then closes.
+final class RequesterIdleHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+    let peer: String
+    let seconds: Double
+
+    init(peer: String, seconds: Double) {
+        self.peer = peer
+        self.seconds = seconds
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.fireErrorCaught(RequesterError(.timeout, "\(peer): nothing moved for \(seconds) s; association abandoned"))
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
+
+/// An open association, for the body of ``DicomRequester/withAssociation(to:contexts:logger:_:)``.
+public struct RequesterAssociation {
+    let peer: String
+    let destination: DaemonConfiguration.Dicom.Destination
+    var iterator: NIOAsyncChannelInboundStream<RawPDU>.AsyncIterator
+    let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    let logger: Logger
+    /// Accepted contexts: (abstract syntax, transfer syntax) → context id.
+    public private(set) var accepted: [String: [String: UInt8]] = [:]
+    /// What the peer said about each proposed context that it did not accept.
+    public private(set) var refused: [String: String] = [:]
+    /// The largest PDV payload the peer takes.
+    private(set) var maxPDVData = DicomRequester.unlimitedPDU
+    private var nextMessageID: UInt16 = 1
+    private var isOpen = false
+
+    init(
+        peer: String, destination: DaemonConfiguration.Dicom.Destination, iterator: NIOAsyncChannelInboundStream<RawPDU>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, logger: Logger
+    ) {
+        self.peer = peer
+        self.destination = destination
+        self.iterator = iterator
+        self.outbound = outbound
+        self.logger = logger
+    }
+
+    /// The transfer syntax the peer accepted for a SOP class, among `syntaxes` (in order).
+    public func acceptedSyntax(for sopClass: String, among syntaxes: [String]) -> String? {
+        syntaxes.first { accepted[sopClass]?[$0] != nil }
+    }
+
+    mutating func associate(_ contexts: [PresentationContextRequest]) async throws {
+        var proposed: [ProposedContext] = []
+        for (index, context) in contexts.prefix(128).enumerated() {
+            proposed.append(ProposedContext(id: UInt8(index * 2 + 1), abstractSyntax: context.abstractSyntax, transferSyntaxes: context.transferSyntaxes))
+        }
+        let request = AssociateRequest(
+            calledAE: destination.aeTitle, callingAE: destination.callingAE, applicationContext: DICOM.applicationContext,
+            contexts: proposed, maxPDULength: DicomRequester.ourMaxPDU, implementationClassUID: DICOM.implementationClassUID,
+            implementationVersionName: DICOM.implementationVersionName, asyncOperations: nil, roles: [])
+        try await send(.associateRequest(request))
+        switch try await receive("the A-ASSOCIATE answer") {
+        case .associateAccept(let accept):
+            for answer in accept.contexts {
+                guard let asked = proposed.first(where: { $0.id == answer.id }) else { continue }
+                if answer.result == .acceptance, asked.transferSyntaxes.contains(answer.transferSyntax) {
+                    accepted[asked.abstractSyntax, default: [:]][answer.transferSyntax] = answer.id
+                } else if accepted[asked.abstractSyntax] == nil {
+                    refused[asked.abstractSyntax] = Self.contextResult(answer.result)
+                }
+            }
+            if accept.maxPDULength > 6 { maxPDVData = Int(accept.maxPDULength) - 6 }  // 0: no limit
+            isOpen = true
+        case .associateReject(let result, let source, let reason):
+            throw RequesterError(
+                .associationRejected,
+                "\(peer) rejected the association (\(result == 1 ? "permanent" : "transient"), \(Self.rejectReason(source: source, reason: reason)))")
+        case .abort(let source, let reason):
+            throw RequesterError(.aborted, "\(peer) aborted the association request (source \(source), reason \(reason))")
+        case let other:
+            throw RequesterError(.protocolError, "\(peer) answered the A-ASSOCIATE-RQ with \(AssociationHandler.name(other))")
+        }
+    }
+
+    static func contextResult(_ result: AcceptedContext.Result) -> String {
+        switch result {
+        case .acceptance: return "accepted with another transfer syntax"
+        case .userRejection: return "rejected by the user"
+        case .noReason: return "rejected (no reason given)"
+        case .abstractSyntaxNotSupported: return "SOP class not supported"
+        case .transferSyntaxesNotSupported: return "transfer syntax not supported"
+        }
+    }
+
+    static func rejectReason(source: UInt8, reason: UInt8) -> String {
+        switch (source, reason) {
+        case (1, 2): return "application context name not supported"
+        case (1, 3): return "calling AE title not recognized"
+        case (1, 7): return "called AE title not recognized"
+        case (2, 1): return "no reason given by the presentation service"
+        case (2, 2): return "protocol version not supported"
+        case (3, 1): return "temporary congestion"
+        case (3, 2): return "local limit exceeded"
+        default: return "source \(source), reason \(reason)"
+        }
+    }
+
+    /// C-ECHO; returns the status.
+    public mutating func echo() async throws -> UInt16 {
+        guard let context = accepted[DICOM.verification]?.values.first else {
+            throw RequesterError(.notAccepted, "\(peer) did not accept the Verification SOP class")
+        }
+        let id = takeMessageID()
+        let command = Command(field: Command.cEchoRequest, messageID: id, affectedSOPClass: DICOM.verification)
+        try await send(.data([PDV(contextID: context, isCommand: true, isLast: true, bytes: command.encoded())]))
+        return try await response(to: id, field: Command.cEchoResponse).status ?? 0xFFFF
+    }
+
+    /// C-STORE of a stored file, its dataset streamed from disk in PDUs the peer takes.
+    /// Returns the peer's status; throws ``RequesterError`` `.notAccepted` when no context
+    /// for its SOP class and transfer syntax was accepted.
+    public mutating func store(_ instance: StoredInstance) async throws -> UInt16 {
+        guard let context = accepted[instance.sopClass]?[instance.transferSyntax] else {
+            let why = refused[instance.sopClass] ?? "not proposed on this association"
+            throw RequesterError(
+                .notAccepted, "\(peer) accepts no context for SOP class \(instance.sopClass) in \(instance.transferSyntax) (\(why))")
+        }
+        let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let id = takeMessageID()
+        let command = Command(
+            field: Command.cStoreRequest, messageID: id, affectedSOPClass: instance.sopClass, affectedSOPInstance: instance.sopInstance,
+            dataSetType: 0x0000, priority: 0)
+        // The command and the dataset's PDUs go out in writes of about 1 MiB, several PDUs
+        // each: one await per PDU (16 KiB for many peers) would set the pace.
+        let writeLimit = 1 << 20
+        var buffer = ByteBufferAllocator().buffer(capacity: writeLimit + 4096)
+        buffer.writeBytes(PDU.data([PDV(contextID: context, isCommand: true, isLast: true, bytes: command.encoded())]).encoded())
+        var offset = instance.datasetOffset
+        let chunkLimit = max(1, min(maxPDVData, DicomRequester.unlimitedPDU))
+        repeat {
+            let count = min(chunkLimit, instance.size - offset)
+            let isLast = offset + count >= instance.size
+            buffer.writeInteger(UInt8(0x04))
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(UInt32(6 + count))
+            buffer.writeInteger(UInt32(2 + count))
+            buffer.writeInteger(context)
+            buffer.writeInteger(UInt8(isLast ? 0x02 : 0x00))
+            let start = offset
+            let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
+                var done = 0
+                while done < count {
+                    let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(start + done))
+                    if n <= 0 { break }
+                    done += n
+                }
+                return done
+            }
+            guard read == count else {
+                throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(offset + read) of \(instance.size)")
+            }
+            offset += count
+            if isLast || buffer.readableBytes >= writeLimit {
+                try await write(buffer)
+                buffer = ByteBufferAllocator().buffer(capacity: isLast ? 0 : writeLimit + 4096)
+            }
+        } while offset < instance.size
+        return try await response(to: id, field: Command.cStoreResponse).status ?? 0xFFFF
+    }
+
+    private mutating func takeMessageID() -> UInt16 {
+        defer { nextMessageID = nextMessageID == UInt16.max ? 1 : nextMessageID + 1 }
+        return nextMessageID
+    }
+
+    /// Waits for the response command to message `id`.
+    private mutating func response(to id: UInt16, field: UInt16) async throws -> Command {
+        var fragments: [UInt8] = []
+        while true {
+            switch try await receive("the response to message \(id)") {
+            case .data(let pdvs):
+                for pdv in pdvs {
+                    guard pdv.isCommand else { continue }  // a response carries no dataset we ask for
+                    fragments += pdv.bytes
+                    guard fragments.count <= 65_536 else { throw RequesterError(.protocolError, "\(peer) sent a command set over 64 KiB") }
+                    guard pdv.isLast else { continue }
+                    let command: Command
+                    do {
+                        command = try Command.decode(fragments)
+                    } catch {
+                        throw RequesterError(.protocolError, "\(peer) sent an unreadable command set: \(error)")
+                    }
+                    fragments = []
+                    guard command.field == field, command.respondingTo == id else {
+                        throw RequesterError(
+                            .protocolError,
+                            "\(peer) answered message \(id) with command 0x\(String(command.field, radix: 16)) for message \(command.respondingTo.map(String.init) ?? "none")")
+                    }
+                    return command
+                }
+            case .abort(let source, let reason):
+                isOpen = false
+                throw RequesterError(.aborted, "\(peer) aborted the association (source \(source), reason \(reason))")
+            case let other:
+                throw RequesterError(.protocolError, "\(peer) sent \(AssociationHandler.name(other)) while a response was awaited")
+            }
+        }
+    }
+
+    /// A-RELEASE-RQ, then waits for the A-RELEASE-RP.
+    mutating func release() async throws {
+        guard isOpen else { return }
+        isOpen = false
+        try await send(.releaseRequest)
+        while true {
+            switch try await receive("the A-RELEASE-RP") {
+            case .releaseResponse: return
+            case .data: continue  // a late response: nothing more to do with it
+            case .abort: return
+            case let other: throw RequesterError(.protocolError, "\(peer) answered the A-RELEASE-RQ with \(AssociationHandler.name(other))")
+            }
+        }
+    }
+
+    /// A-ABORT (source: service user), best effort.
+    mutating func abort() async {
+        guard isOpen else { return }
+        isOpen = false
+        try? await send(.abort(source: 0, reason: 0))
+    }
+
+    private func send(_ pdu: PDU) async throws {
+        try await write(ByteBuffer(bytes: pdu.encoded()))
+    }
+
+    private func write(_ buffer: ByteBuffer) async throws {
+        do {
+            try await outbound.write(buffer)
+        } catch let error as RequesterError {
+            throw error
+        } catch {
+            throw RequesterError(.aborted, "\(peer): connection lost while sending: \(error)")
+        }
+    }
+
+    private mutating func receive(_ what: String) async throws -> PDU {
+        let raw: RawPDU?
+        do {
+            raw = try await iterator.next()
+        } catch let error as RequesterError {
+            throw error
+        } catch {
+            throw RequesterError(.aborted, "\(peer): connection lost waiting for \(what): \(error)")
+        }
+        guard let raw else { throw RequesterError(.aborted, "\(peer) closed the connection before \(what)") }
+        do {
+            return try PDU.decode(type: raw.type, body: raw.body[...])
+        } catch {
+            throw RequesterError(.protocolError, "\(peer) sent a malformed PDU while we waited for \(what): \(error)")
+        }
+    }
+}

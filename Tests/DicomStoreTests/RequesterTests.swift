@@ -1,0 +1,221 @@
+import Foundation
+import Logging
+import NMBridgeCore
+import TestSupport
+import Testing
+
+@testable import DicomStore
+
+/// A DCMTK storescp on a free port, bit-preserving (+B: it writes the dataset exactly as
+/// received), bound to the test process.
+final class StoreSCP: @unchecked Sendable {
+    let process = Process()
+    let port: Int
+    let output: String
+
+    /// `port`: a given one (a destination restarted on its address), else a free one.
+    init(directory: String, port: Int? = nil, arguments: [String] = []) async throws {
+        self.port = try port ?? freeTCPPort()
+        output = directory + "/storescp-out"
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/storescp")
+        process.arguments = ["--aetitle", "STORESCP", "+B", "--output-directory", output] + arguments + ["\(self.port)"]
+        process.environment = ProcessInfo.processInfo.environment.merging(["TCP_NODELAY": "1"]) { _, new in new }
+        let log = directory + "/storescp-\(self.port).log"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: log)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        try process.runBoundToTest()
+        try await waitForListener(port: self.port, what: "storescp")
+    }
+
+    func stop() { stopProcess(process) }
+
+    /// The files storescp wrote.
+    var files: [String] { DicomPeers.files(under: output) }
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port` (a peer just started).
+func waitForListener(port: Int, what: String) async throws {
+    for _ in 0..<600 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        close(fd)
+        if connected { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw DatasetError(message: "\(what) did not listen on port \(port)")
+}
+
+/// The dataset bytes of a Part-10 file (after its file meta).
+func datasetBytes(_ path: String) throws -> [UInt8] {
+    let instance = try StoredInstance.open(path: path)
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    return Array(data[instance.datasetOffset...])
+}
+
+@Suite struct RequesterTests {
+    static func destination(port: Int, aeTitle: String = "STORESCP") -> DaemonConfiguration.Dicom.Destination {
+        var destination = DaemonConfiguration.Dicom.Destination(name: "test", aeTitle: aeTitle, host: "127.0.0.1", port: port, callingAE: "NMBRIDGE")
+        destination.timeout = 30
+        return destination
+    }
+
+    /// CT slices and an NM image from pydicom.
+    static func makeStudy(_ directory: String, count: Int = 3) async throws -> [String] {
+        let study = directory + "/study"
+        try FileManager.default.createDirectory(atPath: study, withIntermediateDirectories: true)
+        let ct = try await DicomPeers.python(["make-ct-series", study, "--count", "\(count)", "--rows", "32"])
+        #expect(ct.status == 0, "\(ct.output)")
+        let nm = try await DicomPeers.python(["make-nm", study + "/NM.dcm", "--frames", "2"])
+        #expect(nm.status == 0, "\(nm.output)")
+        return DicomPeers.files(under: study).sorted()
+    }
+
+    @Test func echoAndStoreToStorescpArriveByteIdentical() async throws {
+        let dir = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let files = try await Self.makeStudy(dir)
+        let scp = try await StoreSCP(directory: dir)
+        defer { scp.stop() }
+        let instances = try files.map { try StoredInstance.open(path: $0) }
+        let contexts =
+            PresentationContextRequest.forSending(instances)
+            + [PresentationContextRequest(abstractSyntax: DICOM.verification, transferSyntaxes: [DICOM.TransferSyntax.implicitLittle])]
+        let statuses = try await DicomRequester.withAssociation(to: Self.destination(port: scp.port), contexts: contexts, logger: Logger(label: "test")) {
+            association in
+            var statuses = [try await association.echo()]
+            for instance in instances { statuses.append(try await association.store(instance)) }
+            return statuses
+        }
+        #expect(statuses == [UInt16](repeating: 0, count: files.count + 1))
+        // storescp names its files after the SOP instance: each arrived, with the same dataset bytes.
+        let received = scp.files
+        #expect(received.count == files.count, "\(received)")
+        for instance in instances {
+            let copy = try #require(received.first { $0.hasSuffix(instance.sopInstance) || $0.contains(instance.sopInstance + ".") })
+            #expect(try datasetBytes(copy) == datasetBytes(instance.path), "\(instance.path) arrived changed")
+        }
+    }
+
+    @Test func aRefusedContextIsNotAcceptedAndAnUnreachablePeerIsAConnectionError() async throws {
+        let dir = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let files = try await Self.makeStudy(dir, count: 1)
+        // +xi: storescp takes implicit VR little endian only; the files are explicit.
+        let scp = try await StoreSCP(directory: dir, arguments: ["+xi"])
+        defer { scp.stop() }
+        // pydicom wrote implicit VR; DCMTK's dcmconv makes an explicit VR copy.
+        let converted = try await DicomPeers.run("/usr/bin/dcmconv", ["+te", files[0], dir + "/explicit.dcm"])
+        #expect(converted.status == 0, "\(converted.output)")
+        let instance = try StoredInstance.open(path: dir + "/explicit.dcm")
+        #expect(instance.transferSyntax == DICOM.TransferSyntax.explicitLittle)
+        let error = await #expect(throws: RequesterError.self) {
+            try await DicomRequester.withAssociation(
+                to: Self.destination(port: scp.port), contexts: PresentationContextRequest.forSending([instance]), logger: Logger(label: "test")
+            ) { association in
+                _ = try await association.store(instance)
+            }
+        }
+        #expect(error?.code == .notAccepted && error?.isTransient == false, "\(String(describing: error))")
+        #expect(error?.message.contains("transfer syntax not supported") == true, "\(String(describing: error))")
+
+        // Nothing listens: a transient connection error naming the peer.
+        let closed = try freeTCPPort()
+        let unreachable = await #expect(throws: RequesterError.self) {
+            try await DicomRequester.withAssociation(to: Self.destination(port: closed), contexts: [], logger: Logger(label: "test")) { _ in }
+        }
+        #expect(unreachable?.code == .connection && unreachable?.isTransient == true)
+        #expect(unreachable?.message.contains("STORESCP@127.0.0.1:\(closed)") == true, "\(String(describing: unreachable))")
+
+        // A file that is not Part-10 is a file error, which no retry mends.
+        try Data("not dicom".utf8).write(to: URL(fileURLWithPath: dir + "/x.dcm"))
+        #expect(throws: RequesterError.self) { try StoredInstance.open(path: dir + "/x.dcm") }
+    }
+
+    @Test func storesOverTLSWithAClientCertificateToStorescp() async throws {
+        let dir = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try await DicomTLSTests().makeCertificates(in: dir)
+        let files = try await Self.makeStudy(dir, count: 1)
+        // storescp over TLS (OpenSSL), requiring a client certificate issued by the CA.
+        let scp = try await StoreSCP(
+            directory: dir, arguments: ["+tls", dir + "/server.key", dir + "/server.crt", "+cf", dir + "/ca.crt"])
+        defer { scp.stop() }
+        var destination = Self.destination(port: scp.port)
+        var tls = DaemonConfiguration.Dicom.Destination.TLS(ca: dir + "/ca.crt", certificate: dir + "/client.crt", key: dir + "/client.key")
+        tls.verifyHostname = false
+        destination.tls = tls
+        let instances = try files.map { try StoredInstance.open(path: $0) }
+        let statuses = try await DicomRequester.withAssociation(
+            to: destination, contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")
+        ) { association in
+            var statuses: [UInt16] = []
+            for instance in instances { statuses.append(try await association.store(instance)) }
+            return statuses
+        }
+        #expect(statuses == [0, 0])
+        #expect(scp.files.count == 2)
+        // Without our certificate the peer refuses the handshake: a connection error, retried later.
+        destination.tls = DaemonConfiguration.Dicom.Destination.TLS(ca: dir + "/ca.crt")
+        let refused = await #expect(throws: RequesterError.self) {
+            try await DicomRequester.withAssociation(
+                to: destination, contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")) { association in
+                _ = try await association.store(instances[0])
+            }
+        }
+        #expect(refused?.isTransient == true, "\(String(describing: refused))")
+    }
+
+    @Test func storesToOrthanc() async throws {
+        let dir = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let files = try await Self.makeStudy(dir)
+        let port = try freeTCPPort()
+        let http = try freeTCPPort()
+        try """
+            { "Name": "nmbridge-test", "StorageDirectory": "\(dir)/orthanc-storage", "IndexDirectory": "\(dir)/orthanc-index",
+              "DicomAet": "ORTHANC", "DicomPort": \(port), "HttpPort": \(http), "RemoteAccessAllowed": false,
+              "DicomCheckCalledAet": true, "StorageCompression": false, "Plugins": [] }
+            """.write(toFile: dir + "/orthanc.json", atomically: true, encoding: .utf8)
+        let orthanc = Process()
+        orthanc.executableURL = URL(fileURLWithPath: "/usr/sbin/Orthanc")
+        orthanc.arguments = [dir + "/orthanc.json"]
+        orthanc.environment = ProcessInfo.processInfo.environment.merging(["TCP_NODELAY": "1"]) { _, new in new }
+        orthanc.standardOutput = FileHandle.nullDevice
+        orthanc.standardError = FileHandle.nullDevice
+        try orthanc.runBoundToTest()
+        defer { stopProcess(orthanc) }
+        try await waitForListener(port: port, what: "Orthanc")
+        let instances = try files.map { try StoredInstance.open(path: $0) }
+        let statuses = try await DicomRequester.withAssociation(
+            to: Self.destination(port: port, aeTitle: "ORTHANC"), contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")
+        ) { association in
+            var statuses: [UInt16] = []
+            for instance in instances { statuses.append(try await association.store(instance)) }
+            return statuses
+        }
+        #expect(statuses == [UInt16](repeating: 0, count: files.count))
+        // Orthanc holds each instance, with the same dataset (its own file meta).
+        for instance in instances {
+            let stored = DicomPeers.files(under: dir + "/orthanc-storage").filter { !$0.hasSuffix(".json") }
+            let match = stored.first { (try? StoredInstance.open(path: $0))?.sopInstance == instance.sopInstance }
+            let copy = try #require(match, "Orthanc did not store \(instance.sopInstance)")
+            let same = try await DicomPeers.python(["same", copy, instance.path])
+            #expect(same.status == 0, "\(copy) differs from \(instance.path)")
+        }
+        // A called AE that Orthanc does not answer to: the association is rejected (transient).
+        let rejected = await #expect(throws: RequesterError.self) {
+            try await DicomRequester.withAssociation(
+                to: Self.destination(port: port, aeTitle: "NOTORTHANC"), contexts: PresentationContextRequest.forSending(instances),
+                logger: Logger(label: "test")) { _ in }
+        }
+        #expect(rejected?.code == .associationRejected, "\(String(describing: rejected))")
+    }
+}
