@@ -31,6 +31,9 @@ public struct Radionuclide: Sendable, Hashable {
         Radionuclide(name: "Co-57", halfLifeSeconds: 271.74 * day),
         Radionuclide(name: "Ba-133", halfLifeSeconds: 10.551 * year),
         Radionuclide(name: "Cs-137", halfLifeSeconds: 30.08 * year),
+        // The parent in a Tc-99m generator, for the breakthrough assay (10 CFR 35.204):
+        // 65.924 h, NNDC NuDat 3 (ENSDF); DOMAIN.md rounds it to 65.9 h.
+        Radionuclide(name: "Mo-99", halfLifeSeconds: 65.924 * hour),
     ]
 
     /// Finds a known nuclide by any usual spelling: `Tc-99m`, `TC99M`, `Tc99m`, `99mTc`,

@@ -190,6 +190,16 @@ public struct APIClient: Sendable {
         return APIResponse(status: exchange.status, headers: exchange.headers, body: body)
     }
 
+    /// Sends `POST pathAndQuery` with an empty body (the parameters are in the query) and
+    /// returns the complete response, whatever its status. For the API's few writes
+    /// (`/v1/qc/sign`, `/v1/qc/linearity/…`).
+    public func post(_ pathAndQuery: String, headers: [(String, String)] = []) async throws -> APIResponse {
+        let exchange = try await openExchange(
+            pathAndQuery, method: .POST, defaultHeaders: [("Accept", "application/json, */*;q=0.5")], extraHeaders: headers)
+        let body = try await collectBody(of: exchange)
+        return APIResponse(status: exchange.status, headers: exchange.headers, body: body)
+    }
+
     /// Sends `GET pathAndQuery` for a `text/event-stream` and returns the events as they arrive.
     ///
     /// The connection stays open while the returned stream is iterated. The body is read from
@@ -244,10 +254,13 @@ public struct APIClient: Sendable {
 
     private func openExchange(
         _ pathAndQuery: String,
+        method: HTTPMethod = .GET,
         defaultHeaders: [(String, String)],
         extraHeaders: [(String, String)]
     ) async throws -> OpenExchange {
-        let requestHead = try makeRequestHead(pathAndQuery, defaultHeaders: defaultHeaders, extraHeaders: extraHeaders)
+        var requestHead = try makeRequestHead(pathAndQuery, defaultHeaders: defaultHeaders, extraHeaders: extraHeaders)
+        requestHead.method = method
+        if method == .POST { requestHead.headers.replaceOrAdd(name: "Content-Length", value: "0") }
         let connection = try await connect()
         let channel = connection.channel
         let endpoint = self.endpoint

@@ -59,8 +59,12 @@ public enum Daemon {
                 journal: journal, settings: settings,
                 zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, logger: logger)
         }
-        let routes = APIRoutes(
-            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
+        let routes = {
+            var routes = APIRoutes(
+                journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
+            routes.tokenName = configuration.api.tokenFile.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
+            return routes
+        }()
         let readiness = Readiness(
             expected: 1 + (configuration.api.tcpPort == nil ? 0 : 1) + (configuration.dicom == nil ? 0 : 1)
         ) { listeners in
