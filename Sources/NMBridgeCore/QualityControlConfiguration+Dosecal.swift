@@ -79,6 +79,9 @@ extension DaemonConfiguration.QualityControl {
         /// nil: not tracked.
         public var accuracyIntervalDays: Double? = 365
         public var linearityIntervalDays: Double? = 92
+        /// Whether due tests are journaled: on once the site configures `[qc.dosecal]` or a
+        /// `[[qc.reference_source]]` (a site that keeps these tests elsewhere gets no reminders).
+        public var tracksDueDates = false
         /// Mo-99 breakthrough: limit in kBq Mo-99 per MBq Tc-99m at administration
         /// (10 CFR 35.204(a), USP: 0.15 µCi/mCi).
         public var mo99LimitKBqPerMBq = 0.15
@@ -152,8 +155,10 @@ extension DaemonConfiguration.QualityControl {
                 qc.referenceSources.append(source)
             }
         }
+        if !qc.referenceSources.isEmpty { qc.dosecal.tracksDueDates = true }
         guard let entry = table.table("dosecal") else { return }
         var tests = DosecalTests()
+        tests.tracksDueDates = entry.bool("track_due_dates") ?? true
         tests.accuracyInvestigatePct = entry.double("accuracy_investigate_pct", in: 0.1...100) ?? tests.accuracyInvestigatePct
         tests.accuracyFailPct = entry.double("accuracy_fail_pct", in: 0.1...100) ?? tests.accuracyFailPct
         if tests.accuracyFailPct < tests.accuracyInvestigatePct {

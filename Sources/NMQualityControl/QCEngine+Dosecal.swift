@@ -222,7 +222,7 @@ extension QCEngine {
     /// interval, once per calibrator and site-local day (at its first measurement that day).
     mutating func dueTests(_ event: Event, device: String, localDate: LocalDay) async throws -> [EventDraft] {
         let tests = settings.dosecal
-        guard tests.accuracyIntervalDays != nil || tests.linearityIntervalDays != nil else { return [] }
+        guard tests.tracksDueDates, tests.accuracyIntervalDays != nil || tests.linearityIntervalDays != nil else { return [] }
         if dueChecked[device] == localDate { return [] }
         dueChecked[device] = localDate
         let dayStart = localDate.start(in: zone)
