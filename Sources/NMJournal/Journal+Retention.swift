@@ -95,10 +95,11 @@ extension Journal {
                     defer { earlier += rule.kinds }
                     guard let maxAge = rule.maxAge else { continue }
                     var condition = "time < ? AND (" + rule.kinds.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")"
-                    var arguments: [any DatabaseValueConvertible] = [Timestamp.format(now.addingTimeInterval(-maxAge))] + rule.kinds
+                    var arguments: [(any DatabaseValueConvertible)?] = [Timestamp.format(now.addingTimeInterval(-maxAge))]
+                    arguments += rule.kinds.map { $0 as (any DatabaseValueConvertible)? }
                     if !earlier.isEmpty {
                         condition += " AND NOT (" + earlier.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")"
-                        arguments += earlier
+                        arguments += earlier.map { $0 as (any DatabaseValueConvertible)? }
                     }
                     if shippedLimit != Int64.max,
                         try Int64.fetchOne(db, sql: "SELECT count(*) FROM events WHERE \(condition) AND seq > ?", arguments: StatementArguments(arguments + [shippedLimit])) ?? 0 > 0
@@ -110,7 +111,7 @@ extension Journal {
                     let shipped = policy.shippedThrough ?? Int64.max
                     let rows = try Row.fetchAll(
                         db, sql: "SELECT kind, count(*), MIN(seq), MAX(seq), SUM(seq > ?) FROM events WHERE \(condition) GROUP BY kind",
-                        arguments: StatementArguments([shipped] + arguments))
+                        arguments: StatementArguments([shipped as (any DatabaseValueConvertible)?] + arguments))
                     guard !rows.isEmpty else { continue }
                     var kinds: [String: Int64] = [:]
                     var from = Int64.max, to = Int64.min, count: Int64 = 0, unshipped: Int64 = 0

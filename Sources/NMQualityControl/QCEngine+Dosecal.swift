@@ -103,7 +103,7 @@ extension QCEngine {
     /// window, in either order: judged at the Mo-99 reading when the Tc-99m reading came first
     /// (and no other assay since), else at the first Tc-99m reading after the assay (when the
     /// assay was not already paired with an earlier one).
-    func breakthrough(_ event: Event, device: String, nuclide: String, measured: Double, common: [String: JSONValue]) async throws -> EventDraft? {
+    func breakthrough(_ event: Event, device: String, nuclide: String, common: [String: JSONValue]) async throws -> EventDraft? {
         let tests = settings.dosecal
         let window = tests.mo99PairWindowMinutes * 60
         let nearby = try await journal.events(
@@ -121,18 +121,19 @@ extension QCEngine {
             guard let tc = list.last(where: { !isMo($0) && !isSourceReading($0) && moTime.timeIntervalSince($0.time) <= window }) else { return nil }
             return list.contains { isMo($0) && $0.seq > tc.seq } ? nil : tc
         }
-        let mo: Event, tc: Event
+        let pair: (mo: Event, tc: Event)
         if nuclide == "Mo-99" {
             guard let partner = backwardPartner(nearby[...], of: event.time) else { return nil }
-            (mo, tc) = (event, partner)
+            pair = (event, partner)
         } else {
             guard let index = nearby.lastIndex(where: { isMo($0) && event.time.timeIntervalSince($0.time) <= window }) else { return nil }
             let assay = nearby[index]
             // Another Tc-99m reading since the assay took it, or one before it already did.
             if nearby[(index + 1)...].contains(where: { !isMo($0) && !isSourceReading($0) }) { return nil }
             if backwardPartner(nearby[..<index], of: assay.time) != nil { return nil }
-            (mo, tc) = (assay, event)
+            pair = (assay, event)
         }
+        let (mo, tc) = pair
         guard let moBq = mo.data["activity_bq"]?.doubleValue, let tcBq = tc.data["activity_bq"]?.doubleValue,
             let result = QCRules.breakthrough(
                 mo99Bq: moBq * tests.mo99CanisterFactor, mo99At: mo.time, tc99mBq: tcBq, tc99mAt: tc.time, shelfLifeHours: tests.eluateShelfLifeHours,
@@ -214,6 +215,30 @@ extension QCEngine {
         out["end_time"] = .string(Timestamp.format(last.time))
         for (key, value) in identity { out[key] = value }
         return [draft(event, kind: "qc.dosecal.linearity", severity: fit.result == "incomplete" ? .warning : Self.severity(fit.result), device: device, out)]
+    }
+
+    /// Whether a reading belongs to an open linearity test on its calibrator: the latest marker
+    /// before it is a start for its nuclide, and it is the test's first reading or within the
+    /// band around the first reading decayed to its time. Such readings are QA, not patient doses.
+    func isLinearityReading(_ event: Event, device: String, nuclide: String, measured: Double) async throws -> Bool {
+        guard
+            let start = try await journal.events(
+                EventQuery(
+                    before: event.seq, filter: EventFilter(devices: [device], kinds: ["qc.dosecal.linearity_started", "qc.dosecal.linearity_finished"]),
+                    limit: 1, newestFirst: true)
+            ).events.first, start.kind == "qc.dosecal.linearity_started", (start.data["nuclide"]?.stringValue ?? "Tc-99m") == nuclide,
+            let halfLife = Radionuclide.named(nuclide)?.halfLifeSeconds
+        else { return false }
+        let earlier = try await journal.events(
+            EventQuery(
+                after: start.seq, before: event.seq, filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"]), limit: 100,
+                dataEquals: ["nuclide": nuclide])
+        ).events
+        guard let anchor = earlier.first(where: { !isSourceReading($0) }), let anchorBq = anchor.data["activity_bq"]?.doubleValue, anchorBq > 0 else {
+            return true  // the first reading of the test
+        }
+        let expected = anchorBq * exp(-M_LN2 * event.time.timeIntervalSince(anchor.time) / halfLife)
+        return abs(measured - expected) / expected * 100 <= settings.dosecal.linearityBandPct
     }
 
     // MARK: Due tests

@@ -72,23 +72,25 @@ public struct QCEngine: Sendable {
         var findings: [EventDraft] = []
         let hasReferences = settings.referenceSources.contains { $0.devices.isEmpty || $0.devices.contains(device) }
         if !sources.isEmpty || hasReferences { findings += try await dueTests(event, device: device, localDate: localDate) }
-        let role = role(device: device, nuclide: nuclide, calibrationNumber: data["calibration_number"]?.stringValue, measuredBq: measured, at: event.time)
-        if case .accuracy(let check) = role { return findings + [accuracyFinding(event, device: device, check, common: common)] }
+        let measurementRole = role(device: device, nuclide: nuclide, calibrationNumber: data["calibration_number"]?.stringValue, measuredBq: measured, at: event.time)
+        if case .accuracy(let check) = measurementRole { return findings + [accuracyFinding(event, device: device, check, common: common)] }
         if nuclide == "Mo-99" {
             // The generator's breakthrough assay, never a patient dose.
-            if let finding = try await breakthrough(event, device: device, nuclide: nuclide, measured: measured, common: common) { findings.append(finding) }
+            if let finding = try await breakthrough(event, device: device, nuclide: nuclide, common: common) { findings.append(finding) }
             return findings
         }
-        if nuclide == "Tc-99m", case .other = role, let finding = try await breakthrough(event, device: device, nuclide: nuclide, measured: measured, common: common) {
+        if nuclide == "Tc-99m", case .other = measurementRole, let finding = try await breakthrough(event, device: device, nuclide: nuclide, common: common) {
             return findings + [finding]  // the eluate, paired with its assay
         }
         let isCheck: Bool
-        if case .constancy = role { isCheck = true } else { isCheck = false }
+        if case .constancy = measurementRole { isCheck = true } else { isCheck = false }
         if !isCheck, QCRules.checkSourceNuclides.contains(nuclide) { return findings }  // a check source this calibrator has no reference for
+        // A reading of an open linearity test's vial is QA, not a patient dose (QCEngine+Dosecal.swift).
+        if !isCheck, try await isLinearityReading(event, device: device, nuclide: nuclide, measured: measured) { return findings }
         var today: [QCRules.Constancy] = []
         if !sources.isEmpty { today = try await constancyChecks(before: event, device: device, on: localDate, sources: sources) }
 
-        if case .constancy(let check, let setting) = role {
+        if case .constancy(let check, let setting) = measurementRole {
             if days[device]?.date == localDate { days[device]?.checks.append(check) }
             if let setting {
                 common["setting"] = .string(setting.reading.setting)
