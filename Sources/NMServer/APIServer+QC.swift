@@ -31,11 +31,19 @@ extension APIRoutes {
     func requester(_ context: APIRequestContext, tcp: Bool) async -> Requester? {
         if tcp { return Requester(name: tokenName ?? "api-token", via: "tcp") }
         guard let provider = context.channel as? any SocketOptionProvider,
-            let credentials: ucred = try? await provider.unsafeGetSocketOption(
-                level: NIOBSDSocket.OptionLevel(rawValue: SOL_SOCKET), name: NIOBSDSocket.Option(rawValue: SO_PEERCRED)
+            let credentials: PeerCredentials = try? await provider.unsafeGetSocketOption(
+                level: NIOBSDSocket.OptionLevel(rawValue: SOL_SOCKET), name: NIOBSDSocket.Option(rawValue: 17 /* SO_PEERCRED, asm-generic/socket.h */)
             ).get()
         else { return nil }
         return Requester(name: Self.userName(uid: credentials.uid), via: "unix", uid: Int64(credentials.uid))
+    }
+
+    /// `struct ucred` of <sys/socket.h> (Linux), which Glibc's module map only exports with
+    /// _GNU_SOURCE: three 32-bit fields, laid out as C lays them out.
+    struct PeerCredentials: Sendable {
+        var pid: Int32
+        var uid: UInt32
+        var gid: UInt32
     }
 
     /// The account name of `uid` (getpwuid_r), else `uid N`.

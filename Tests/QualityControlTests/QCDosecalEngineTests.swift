@@ -129,4 +129,59 @@ import Testing
         // The next day only linearity is due: two sources passed accuracy yesterday.
         #expect(qc[5].data["test"] == .string("linearity") && qc[5].data["local_date"] == .string("2026-04-12"))
     }
+
+    @Test func theReportShowsTheQASectionsAndSignatures() async throws {
+        let f = try QCFixture()
+        try await f.measure("dosecal-1", "Mo-99", 1.0e6, at: "2026-11-30T06:58:00Z")
+        try await f.measure("dosecal-1", "Tc-99m", 20e9, at: "2026-11-30T07:00:00Z")
+        try await f.journal.append(
+            EventDraft(time: QCFixture.at("2026-11-30T06:00:00Z"), device: "dosecal-2", driver: "api", kind: "qc.dosecal.linearity_started", data: ["nuclide": "Tc-99m", "by": "p"]))
+        let t0 = QCFixture.at("2026-11-30T06:10:00Z")
+        for reading in QCDosecalRulesTests.vial.prefix(3) {
+            try await f.measure("dosecal-2", "Tc-99m", reading.bq, at: Timestamp.format(t0.addingTimeInterval(reading.hours * 3600)))
+        }
+        try await f.journal.append(
+            EventDraft(time: QCFixture.at("2026-11-30T19:00:00Z"), device: "dosecal-2", driver: "api", kind: "qc.dosecal.linearity_finished", data: ["by": "p"]))
+        try await f.journal.append(
+            EventDraft(time: QCFixture.at("2026-11-30T19:05:00Z"), driver: "api", kind: "qc.review.signed",
+                       data: ["local_date": "2026-11-30", "signer": "<physicist>", "via": "unix", "uid": 1000]))
+        var settings = qcSettings([cesium])
+        settings.dosecal.linearityMinReadings = 3
+        let qc = try await f.judgeAll(settings)
+        // The vial's readings are QA, not patient doses: no constancy_missing on dosecal-2.
+        #expect(qc.filter { $0.driver == "qc" }.map(\.kind) == ["qc.generator.mo99", "qc.dosecal.linearity"])
+        let all = try await f.journal.events(EventQuery(limit: 10_000)).events
+        let day = try #require(LocalDay("2026-11-30"))
+        let report = QCReport(events: all, day: day, node: "n", generated: QCFixture.at("2026-11-30T20:00:00Z"), zone: TimeZone(identifier: "UTC")!)
+        #expect(report.signatures.count == 1)
+        #expect(!report.findings.contains { $0.kind == "qc.review.signed" })
+        let text = report.text
+        for expected in ["Mo-99 breakthrough", "EXPIRES EARLY", "0.0500", "0.1760", "Linearity dosecal-2: PASS", "signed by <physicist> (unix) at 19:05:00"] {
+            #expect(text.contains(expected), "\(expected)\n\(text)")
+        }
+        let html = report.html
+        #expect(html.contains("Signed by <b>&lt;physicist&gt;</b>"))
+        #expect(html.contains("<h2>Mo-99 breakthrough</h2>") && html.contains("<h2>Linearity</h2>") && html.contains("linearity: measured (points)"))
+    }
+
+    @Test func theLinearityPlotDrawsEveryReading() throws {
+        let start = QCFixture.at("2026-03-02T08:00:00Z")
+        let readings = QCDosecalRulesTests.vial.enumerated().map { (time: start.addingTimeInterval($0.element.hours * 3600), bq: $0.element.bq, seq: Int64($0.offset + 1)) }
+        let fit = try #require(QCRules.linearity(readings, halfLifeSeconds: 6.0067 * 3600, tests: Settings.DosecalTests()))
+        let points: [JSONValue] = fit.points.map { p in
+            .object(["time": .string(Timestamp.format(p.time)), "measured_bq": .double(p.measuredBq), "expected_bq": .double(p.expectedBq), "deviation_pct": .double(p.deviationPct)])
+        }
+        let event = Event(
+            seq: 9, journal: UUID(), time: start, node: "n", device: "dosecal-1", driver: "qc", kind: "qc.dosecal.linearity", severity: .info,
+            dataJSON: JSONValue.object([
+                "local_date": "2026-03-04", "source_seq": 8, "result": "pass", "readings": .array(points), "max_deviation_pct": 4.21,
+                "investigate_pct": 5, "fail_pct": 10,
+            ]).jsonText, raw: nil)
+        let svg = LinearityChart(finding: try #require(QCFinding(event)), zone: TimeZone(identifier: "UTC")!).svg
+        #expect(svg.components(separatedBy: "<circle").count - 1 == 5)
+        #expect(svg.contains("<polyline class=\"trend-line\""))
+        // 30 GBq down to 112 MBq: decades from 100 MBq to 100 GBq.
+        #expect(svg.contains("100.00 MBq") && svg.contains("100.00 GBq"))
+        #expect(svg.components(separatedBy: "class=\"point pass\"").count - 1 == 5, "every reading within ±5 %")
+    }
 }
