@@ -65,8 +65,12 @@ public struct Radionuclide: Sendable, Hashable {
         } else {
             var i = 0
             while i < chars.count, chars[i].isNumber { mass.append(chars[i]); i += 1 }
-            // "99mTc": an m directly after the mass is metastable when a symbol follows.
-            if i + 1 < chars.count, chars[i] == "m" || chars[i] == "M", chars[i + 1].isLetter { metastable = true; i += 1 }
+            // "99mTc": an m directly after the mass is metastable when a symbol follows; an
+            // upper-case M followed by a lower-case letter begins the symbol ("99Mo").
+            if i + 1 < chars.count, chars[i] == "m" || (chars[i] == "M" && !chars[i + 1].isLowercase), chars[i + 1].isLetter {
+                metastable = true
+                i += 1
+            }
             while i < chars.count, chars[i].isLetter { symbol.append(chars[i]); i += 1 }
             guard i == chars.count else { return nil }
         }

@@ -163,25 +163,40 @@ extension QCEngine {
     // MARK: Linearity
 
     /// Judges the series between the device's last start marker and this finish marker.
-    mutating func judgeLinearity(_ event: Event) async throws -> [EventDraft] {
-        guard let device = event.device else { return [] }
+    /// The linearity test a finish marker closes: its start marker, nuclide and readings.
+    struct LinearityTest {
+        var start: Event
+        var nuclide: String
+        var halfLife: Double
+        var readingEvents: [Event]
+        var readings: [(time: Date, bq: Double, seq: Int64)]
+    }
+
+    func linearityTest(finishedBy event: Event, device: String) async throws -> LinearityTest? {
         guard
             let start = try await journal.events(
                 EventQuery(before: event.seq, filter: EventFilter(devices: [device], kinds: ["qc.dosecal.linearity_started", "qc.dosecal.linearity_finished"]), limit: 1, newestFirst: true)
             ).events.first, start.kind == "qc.dosecal.linearity_started"
-        else { return [] }
+        else { return nil }
         let nuclide = start.data["nuclide"]?.stringValue ?? "Tc-99m"
-        guard let halfLife = Radionuclide.named(nuclide)?.halfLifeSeconds else { return [] }
+        guard let halfLife = Radionuclide.named(nuclide)?.halfLifeSeconds else { return nil }
         let readingEvents = try await journal.events(
             EventQuery(
                 after: start.seq, before: event.seq, filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"]), limit: 100_000,
                 dataEquals: ["nuclide": nuclide])
         ).events.filter { !isSourceReading($0) }
-        let identity = readingEvents.last.map { Self.instrument($0.data) } ?? [:]
         let readings = readingEvents.compactMap { e -> (time: Date, bq: Double, seq: Int64)? in
             guard let bq = e.data["activity_bq"]?.doubleValue, bq > 0 else { return nil }
             return (e.time, bq, e.seq)
         }
+        return LinearityTest(start: start, nuclide: nuclide, halfLife: halfLife, readingEvents: readingEvents, readings: readings)
+    }
+
+    /// Judges the series between the device's last start marker and this finish marker.
+    mutating func judgeLinearity(_ event: Event) async throws -> [EventDraft] {
+        guard let device = event.device, let test = try await linearityTest(finishedBy: event, device: device) else { return [] }
+        let (start, nuclide, halfLife, readings) = (test.start, test.nuclide, test.halfLife, test.readings)
+        let identity = test.readingEvents.last.map { Self.instrument($0.data) } ?? [:]
         let tests = settings.dosecal
         let series = QCRules.linearitySeries(readings, halfLifeSeconds: halfLife, bandPct: tests.linearityBandPct)
         let localDate = LocalDay(containing: event.time, zone: zone)
@@ -250,33 +265,20 @@ extension QCEngine {
         guard tests.tracksDueDates, tests.accuracyIntervalDays != nil || tests.linearityIntervalDays != nil else { return [] }
         if dueChecked[device] == localDate { return [] }
         dueChecked[device] = localDate
+        // Only the calibrator's first measurement of the day: read from the inputs (not from
+        // findings, which may be appended after later inputs), so a restart judges the same.
         let dayStart = localDate.start(in: zone)
-        let already = try await journal.events(
-            EventQuery(before: event.seq, filter: EventFilter(devices: [device], kinds: ["qc.dosecal.test_due"], since: dayStart), limit: 1)
+        let earlier = try await journal.events(
+            EventQuery(before: event.seq, filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"], since: dayStart, until: Self.bound(event.time)), limit: 1)
         ).events
-        if !already.isEmpty { return [] }
+        if !earlier.isEmpty { return [] }
         var drafts: [EventDraft] = []
-        let configured = settings.referenceSources.filter { $0.devices.isEmpty || $0.devices.contains(device) }
-        let needed = max(1, min(tests.accuracyMinSources, Set(configured.map(\.serial)).count))
         for (test, interval) in [("accuracy", tests.accuracyIntervalDays), ("linearity", tests.linearityIntervalDays)] {
             guard let interval else { continue }
-            let passes = try await journal.events(
-                EventQuery(
-                    before: event.seq, filter: EventFilter(devices: [device], kinds: ["qc.dosecal.\(test)"]), limit: 10_000, newestFirst: true,
-                    dataEquals: ["result": "pass"])
-            ).events
-            // Accuracy counts on a day when enough distinct sources passed that day.
-            var lastPass: LocalDay?
-            var serialsByDay: [String: Set<String>] = [:]
-            for pass in passes.reversed() {  // newest first
-                guard let day = pass.data["local_date"]?.stringValue else { continue }
-                if test == "accuracy" {
-                    serialsByDay[day, default: []].insert(pass.data["source_serial"]?.stringValue ?? "")
-                    if serialsByDay[day]!.count < needed { continue }
-                }
-                lastPass = LocalDay(day)
-                break
-            }
+            let since = localDate.adding(days: -Int(interval.rounded(.up))).start(in: zone)
+            let lastPass = test == "accuracy"
+                ? try await lastAccuracyPass(before: event, device: device, since: since)
+                : try await lastLinearityPass(before: event, device: device, since: since)
             var out: [String: JSONValue] = [
                 "source_seq": .int(event.seq), "local_date": .string(localDate.description), "test": .string(test), "interval_days": .double(interval),
             ]
@@ -290,5 +292,43 @@ extension QCEngine {
             drafts.append(draft(event, kind: "qc.dosecal.test_due", severity: .warning, device: device, out))
         }
         return drafts
+    }
+
+    /// The latest site-local day since `since` on which enough distinct reference sources
+    /// passed accuracy on the calibrator, judged again from its measurements.
+    func lastAccuracyPass(before event: Event, device: String, since: Date) async throws -> LocalDay? {
+        let configured = settings.referenceSources.filter { $0.devices.isEmpty || $0.devices.contains(device) }
+        guard !configured.isEmpty else { return nil }
+        let needed = max(1, min(settings.dosecal.accuracyMinSources, Set(configured.map(\.serial)).count))
+        var serialsByDay: [LocalDay: Set<String>] = [:]
+        for nuclide in Set(configured.map(\.nuclide)) {
+            let measurements = try await journal.events(
+                EventQuery(
+                    before: event.seq, filter: EventFilter(devices: [device], kinds: ["dosecal.measurement"], since: since, until: Self.bound(event.time)),
+                    limit: 10_000, newestFirst: true, dataEquals: ["nuclide": nuclide])
+            ).events
+            for measurement in measurements {
+                if case .accuracy(let check)? = role(of: measurement), check.result == "pass" {
+                    serialsByDay[LocalDay(containing: measurement.time, zone: zone), default: []].insert(check.source.serial)
+                }
+            }
+        }
+        return serialsByDay.filter { $0.value.count >= needed }.keys.max()
+    }
+
+    /// The latest site-local day since `since` of a linearity test on the calibrator that
+    /// passed, judged again from its markers and readings.
+    func lastLinearityPass(before event: Event, device: String, since: Date) async throws -> LocalDay? {
+        let finishes = try await journal.events(
+            EventQuery(before: event.seq, filter: EventFilter(devices: [device], kinds: ["qc.dosecal.linearity_finished"], since: since), limit: 1000, newestFirst: true)
+        ).events
+        for finish in finishes.reversed() {
+            guard let test = try await linearityTest(finishedBy: finish, device: device) else { continue }
+            let series = QCRules.linearitySeries(test.readings, halfLifeSeconds: test.halfLife, bandPct: settings.dosecal.linearityBandPct)
+            if QCRules.linearity(series, halfLifeSeconds: test.halfLife, tests: settings.dosecal)?.result == "pass" {
+                return LocalDay(containing: finish.time, zone: zone)
+            }
+        }
+        return nil
     }
 }
