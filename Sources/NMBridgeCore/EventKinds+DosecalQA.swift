@@ -71,7 +71,7 @@ extension EventKindRegistry {
             "A calibrator test is due: its last passing result is older than its interval, or there is none. Journaled at the calibrator's first measurement of a site-local day (docs/qc.md).",
             fields: qcCommon + dosecalInstrument + [
                 EventField("test", .string, "\"accuracy\" or \"linearity\"."),
-                EventField("interval_days", .number, unit: "d", "The configured interval."),
+                EventField("interval_days", .number, unit: "days", "The configured interval."),
                 EventField("last_pass_date", .string, required: false, "The site-local day of the last passing test, if any."),
                 EventField("due_date", .string, required: false, "The day the test fell due (none: never done)."),
             ]),
