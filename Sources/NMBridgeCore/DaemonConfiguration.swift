@@ -35,6 +35,8 @@ public struct DaemonConfiguration: Sendable {
         public var retentionDays: Double? = 365
         /// Delete the oldest events when the journal grows beyond this; `nil` = no limit.
         public var maxSizeMB: Double? = 4096
+        /// `[[journal.retention]]`: per-kind retention (JournalRetentionConfiguration.swift).
+        public var retentionRules: [RetentionRule] = []
     }
 
     public struct API: Sendable {
@@ -123,6 +125,9 @@ public struct DaemonConfiguration: Sendable {
         public var settings: any Sendable
         /// Line of the `[[device]]` header.
         public var line: Int?
+        /// `instrument_model`, `instrument_serial`: the instrument's identity on its records (docs/qc.md).
+        public var instrumentModel: String?
+        public var instrumentSerial: String?
 
         public init(id: String, driver: String, staleAfter: Double? = nil, enabled: Bool = true, settings: any Sendable, line: Int? = nil) {
             self.id = id
@@ -196,6 +201,7 @@ public struct DaemonConfiguration: Sendable {
             if table.has("max_size_mb") {
                 journal.maxSizeMB = table.double("max_size_mb", in: 0...16_000_000).flatMap { $0 == 0 ? nil : $0 }
             }
+            journal.retentionRules = Journal.readRetentionRules(table)
             table.reportUnknownKeys()
         }
 
@@ -285,13 +291,15 @@ public struct DaemonConfiguration: Sendable {
                 continue
             }
             let settings = entry.validate(table)
+            let (model, serialNumber) = (table.string("instrument_model"), table.string("instrument_serial"))
             table.reportUnknownKeys(known: entry.manifest.configKeys.map(\.name))
             if let id, let settings {
-                devices.append(
-                    Device(
-                        id: id, driver: driverName,
-                        staleAfter: staleAfter.map { $0 == 0 ? nil : $0 } ?? entry.defaultStaleAfter(settings),
-                        enabled: enabled, settings: settings, line: table.table.location.line))
+                var device = Device(
+                    id: id, driver: driverName,
+                    staleAfter: staleAfter.map { $0 == 0 ? nil : $0 } ?? entry.defaultStaleAfter(settings),
+                    enabled: enabled, settings: settings, line: table.table.location.line)
+                (device.instrumentModel, device.instrumentSerial) = (model, serialNumber)
+                devices.append(device)
             }
         }
 

@@ -12,6 +12,9 @@ extension DaemonConfiguration {
             public var referenceBq: Double
             public var referenceDate: Date
             public var serial: String
+            /// Readings of this source on other settings (`[[qc.check_source.reading]]`,
+            /// QualityControlConfiguration+Dosecal.swift).
+            public var readings: [SettingReading] = []
 
             public init(device: String, nuclide: String, referenceBq: Double, referenceDate: Date, serial: String) {
                 self.device = device
@@ -97,6 +100,9 @@ extension DaemonConfiguration {
         public var cursorFile: String
         /// `[[qc.camera]]`: gamma cameras whose QC acquisitions are judged (camera QC).
         public var cameras: [Camera] = []
+        /// `[[qc.reference_source]]` and `[qc.dosecal]`: accuracy, linearity, Mo-99, due dates.
+        public var referenceSources: [ReferenceSource] = []
+        public var dosecal = DosecalTests()
 
         public init(cursorFile: String) { self.cursorFile = cursorFile }
     }
@@ -161,10 +167,12 @@ extension DaemonConfiguration {
             if let device, !deviceIDs.contains(device) {
                 source.problem("device", "\"\(device)\" is not a configured [[device]] id")
             }
+            let readings = QualityControl.readSettingReadings(source)
             source.reportUnknownKeys()
             if let device, let nuclide, let reference, let referenceDate, let serial {
-                qc.checkSources.append(
-                    QualityControl.CheckSource(device: device, nuclide: nuclide, referenceBq: reference, referenceDate: referenceDate, serial: serial))
+                var checkSource = QualityControl.CheckSource(device: device, nuclide: nuclide, referenceBq: reference, referenceDate: referenceDate, serial: serial)
+                checkSource.readings = readings
+                qc.checkSources.append(checkSource)
             }
         }
         let protocolTables = table.tables("protocol", name: { index, t in "protocol[\(t["name"]?.string ?? "#\(index + 1)")]" })
@@ -239,6 +247,7 @@ extension DaemonConfiguration {
             qc.protocols.append(rule)
         }
         qc.cameras = QualityControl.readCameras(table, root: reader)  // camera QC (QualityControlConfiguration+Camera.swift)
+        QualityControl.readDosecal(table, deviceIDs: deviceIDs, into: &qc)  // QualityControlConfiguration+Dosecal.swift
         table.reportUnknownKeys()
         return enabled ? qc : nil
     }

@@ -31,6 +31,9 @@ public struct Radionuclide: Sendable, Hashable {
         Radionuclide(name: "Co-57", halfLifeSeconds: 271.74 * day),
         Radionuclide(name: "Ba-133", halfLifeSeconds: 10.551 * year),
         Radionuclide(name: "Cs-137", halfLifeSeconds: 30.08 * year),
+        // The parent in a Tc-99m generator, for the breakthrough assay (10 CFR 35.204):
+        // 65.924 h, NNDC NuDat 3 (ENSDF); DOMAIN.md rounds it to 65.9 h.
+        Radionuclide(name: "Mo-99", halfLifeSeconds: 65.924 * hour),
     ]
 
     /// Finds a known nuclide by any usual spelling: `Tc-99m`, `TC99M`, `Tc99m`, `99mTc`,
@@ -62,8 +65,12 @@ public struct Radionuclide: Sendable, Hashable {
         } else {
             var i = 0
             while i < chars.count, chars[i].isNumber { mass.append(chars[i]); i += 1 }
-            // "99mTc": an m directly after the mass is metastable when a symbol follows.
-            if i + 1 < chars.count, chars[i] == "m" || chars[i] == "M", chars[i + 1].isLetter { metastable = true; i += 1 }
+            // "99mTc": an m directly after the mass is metastable when a symbol follows; an
+            // upper-case M followed by a lower-case letter begins the symbol ("99Mo").
+            if i + 1 < chars.count, chars[i] == "m" || (chars[i] == "M" && !chars[i + 1].isLowercase), chars[i + 1].isLetter {
+                metastable = true
+                i += 1
+            }
             while i < chars.count, chars[i].isLetter { symbol.append(chars[i]); i += 1 }
             guard i == chars.count else { return nil }
         }

@@ -9,7 +9,9 @@ extension EventKindRegistry {
                 EventField("from_seq", .integer, "First deleted seq."),
                 EventField("to_seq", .integer, "Last deleted seq."),
                 EventField("count", .integer, "Number of deleted events."),
-                EventField("reason", .string, "\"age\" (older than `retention_days`) or \"size\" (over `max_size_mb`)."),
+                EventField("reason", .string, "\"age\" (older than `retention_days` or its kind's `[[journal.retention]]` rule) or \"size\" (over `max_size_mb`)."),
+                EventField("kinds", .object, required: false, "Age deletions: deleted events per kind, e.g. {\"gantry.state\": 8640}."),
+                EventField("rule", .string, required: false, "Age deletions: the `[[journal.retention]]` kinds (globs) or \"retention_days\" that deleted them."),
                 EventField("oldest_seq", .integer, "The oldest seq still in the journal."),
                 EventField(
                     "unshipped_from_seq", .integer, required: false,

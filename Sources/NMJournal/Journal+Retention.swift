@@ -15,6 +15,20 @@ public struct RetentionPolicy: Sendable, Equatable {
     /// Let retention delete unshipped events (`[shipper] retention_may_drop_unshipped`);
     /// `journal.truncated` then names exactly which ones.
     public var mayDropUnshipped = false
+    /// Per-kind ages (`[[journal.retention]]` and the record kinds' default), first match wins;
+    /// `maxAge` is for the kinds no rule matches. Empty: `maxAge` deletes a prefix, as before.
+    public var kindRules: [KindRule] = []
+
+    /// Events whose kind matches one of `kinds` (SQLite GLOBs) are deleted after `maxAge`
+    /// seconds (nil: kept forever).
+    public struct KindRule: Sendable, Equatable {
+        public var kinds: [String]
+        public var maxAge: TimeInterval?
+        public init(kinds: [String], maxAge: TimeInterval?) {
+            self.kinds = kinds
+            self.maxAge = maxAge
+        }
+    }
 
     public init(maxAge: TimeInterval? = nil, maxBytes: Int64? = nil, shippedThrough: Int64? = nil, mayDropUnshipped: Bool = false) {
         self.maxAge = maxAge
@@ -26,6 +40,7 @@ public struct RetentionPolicy: Sendable, Equatable {
     public init(_ journal: DaemonConfiguration.Journal) {
         self.maxAge = journal.retentionDays.map { $0 * 86_400 }
         self.maxBytes = journal.maxSizeMB.map { Int64($0 * 1_048_576) }
+        self.kindRules = journal.effectiveRetentionRules.map { KindRule(kinds: $0.kinds, maxAge: $0.days.map { $0 * 86_400 }) }
     }
 }
 
@@ -49,6 +64,10 @@ extension Journal {
                 var to: Int64
                 var count: Int64
                 var reason: String
+                /// Per-kind age deletions: what went, per kind, and by which rule.
+                var kinds: [String: Int64]? = nil
+                var rule: String? = nil
+                var unshippedCount: Int64? = nil
             }
             var deletions: [Deletion] = []
             var heldBack = false
@@ -67,7 +86,51 @@ extension Journal {
                 deletions.append(Deletion(from: oldest, to: last, count: Int64(db.changesCount), reason: reason))
                 return true
             }
-            if let maxAge = policy.maxAge {
+            if !policy.kindRules.isEmpty {
+                // Per kind (first matching rule): deletes out of the middle of the seq range, so
+                // seqs get holes; `journal.truncated` names the kinds (docs/journal.md).
+                let shippedLimit = policy.mayDropUnshipped ? Int64.max : (policy.shippedThrough ?? Int64.max)
+                var earlier: [String] = []
+                for rule in policy.kindRules + [RetentionPolicy.KindRule(kinds: ["*"], maxAge: policy.maxAge)] {
+                    defer { earlier += rule.kinds }
+                    guard let maxAge = rule.maxAge else { continue }
+                    var condition = "time < ? AND (" + rule.kinds.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")"
+                    var arguments: [(any DatabaseValueConvertible)?] = [Timestamp.format(now.addingTimeInterval(-maxAge))]
+                    arguments += rule.kinds.map { $0 as (any DatabaseValueConvertible)? }
+                    if !earlier.isEmpty {
+                        condition += " AND NOT (" + earlier.map { _ in "kind GLOB ?" }.joined(separator: " OR ") + ")"
+                        arguments += earlier.map { $0 as (any DatabaseValueConvertible)? }
+                    }
+                    if shippedLimit != Int64.max,
+                        try Int64.fetchOne(db, sql: "SELECT count(*) FROM events WHERE \(condition) AND seq > ?", arguments: StatementArguments(arguments + [shippedLimit])) ?? 0 > 0
+                    {
+                        heldBack = true
+                    }
+                    condition += " AND seq <= ?"
+                    arguments.append(shippedLimit)
+                    let shipped = policy.shippedThrough ?? Int64.max
+                    let rows = try Row.fetchAll(
+                        db, sql: "SELECT kind, count(*), MIN(seq), MAX(seq), SUM(seq > ?) FROM events WHERE \(condition) GROUP BY kind",
+                        arguments: StatementArguments([shipped as (any DatabaseValueConvertible)?] + arguments))
+                    guard !rows.isEmpty else { continue }
+                    var kinds: [String: Int64] = [:]
+                    var from = Int64.max, to = Int64.min, count: Int64 = 0, unshipped: Int64 = 0
+                    for row in rows {
+                        let n: Int64 = row[1]
+                        kinds[row[0]] = n
+                        count += n
+                        from = min(from, row[2])
+                        to = max(to, row[3])
+                        unshipped += (row[4] as Int64?) ?? 0
+                    }
+                    try db.execute(sql: "DELETE FROM events WHERE \(condition)", arguments: StatementArguments(arguments))
+                    deletions.append(
+                        Deletion(
+                            from: from, to: to, count: count, reason: "age", kinds: kinds,
+                            rule: rule.kinds == ["*"] ? "retention_days" : rule.kinds.joined(separator: ","),
+                            unshippedCount: policy.shippedThrough == nil ? nil : unshipped))
+                }
+            } else if let maxAge = policy.maxAge {
                 let cutoff = Timestamp.format(now.addingTimeInterval(-maxAge))
                 let firstKept = try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM events WHERE time >= ?", arguments: [cutoff])
                 let last = try Self.readBounds(db).last
@@ -99,7 +162,7 @@ extension Journal {
             // Merge consecutive size deletions into one record.
             var merged: [Deletion] = []
             for d in deletions {
-                if let last = merged.last, last.reason == d.reason, last.to + 1 == d.from {
+                if let last = merged.last, last.reason == d.reason, last.kinds == nil, d.kinds == nil, last.to + 1 == d.from {
                     merged[merged.count - 1].to = d.to
                     merged[merged.count - 1].count += d.count
                 } else {
@@ -115,12 +178,17 @@ extension Journal {
                     "from_seq": .int(d.from), "to_seq": .int(d.to), "count": .int(d.count), "reason": .string(d.reason),
                     "oldest_seq": .int(oldestKept ?? seq),
                 ]
-                // Seqs have no holes, so the unshipped part is a range and its count exact.
-                if let shipped = policy.shippedThrough, d.to > shipped {
+                if let kinds = d.kinds {
+                    data["kinds"] = .object(kinds.mapValues { .int($0) })
+                    if let rule = d.rule { data["rule"] = .string(rule) }
+                }
+                // Prefix deletions leave no holes, so the unshipped part is a range and its count
+                // exact; per-kind deletions counted theirs.
+                if let shipped = policy.shippedThrough, d.to > shipped, d.unshippedCount != 0 {
                     let from = max(d.from, shipped + 1)
                     data["unshipped_from_seq"] = .int(from)
                     data["unshipped_to_seq"] = .int(d.to)
-                    data["unshipped_count"] = .int(d.to - from + 1)
+                    data["unshipped_count"] = .int(d.unshippedCount ?? (d.to - from + 1))
                 }
                 let time = Timestamp.format(now)
                 let dataJSON = JSONValue.object(data).jsonText

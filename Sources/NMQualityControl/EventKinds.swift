@@ -18,6 +18,11 @@ extension EventKindRegistry {
                 EventField("investigate_pct", .number, unit: "%", "The limit used for investigate."),
                 EventField("fail_pct", .number, unit: "%", "The limit used for fail."),
                 EventField("calibration_number", .string, required: false, "The calibrator setting used."),
+                // A check source read on another setting (docs/qc.md, "Check sources on any setting").
+                EventField("setting", .string, required: false, "The setting the source was read on, when not its own nuclide (e.g. Tc-99m for Cs-137)."),
+                EventField("source_nuclide", .string, required: false, "With `setting`: the check source's own nuclide (`nuclide` is then the setting as reported)."),
+                EventField("instrument_model", .string, required: false, "The calibrator's model."),
+                EventField("instrument_serial", .string, required: false, "The calibrator's serial number."),
             ]),
         EventKind(
             "qc.dosecal.constancy_missing", severity: .warning,
@@ -176,7 +181,7 @@ extension EventKindRegistry {
                 EventField("patient_id", .string, required: false, "Patient ID."),
                 EventField("accession_number", .string, required: false, "Accession number."),
             ]),
-    ]
+    ] + dosecalQAKinds  // EventKinds+DosecalQA.swift
 
     /// Fields every qc.* event has.
     static let qcCommon = [

@@ -261,6 +261,8 @@ extension QCEngine {
                 dataEquals: ["nuclide": nuclide])
         ).events.compactMap { event -> (event: Event, bq: Double)? in  // each payload parsed once
             guard let bq = event.data["activity_bq"]?.doubleValue, bq > 0 else { return nil }
+            // A check source read on this setting (Cs-137 on Tc-99m) is never the syringe (QCEngine+Dosecal.swift).
+            if isSourceReading(event) { return nil }
             return (event, bq)
         }
         let before = nearby.filter { $0.event.time <= injection }

@@ -15,7 +15,7 @@ public struct QCEngine: Sendable {
     /// Stored instances are judged per study, when the receiver reports the study stable
     /// (docs/qc.md, "Studies"): the engine reads the study's instances from the journal then.
     /// (Stored instances are inputs too: camera QC judges its acquisitions one by one.)
-    public static let inputKinds = ["dosecal.measurement", "dicom.instance.stored", "dicom.study.stable"]
+    public static let inputKinds = ["dosecal.measurement", "dicom.instance.stored", "dicom.study.stable", "qc.dosecal.linearity_finished"]
 
     let settings: Settings
     let zone: TimeZone
@@ -25,6 +25,8 @@ public struct QCEngine: Sendable {
     private var days: [String: CalibratorDay] = [:]
     /// Camera QC's memory (QCEngine+Camera.swift).
     var cameraState = CameraState()
+    /// Per calibrator: the site-local day its due tests were last looked at (QCEngine+Dosecal.swift).
+    var dueChecked: [String: LocalDay] = [:]
 
     struct CalibratorDay {
         var date: LocalDay
@@ -48,6 +50,7 @@ public struct QCEngine: Sendable {
             case .qualityControl(let findings), .patient(let findings): return findings
             }
         case "dicom.study.stable": return try await judgeStudy(event)
+        case "qc.dosecal.linearity_finished": return try await judgeLinearity(event)
         default: return []
         }
     }
@@ -64,15 +67,35 @@ public struct QCEngine: Sendable {
         var common: [String: JSONValue] = [
             "source_seq": .int(event.seq), "local_date": .string(localDate.description), "nuclide": .string(nuclide), "measured_bq": .double(measured.rounded()),
         ]
-        let isCheck = sources.contains { $0.nuclide == nuclide }
-        if !isCheck, QCRules.checkSourceNuclides.contains(nuclide) { return [] }  // a check source this calibrator has no reference for
+        for (key, value) in Self.instrument(data) { common[key] = value }
+        // Due tests, accuracy, Mo-99 and check sources on other settings: QCEngine+Dosecal.swift.
+        var findings: [EventDraft] = []
+        let hasReferences = settings.referenceSources.contains { $0.devices.isEmpty || $0.devices.contains(device) }
+        if !sources.isEmpty || hasReferences { findings += try await dueTests(event, device: device, localDate: localDate) }
+        let measurementRole = role(device: device, nuclide: nuclide, calibrationNumber: data["calibration_number"]?.stringValue, measuredBq: measured, at: event.time)
+        if case .accuracy(let check) = measurementRole { return findings + [accuracyFinding(event, device: device, check, common: common)] }
+        if nuclide == "Mo-99" {
+            // The generator's breakthrough assay, never a patient dose.
+            if let finding = try await breakthrough(event, device: device, nuclide: nuclide, common: common) { findings.append(finding) }
+            return findings
+        }
+        if nuclide == "Tc-99m", case .other = measurementRole, let finding = try await breakthrough(event, device: device, nuclide: nuclide, common: common) {
+            return findings + [finding]  // the eluate, paired with its assay
+        }
+        let isCheck: Bool
+        if case .constancy = measurementRole { isCheck = true } else { isCheck = false }
+        if !isCheck, QCRules.checkSourceNuclides.contains(nuclide) { return findings }  // a check source this calibrator has no reference for
+        // A reading of an open linearity test's vial is QA, not a patient dose (QCEngine+Dosecal.swift).
+        if !isCheck, try await isLinearityReading(event, device: device, nuclide: nuclide, measured: measured) { return findings }
         var today: [QCRules.Constancy] = []
         if !sources.isEmpty { today = try await constancyChecks(before: event, device: device, on: localDate, sources: sources) }
 
-        if isCheck {
-            guard let check = QCRules.constancy(measuredBq: measured, at: event.time, sources: sources.filter { $0.nuclide == nuclide }, settings: settings)
-            else { return [] }
+        if case .constancy(let check, let setting) = measurementRole {
             if days[device]?.date == localDate { days[device]?.checks.append(check) }
+            if let setting {
+                common["setting"] = .string(setting.reading.setting)
+                common["source_nuclide"] = .string(setting.source.nuclide)
+            }
             common["result"] = .string(check.result)
             common["deviation_pct"] = .double(Self.round(check.deviationPct, 2))
             common["expected_bq"] = .double(check.expectedBq.rounded())
@@ -83,10 +106,10 @@ public struct QCEngine: Sendable {
             common["fail_pct"] = .double(settings.failPct)
             if let setting = data["calibration_number"] { common["calibration_number"] = setting }
             let severity: Severity = check.result == "pass" ? .info : check.result == "investigate" ? .warning : .error
-            return [draft(event, kind: "qc.dosecal.constancy", severity: severity, device: device, common)]
+            return findings + [draft(event, kind: "qc.dosecal.constancy", severity: severity, device: device, common)]
         }
         // A patient dose: was there a passing constancy check on this calibrator today?
-        if today.contains(where: { $0.result == "pass" }) { return [] }
+        if today.contains(where: { $0.result == "pass" }) { return findings }
         if sources.isEmpty {
             common["reason"] = .string("no [[qc.check_source]] is configured for \(device)")
         } else if let last = today.last {
@@ -97,7 +120,7 @@ public struct QCEngine: Sendable {
             let names = sources.map { "\($0.nuclide) \($0.serial)" }.joined(separator: ", ")
             common["reason"] = .string("no constancy check on \(device) since 00:00 \(zone.identifier) (check sources: \(names))")
         }
-        return [draft(event, kind: "qc.dosecal.constancy_missing", severity: .warning, device: device, common)]
+        return findings + [draft(event, kind: "qc.dosecal.constancy_missing", severity: .warning, device: device, common)]
     }
 
     /// The constancy checks on `device` earlier on the site-local day `date` than `event`.
@@ -117,7 +140,8 @@ public struct QCEngine: Sendable {
         }
         let dayStart = date.start(in: zone)
         var earlier: [Event] = []
-        for nuclide in Set(sources.map(\.nuclide)).sorted() {
+        // The sources' own nuclides and the settings they are also read on.
+        for nuclide in Set(sources.map(\.nuclide) + sources.flatMap { $0.readings.map(\.setting) }).sorted() {
             earlier += try await journal.events(
                 EventQuery(
                     before: event.seq,
@@ -126,9 +150,8 @@ public struct QCEngine: Sendable {
             ).events
         }
         let checks = earlier.sorted { $0.seq < $1.seq }.compactMap { measurement -> QCRules.Constancy? in
-            let d = measurement.data
-            guard let n = d["nuclide"]?.stringValue, let bq = d["activity_bq"]?.doubleValue, bq > 0 else { return nil }
-            return QCRules.constancy(measuredBq: bq, at: measurement.time, sources: sources.filter { $0.nuclide == n }, settings: settings)
+            if case .constancy(let check, _) = role(of: measurement) { return check }
+            return nil
         }
         if days[device] == nil { days[device] = CalibratorDay(date: date, checks: checks) }
         return checks

@@ -139,7 +139,10 @@ public struct QualityControlService: Service {
                 logger.warning("QC cursor file is unreadable: judging from the last finding", metadata: ["qc.cursor_file": "\(settings.cursorFile)"])
             }
         }
-        let last = try await journal.events(EventQuery(filter: EventFilter(kinds: ["qc.*"]), limit: 1, newestFirst: true)).events.first
+        // The newest finding of this service: the API journals qc.* markers and sign-offs too
+        // (qc.dosecal.linearity_started, qc.review.signed), which judge nothing.
+        let recent = try await journal.events(EventQuery(filter: EventFilter(kinds: ["qc.*"]), limit: 200, newestFirst: true)).events
+        let last = recent.last { $0.driver == "qc" && $0.data["source_seq"] != nil }
         if let judged = last?.data["source_seq"]?.intValue { cursor = max(cursor, judged) }
         return min(cursor, journal.lastSeq)
     }

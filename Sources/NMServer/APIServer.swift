@@ -31,6 +31,8 @@ public struct APIRoutes: Sendable {
     /// cut off: a client that reads nothing blocks the write once the socket buffers fill
     /// (a client that reads gets each write through in far less).
     let stallTimeout: Duration
+    /// The name the TCP bearer token signs with (`qc.review.signed`): the token file's base name.
+    public var tokenName: String?
     /// The largest page `GET /v1/events` returns.
     static let maxLimit = 10_000
     /// Most `kind` patterns or `device` ids one request may give.
@@ -61,6 +63,7 @@ public struct APIRoutes: Sendable {
         router.get("/v1/health") { _, _ in try await health() }
         router.get("/metrics") { _, _ in try await metrics() }
         addOutboundRoutes(router)
+        registerQualityControlWrites(router, tcp: token != nil)  // APIServer+QC.swift
         return router
     }
 

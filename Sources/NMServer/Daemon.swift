@@ -71,6 +71,7 @@ public enum Daemon {
                     logger: logger) : nil
         }
         routes.outbound = outbound
+        routes.tokenName = configuration.api.tokenFile.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
         let readiness = Readiness(
             expected: 1 + (configuration.api.tcpPort == nil ? 0 : 1) + (configuration.dicom == nil ? 0 : 1)
         ) { listeners in

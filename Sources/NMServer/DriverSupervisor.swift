@@ -57,7 +57,8 @@ public struct DriverSupervisor: Service {
         var attempt = 0
         while !Task.isCancelled {
             let context = DriverContext(
-                deviceID: device.id, driverName: device.driver, logger: logger, clock: clock, sink: monitor)
+                deviceID: device.id, driverName: device.driver, logger: logger, clock: clock,
+                sink: InstrumentIdentitySink.wrapping(monitor, for: device))
             let driver = entry.make(device.settings, context)
             monitor.driverStarted(device.id)
             let started = ContinuousClock.now

@@ -5,7 +5,7 @@ import NMQualityControl
 
 struct QCCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "qc", abstract: "Quality control findings (docs/qc.md).", subcommands: [Report.self])
+        commandName: "qc", abstract: "Quality control findings (docs/qc.md).", subcommands: [Report.self, Sign.self, Linearity.self])
 
     struct Report: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

@@ -39,6 +39,7 @@ extension QCReport {
             }
         }
         out += cameraHTML  // QCReport+Camera.swift
+        out += dosecalHTML  // QCReport+Dosecal.swift
         if !studies.isEmpty {
             out += "<h2>Studies</h2>\n"
             for study in studies {

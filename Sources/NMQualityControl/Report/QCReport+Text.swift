@@ -21,6 +21,7 @@ extension QCReport {
             }
         }
         out += cameraText  // QCReport+Camera.swift
+        out += dosecalText  // QCReport+Dosecal.swift
         if !studies.isEmpty {
             out += "\nStudies\n"
             for study in studies {

@@ -33,6 +33,8 @@ public struct QCReport: Sendable {
     public let studies: [Study]
     /// Gamma cameras with a qc.camera.* finding in the chart period (QCReport+Camera.swift).
     public let cameras: [CameraSection]
+    /// `qc.review.signed` for the day: who reviewed this sheet (QCReport+Dosecal.swift).
+    public let signatures: [QCFinding]
 
     /// One dose calibrator (or any device whose findings do not belong to a series).
     public struct Calibrator: Sendable {
@@ -86,7 +88,8 @@ public struct QCReport: Sendable {
         self.zone = zone
         chartPeriod = day.adding(days: -(max(chartDays, 1) - 1))...day
         let all = events.filter { $0.kind.hasPrefix("qc.") }.compactMap(QCFinding.init).sorted { ($0.time, $0.seq) < ($1.time, $1.seq) }
-        findings = all.filter { $0.localDay == day }
+        findings = all.filter { $0.localDay == day && $0.kind != QCFinding.signedKind }
+        signatures = all.filter { $0.localDay == day && $0.kind == QCFinding.signedKind }
 
         cameras = Self.cameraSections(all, day: day, period: chartPeriod)
         let (deviceFindings, seriesFindings) = findings.filter { !$0.isCamera }.reduce(into: ([QCFinding](), [QCFinding]())) { split, finding in
@@ -196,13 +199,14 @@ public struct QCFinding: Sendable {
         device = event.device
         localDay = day
         self.data = data
-        let result = kind == Self.missedKind ? "missed" : data["result"]?.stringValue ?? "unknown"
+        let result = kind == Self.missedKind ? "missed" : kind == Self.dueKind ? "due" : data["result"]?.stringValue ?? "unknown"
         self.result = result
         outcome =
             switch result {
             case "pass": .pass
             case "fail": .fail
-            case "investigate", "too_early", "too_late", "missing", "missed", "too_low", "too_high", "too_slow", "too_fast", "low_counts":
+            case "investigate", "too_early", "too_late", "missing", "missed", "too_low", "too_high", "too_slow", "too_fast", "low_counts",
+                "expires_early", "incomplete", "due":
                 .investigate
             case "supplementary": .recorded
             default: .notJudged
@@ -231,6 +235,12 @@ public struct QCFinding: Sendable {
             unit = value == nil ? "" : "min"
             limit = "\(QCText.number(number("min_min")))–\(QCText.number(number("max_min"))) min"
             detail = "protocol \(data["protocol"]?.stringValue ?? "?"): \(finding)"
+        case let qa where Self.dosecalQAKinds.contains(qa):  // QCReport+Dosecal.swift
+            let columns = Self.dosecalColumns(kind, data)
+            value = columns.value
+            unit = columns.unit
+            limit = columns.limit
+            detail = columns.detail
         case let camera where camera.hasPrefix(Self.cameraPrefix):
             let columns = Self.cameraColumns(kind, data)
             value = columns.value
