@@ -28,6 +28,8 @@ public struct APIRoutes: Sendable {
     /// cut off: a client that reads nothing blocks the write once the socket buffers fill
     /// (a client that reads gets each write through in far less).
     let stallTimeout: Duration
+    /// The web dashboard's sessions and time zone (APIServer+Dashboard.swift).
+    let dashboard: DashboardSettings
     /// The largest page `GET /v1/events` returns.
     static let maxLimit = 10_000
     /// Most `kind` patterns or `device` ids one request may give.
@@ -35,8 +37,10 @@ public struct APIRoutes: Sendable {
 
     public init(
         journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15),
-        stallTimeout: Duration = .seconds(30), shipper: ShipperStatus? = nil, qc: QCStatus? = nil
+        stallTimeout: Duration = .seconds(30), shipper: ShipperStatus? = nil, qc: QCStatus? = nil,
+        dashboard: DashboardSettings = DashboardSettings()
     ) {
+        self.dashboard = dashboard
         self.shipper = shipper
         self.qc = qc
         self.keepAlive = keepAlive
@@ -51,12 +55,13 @@ public struct APIRoutes: Sendable {
     public func router(token: String?) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
-        if let token { router.add(middleware: BearerTokenMiddleware(token: token)) }
+        if let token { router.add(middleware: BearerTokenMiddleware(token: token, sessions: dashboard.sessions)) }
         router.get("/v1/events") { request, _ in try await events(request) }
         router.get("/v1/events/stream") { request, context in try await stream(request, channel: context.channel, logger: context.logger) }
         router.get("/v1/devices") { _, _ in devices() }
         router.get("/v1/health") { _, _ in try await health() }
         router.get("/metrics") { _, _ in try await metrics() }
+        addDashboard(to: router, token: token)
         return router
     }
 
@@ -140,7 +145,10 @@ public struct APIRoutes: Sendable {
     }
 
 
-    func stream(_ request: Request, channel: any Channel, logger: Logger) async throws -> Response {
+    /// `namedEvents`: each frame's `event:` line is the event's kind; the dashboard's stream
+    /// (`/ui/data/stream`) leaves it out, so that a browser's `EventSource` delivers every
+    /// kind as a `message`.
+    func stream(_ request: Request, channel: any Channel, logger: Logger, namedEvents: Bool = true) async throws -> Response {
         let p = try parameters(request)
         var after = p.after
         if let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] {
@@ -190,7 +198,7 @@ public struct APIRoutes: Sendable {
                             continue
                         }
                         lastSentID = event.seq
-                        var frame = "id: \(event.seq)\nevent: \(event.kind)\ndata: "
+                        var frame = namedEvents ? "id: \(event.seq)\nevent: \(event.kind)\ndata: " : "id: \(event.seq)\ndata: "
                         frame += event.jsonText
                         frame += "\n\n"
                         let bytes = ByteBuffer(string: frame)
@@ -383,12 +391,22 @@ struct JSONErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Requires `Authorization: Bearer <token>` (constant-time comparison).
+/// Requires `Authorization: Bearer <token>` (constant-time comparison), or the web
+/// dashboard's session cookie (APIServer+Dashboard.swift).
 struct BearerTokenMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let token: String
+    var sessions: DashboardSessions?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let sessions {
+            let path = request.uri.path
+            if APIRoutes.isPublicDashboardPath(path) { return try await next(request, context) }
+            if let id = DashboardSessions.sessionID(cookieHeader: request.cookieHeader), sessions.isValid(id) {
+                return try await next(request, context)
+            }
+            if APIRoutes.isDashboardPage(path), request.headers[.authorization] == nil { return APIRoutes.redirect(to: "/ui/login") }
+        }
         let presented = request.headers[.authorization].flatMap { value -> String? in
             guard value.lowercased().hasPrefix("bearer ") else { return nil }
             return String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces)

@@ -60,7 +60,10 @@ public enum Daemon {
                 zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, logger: logger)
         }
         let routes = APIRoutes(
-            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
+            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status,
+            dashboard: DashboardSettings(
+                sessions: DashboardSessions(path: configuration.daemon.stateDirectory + "/ui-sessions", logger: logger),
+                zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current))
         let readiness = Readiness(
             expected: 1 + (configuration.api.tcpPort == nil ? 0 : 1) + (configuration.dicom == nil ? 0 : 1)
         ) { listeners in
