@@ -191,7 +191,15 @@ async function loadDevices() {
   renderDevices();
 }
 
-const refreshDevices = debounce(() => loadDevices().catch(() => {}), 200);
+// A link change re-reads the device list (stale, restarts, errors); other events update
+// the tiles from the stream itself, so that a busy journal costs the daemon nothing more.
+const refreshDeviceList = debounce(async () => {
+  try {
+    state.devices = (await api("/v1/devices")).devices;
+    renderDevicesSoon();
+  } catch { /* the banner tells */ }
+}, 200);
+const renderDevicesSoon = debounce(() => { if (state.page === "devices") renderDevices(); }, 250);
 
 // ---------- events page
 
@@ -378,7 +386,13 @@ function receive(event) {
     if (event.kind === "dicom.association.released" || event.kind === "dicom.association.aborted") state.dicom.open = Math.max(0, state.dicom.open - 1);
     if (event.kind === "dicom.study.stable") state.dicom.lastStudy = event;
   }
-  if (event.device || event.kind.startsWith("daemon.") || event.kind.startsWith("shipper.") || event.kind.startsWith("dicom.")) refreshDevices();
+  const device = event.device && state.devices.find((d) => d.id === event.device);
+  if (device) {
+    device.last_event = { seq: event.seq, kind: event.kind, time: event.time };
+    device.last_heard = event.time;
+  }
+  if (event.kind.startsWith("device.") || event.kind.startsWith("driver.") || event.kind === "daemon.started") refreshDeviceList();
+  else if (device || event.kind.startsWith("dicom.")) renderDevicesSoon();
   if (event.kind.startsWith("qc.")) refreshQC();
   if (event.kind.startsWith("dicom.") || event.kind.startsWith("qc.")) refreshStudies();
   if (SEVERITIES.indexOf(event.severity) >= SEVERITIES.indexOf("warning") || event.kind === "device.stale") announce(event);
@@ -394,7 +408,7 @@ function connect() {
     state.disconnectedSince = null;
     setBanner();
     document.body.dataset.connected = "true";
-    if (wasDown) refreshDevices();
+    if (wasDown) loadDevices().catch(() => {});
   };
   source.onmessage = (message) => {
     try { receive(JSON.parse(message.data)); } catch (error) { console.error("unreadable event", error); }
@@ -440,6 +454,7 @@ function route() {
   if (state.page === "qc") loadQC().catch(showError);
   if (state.page === "studies") loadStudies().catch(showError);
   if (state.page === "events") renderEvents();
+  if (state.page === "devices") renderDevices();
 }
 
 function showError(error) {

@@ -23,6 +23,8 @@ public enum Daemon {
         public var dicomPort: Int?
         /// Its DICOM TLS port, when `[dicom.tls]` is configured.
         public var dicomTLSPort: Int?
+        /// The API's TCP port (and the web dashboard's), when `[api] tcp` is configured.
+        public var apiPort: Int?
     }
 
     /// Runs until SIGTERM/SIGINT. `announce` is called once the API (and the DICOM
@@ -108,7 +110,7 @@ public enum Daemon {
                     configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "nmbridged"),
                     onServerRunning: { channel in
                         logger.info("API listening", metadata: ["api.tcp": "\(channel.localAddress?.description ?? "\(host):\(port)")"])
-                        await readiness.arrived()
+                        await readiness.apiListening(port: channel.localAddress?.port ?? port)
                     },
                     logger: logger))
         }
@@ -184,6 +186,11 @@ actor Readiness {
     func arrived() {
         remaining -= 1
         if remaining == 0 { action(listeners) }
+    }
+
+    func apiListening(port: Int) {
+        listeners.apiPort = port
+        arrived()
     }
 
     func dicomListening(port: Int, tlsPort: Int?) {
