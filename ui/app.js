@@ -491,6 +491,7 @@ async function start() {
   });
   window.addEventListener("hashchange", route);
   route();
+  performance.mark("nmbridge-ready");
   document.body.dataset.ready = "true";
 }
 
