@@ -33,7 +33,7 @@ extension APIRoutes {
     static let dashboardChartDays = 30
 
     func addDashboard(to router: Router<APIRequestContext>, token: String?) {
-        router.get("/ui") { _, _ in Self.redirect(to: "/ui/") }
+        // The router matches `/ui` and `/ui/` alike; the page uses absolute paths only.
         router.get("/ui/") { _, _ in Self.page(UIAssets.page("index.html")) }
         router.get("/ui/login") { request, _ in
             if token == nil || dashboard.hasSession(request) { return Self.redirect(to: "/ui/") }
@@ -190,10 +190,13 @@ extension APIRoutes {
             fill("calling_ae", \.callingAE)
             let seriesUID = data["series_uid"]?.stringValue ?? ""
             var series = studies[studyUID]!.series
-            let index = series.firstIndex { $0.uid == seriesUID } ?? {
+            let index: Int
+            if let found = series.firstIndex(where: { $0.uid == seriesUID }) {
+                index = found
+            } else {
                 series.append(SeriesSummary(uid: seriesUID, last: event.time))
-                return series.count - 1
-            }()
+                index = series.count - 1
+            }
             series[index].instances += 1
             series[index].bytes += data["bytes"]?.intValue ?? 0
             series[index].last = event.time

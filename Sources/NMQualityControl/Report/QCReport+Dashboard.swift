@@ -27,7 +27,7 @@ extension QCReport {
         return [
             "day": .string(day.description), "node": .string(node), "zone": .string(zone.identifier),
             "generated": .string(Timestamp.format(generated)), "summary": .string(summary),
-            "counts": .object(Dictionary(uniqueKeysWithValues: QCFinding.Outcome.allCases.map { ($0.cssClass, .int(Int64(counts[$0] ?? 0))) })),
+            "counts": .object(Dictionary(uniqueKeysWithValues: QCFinding.Outcome.allCases.map { ($0.cssClass, JSONValue.int(Int64(counts[$0] ?? 0))) })),
             "attention": .array(attention),
             "findings": .array(findings.map(row)),
             "calibrators": .array(
@@ -58,7 +58,7 @@ extension QCReport {
 
     /// One finding: the CSV columns (same text as `--format csv`, without the spreadsheet
     /// quoting) and what the sheet shows of it.
-    func row(_ finding: QCFinding) -> JSONValue {
+    public func row(_ finding: QCFinding) -> JSONValue {
         var fields: [String: JSONValue] = [
             "local_date": .string(finding.localDay.description), "time": .string(Timestamp.format(finding.time)),
             "kind": .string(finding.kind), "device": .string(finding.device ?? ""), "result": .string(finding.result),
