@@ -180,7 +180,7 @@ async function loadDevices() {
   }));
   const dicom = await api("/v1/events?last=1000&kind=dicom.association.*,dicom.study.stable,daemon.started");
   let open = 0;
-  for (const event of dicom.events.slice().reverse()) {  // oldest first
+  for (const event of dicom.events.slice().sort((a, b) => a.seq - b.seq)) {  // oldest first
     if (event.kind === "daemon.started") open = 0;
     else if (event.kind === "dicom.association.accepted") open += 1;
     else if (event.kind === "dicom.association.released" || event.kind === "dicom.association.aborted") open = Math.max(0, open - 1);
@@ -254,7 +254,7 @@ function prependEvent(event) {
 
 async function loadEvents() {
   const page = await api("/v1/events?last=200");
-  state.events = page.events.slice().reverse();
+  state.events = page.events.slice().sort((a, b) => a.seq - b.seq);
   state.lastSeq = page.last_seq;
   state.shownSeqs = state.events.map((e) => e.seq);
   renderEvents();

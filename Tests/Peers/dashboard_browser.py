@@ -93,6 +93,20 @@ def check_access(base, token):
     return session
 
 
+def wait_until(page, expression, timeout=30_000):
+    """Polls `expression` in the page until it is truthy. Not wait_for_function: that
+    evaluates the string with eval, which the dashboard's policy (no unsafe-eval) forbids,
+    as it should; evaluate() goes through the debugging protocol."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        value = page.evaluate(expression)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout / 1000} s: {expression}")
+        time.sleep(0.05)
+
+
 def shown_seqs(page):
     return page.evaluate("window.nmbridgeShownSeqs()")
 
@@ -156,7 +170,7 @@ def main():
         assert page.evaluate("document.cookie") == "", "the session cookie is readable by scripts"
 
         # Devices: the calibrator's tile is up.
-        page.wait_for_function(f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "up"', timeout=60_000)
+        wait_until(page, f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "up"', timeout=60_000)
         page.wait_for_selector(f'article.tile[data-device="{args.device}"] .measurement:not(:empty)')
         page.screenshot(path=os.path.join(args.artifacts, "devices.png"))
 
@@ -164,7 +178,7 @@ def main():
         page.goto(base + "/ui/#/events")
         page.wait_for_selector("body[data-ready=true]")
         start_seq = max(shown_seqs(page) or [0])
-        page.wait_for_function(
+        wait_until(page, 
             f"""[...document.querySelectorAll('#events details.event')].some(d => Number(d.dataset.seq) > {start_seq}
                  && d.querySelector('.c-kind').textContent === 'dosecal.measurement')""", timeout=60_000)
         seq = page.evaluate(f"""[...document.querySelectorAll('#events details.event')].find(d => Number(d.dataset.seq) > {start_seq}
@@ -184,12 +198,12 @@ def main():
         page.screenshot(path=os.path.join(args.artifacts, "events.png"))
         # The filter by kind glob hides other kinds.
         page.fill("#f-kind", "device.*")
-        page.wait_for_function("[...document.querySelectorAll('#events .c-kind')].every(k => k.textContent.startsWith('device.'))")
+        wait_until(page, "[...document.querySelectorAll('#events .c-kind')].every(k => k.textContent.startsWith('device.'))")
         page.fill("#f-kind", "")
 
         # Hostile text renders as text.
         page.fill("#f-kind", "device.protocol_error")
-        page.wait_for_function("[...document.querySelectorAll('#events .c-text')].some(t => t.textContent.includes('<script>'))", timeout=60_000)
+        wait_until(page, "[...document.querySelectorAll('#events .c-text')].some(t => t.textContent.includes('<script>'))", timeout=60_000)
         texts = page.eval_on_selector_all("#events .c-text", "ts => ts.map(t => t.textContent)")
         hostile = [t for t in texts if "<script>" in t]
         assert hostile and "<img src=x onerror=" in hostile[0], f"hostile text not shown literally: {texts}"
@@ -203,10 +217,10 @@ def main():
 
         # The calibrator goes silent: stale within stale_after_s + 2 s, then up again.
         page.goto(base + "/ui/#/devices")
-        page.wait_for_function(f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "up"', timeout=60_000)
+        wait_until(page, f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "up"', timeout=60_000)
         ask("stop-simulator")
         silent_from = time.monotonic()
-        page.wait_for_function(f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "stale"', timeout=120_000)
+        wait_until(page, f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "stale"', timeout=120_000)
         stale_after = time.monotonic() - silent_from
         figures["stale_shown_after_s"] = round(stale_after, 3)
         tile_text = page.inner_text(f'article.tile[data-device="{args.device}"]')
@@ -214,7 +228,7 @@ def main():
         assert stale_after <= args.stale_after + 2, f"stale shown {stale_after:.2f} s after the simulator went silent (stale_after_s {args.stale_after})"
         page.screenshot(path=os.path.join(args.artifacts, "devices-stale.png"))
         ask("continue-simulator")
-        page.wait_for_function(f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "up"', timeout=60_000)
+        wait_until(page, f'document.querySelector(\'article.tile[data-device="{args.device}"]\')?.dataset.state === "up"', timeout=60_000)
 
         # Today's QC: the same findings as `nmbridge qc report --format csv`.
         answer = ask("qc-csv")
@@ -228,7 +242,7 @@ def main():
         expected = [[r["seq"], r["kind"], r["result"], r["value"]] for r in rows]
         assert sorted(shown) == sorted(expected), f"QC page {shown} != CSV {expected}"
         assert page.get_attribute("#qc", "data-findings") == str(len(rows))
-        page.wait_for_function("[...document.querySelectorAll('#qc img.chart')].every(i => i.complete && i.naturalWidth > 0)")
+        wait_until(page, "[...document.querySelectorAll('#qc img.chart')].every(i => i.complete && i.naturalWidth > 0)")
         figures["qc_findings"] = len(rows)
         page.screenshot(path=os.path.join(args.artifacts, "qc.png"), full_page=True)
         ask("continue-simulator")
@@ -247,15 +261,19 @@ def main():
         assert "Disconnected" in banner and "since" in banner, banner
         page.screenshot(path=os.path.join(args.artifacts, "disconnected.png"))
         started = ask("start-daemon")["started_seq"]
-        page.wait_for_selector("#banner[hidden]", timeout=120_000)
-        page.wait_for_function(f"window.nmbridgeShownSeqs().some(s => s > {started})", timeout=120_000)
+        page.wait_for_selector("#banner[hidden]", state="attached", timeout=120_000)
+        wait_until(page, f"window.nmbridgeShownSeqs().some(s => s > {started})", timeout=120_000)
         after = shown_seqs(page)
         assert after[: len(before)] == before
         first, last = after[0], after[-1]
         status, body = http(base, f"/v1/events?after={first - 1}&limit=10000", token=token)
         journal = [e["seq"] for e in json.loads(body)["events"] if e["seq"] <= last]
-        assert after == journal, f"page seqs differ from the journal's: missing {sorted(set(journal) - set(after))}, " \
-            f"repeated {sorted(s for s in set(after) if after.count(s) > 1)}"
+        if after != journal:
+            at = next((i for i, (a, b) in enumerate(zip(after, journal)) if a != b), min(len(after), len(journal)))
+            raise AssertionError(
+                f"page seqs differ from the journal's: missing {sorted(set(journal) - set(after))}, "
+                f"repeated {sorted(s for s in set(after) if after.count(s) > 1)}, first difference at {at}: "
+                f"page {after[max(0, at - 3):at + 3]} journal {journal[max(0, at - 3):at + 3]} ({len(after)} vs {len(journal)})")
         assert started in after, "the new daemon.started is not shown"
         figures["seqs_checked_across_restart"] = len(after)
 
