@@ -221,12 +221,21 @@ function eventNode(event) {
       el("span", { class: "c-device", text: event.device ?? "—" }),
       el("span", { class: "c-kind", text: event.kind }),
       el("span", { class: "c-text", text: summaryText(event) })));
-  // The JSON and raw bytes are built when the event is opened.
-  details.addEventListener("toggle", () => {
-    if (!details.open || details.querySelector("pre")) return;
-    details.append(el("pre", { class: "json", text: JSON.stringify(event, null, 2) }));
-    if (event.raw) details.append(el("h3", { text: `Raw bytes (${event.raw.length / 2})` }), el("pre", { class: "hex", text: hexDump(event.raw) }));
-  }, { once: false });
+  // The JSON and raw bytes are built when the event is opened (fetched whole if the
+  // first screen had it cut short).
+  details.addEventListener("toggle", async () => {
+    if (!details.open || details.dataset.filled) return;
+    details.dataset.filled = "true";
+    let full = event;
+    if (event.truncated) {
+      try {
+        const page = await api(`/v1/events?after=${event.seq - 1}&limit=1`);
+        if (page.events[0]?.seq === event.seq) full = page.events[0];
+      } catch { /* show what there is */ }
+    }
+    details.append(el("pre", { class: "json", text: JSON.stringify(full, null, 2) }));
+    if (full.raw) details.append(el("h3", { text: `Raw bytes (${full.raw.length / 2})` }), el("pre", { class: "hex", text: hexDump(full.raw) }));
+  });
   return details;
 }
 
@@ -253,8 +262,8 @@ function prependEvent(event) {
 }
 
 async function loadEvents() {
-  const page = await api("/v1/events?last=200");
-  state.events = page.events.slice().sort((a, b) => a.seq - b.seq);
+  const page = await api("/ui/data/recent?last=200");
+  state.events = page.events;
   state.lastSeq = page.last_seq;
   state.shownSeqs = state.events.map((e) => e.seq);
   renderEvents();

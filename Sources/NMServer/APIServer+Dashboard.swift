@@ -55,6 +55,7 @@ extension APIRoutes {
         router.get("/ui/data/stream") { request, context in
             try await stream(request, channel: context.channel, logger: context.logger, namedEvents: false)
         }
+        router.get("/ui/data/recent") { request, _ in try await recent(request) }
         router.get("/ui/data/info") { _, _ in
             Response.json(
                 JSONValue.object([
@@ -117,6 +118,39 @@ extension APIRoutes {
     }
 
     // MARK: - Views
+
+    /// Largest `data` (JSON bytes) and `raw` (bytes) an event keeps in `/ui/data/recent`.
+    static let compactDataLimit = 1024, compactRawLimit = 256
+
+    /// The newest `last` events (default 200) for the events page's first screen, in seq
+    /// order, with large values cut (a flood's uniformity map, a long raw reply): the page
+    /// fetches the whole event when it is opened. Keeps the first load small.
+    func recent(_ request: Request) async throws -> Response {
+        let text = request.uri.queryParameters["last"].map(String.init) ?? "200"
+        guard let last = Int(text), (1...1000).contains(last) else {
+            throw APIRequestError.badRequest("last=\(text) is not an integer in 1…1000")
+        }
+        let page = try await journal.events(EventQuery(limit: last, newestFirst: true))
+        var out = "{\"last_seq\":\(page.lastSeq),\"events\":["
+        for (i, event) in page.events.sorted(by: { $0.seq < $1.seq }).enumerated() {
+            if i > 0 { out += "," }
+            guard event.dataJSON.utf8.count > Self.compactDataLimit || (event.raw?.count ?? 0) > Self.compactRawLimit else {
+                out += event.jsonText
+                continue
+            }
+            var compact = event
+            var data = event.data
+            for (key, value) in data where value.jsonText.utf8.count > 200 {
+                data[key] = .string("… \(value.jsonText.utf8.count) bytes (open the event)")
+            }
+            compact.dataJSON = JSONValue.object(data).jsonText
+            if let raw = event.raw, raw.count > Self.compactRawLimit { compact.raw = Array(raw.prefix(Self.compactRawLimit)) }
+            var text = compact.jsonText
+            text.removeLast()  // the closing brace
+            out += text + ",\"truncated\":true}"
+        }
+        return Response.json(out + "]}")
+    }
 
     /// The QC report of `day` as `nmbridge qc report` makes it, from the journal's qc.* events.
     func qcReport(day: LocalDay) async throws -> QCReport {

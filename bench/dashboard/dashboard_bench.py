@@ -109,7 +109,7 @@ def cpu_cost(args, playwright):
     with open(os.path.join(tmp, "steady.script"), "w") as f:
         f.write('link up "bench"\n')
         for i in range(100):
-            f.write(f'emit dosecal.measurement {{"nuclide": "Tc-99m", "activity_bq": {700000000 + i}, "reading": "{700 + i / 100} MBq"}}\n')
+            f.write(f'emit dosecal.measurement {{"nuclide": "Tc-99m", "activity_bq": {700000000 + i}, "reading": "{700 + i / 100} MBq", "unit": "MBq"}}\n')
             f.write(f"wait {args.wait_ms / 1000}\n")
         f.write("loop\n")
     open(os.path.join(tmp, "nmbridge.toml"), "w").write(f"""
@@ -128,10 +128,13 @@ driver = "script"
 script = "steady.script"
 """)
     daemon = subprocess.Popen([args.daemon, "--config", os.path.join(tmp, "nmbridge.toml"), "--log-level", "warning"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "daemon.log"), "w"))
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, token)
+        try:
+            wait_ready(base, token)
+        except SystemExit:
+            raise SystemExit(open(os.path.join(tmp, "daemon.log")).read())
         cookie = session_cookie(base, token)
         browser = launch(playwright)
         context = browser.new_context(viewport={"width": 1366, "height": 768})
