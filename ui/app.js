@@ -162,6 +162,7 @@ function renderDevices() {
 const LINK_KINDS = ["device.connected", "device.disconnected", "device.stale", "device.recovered"];
 
 async function loadDevices() {
+  const dicomQuery = api("/v1/events?last=1000&kind=dicom.association.*,dicom.study.stable,daemon.started");
   const [devices, health] = await Promise.all([api("/v1/devices"), api("/v1/health")]);
   state.devices = devices.devices;
   state.health = health;
@@ -178,7 +179,7 @@ async function loadDevices() {
     if (link.events[0]) state.linkEvents[device.id] = link.events[0];
     if (measured.events[0]) state.measurements[device.id] = measured.events[0];
   }));
-  const dicom = await api("/v1/events?last=1000&kind=dicom.association.*,dicom.study.stable,daemon.started");
+  const dicom = await dicomQuery;
   let open = 0;
   for (const event of dicom.events.slice().sort((a, b) => a.seq - b.seq)) {  // oldest first
     if (event.kind === "daemon.started") open = 0;
@@ -472,16 +473,20 @@ function showError(error) {
 }
 
 async function start() {
-  state.info = await api("/ui/data/info");
+  // Everything the first screen needs is asked for at once.
+  const info = api("/ui/data/info");
+  const events = loadEvents();
+  const devices = loadDevices();
+  state.info = await info;
   state.zone = state.info.zone;
   document.getElementById("node").textContent = `${state.info.node} · ${state.info.zone}`;
   document.getElementById("logout").hidden = !state.info.login;
   const clock = () => { document.getElementById("clock").textContent = timeOf(new Date().toISOString(), true); };
   clock();
   setInterval(clock, 1000);
-  await loadEvents();
+  await events;
   connect();
-  await loadDevices();
+  await devices;
   // Shipper lag and QC progress change without events: look again every few seconds.
   setInterval(() => { if (!state.disconnectedSince) api("/v1/health").then((h) => { state.health = h; renderDevices(); }).catch(() => {}); }, 5000);
   for (const id of ["f-device", "f-severity"]) document.getElementById(id).addEventListener("change", renderEvents);

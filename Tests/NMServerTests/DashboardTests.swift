@@ -55,7 +55,7 @@ import Testing
             // The page sends a browser to the login form; data answers 401.
             let page = try await curl(base + "/ui/", ["-D", "-"])
             #expect(page.status == 303 && page.body.lowercased().contains("location: /ui/login"), "\(page)")
-            for path in ["/v1/events", "/v1/devices", "/ui/data/info", "/ui/data/qc", "/ui/data/studies", "/ui/data/stream"] {
+            for path in ["/v1/events", "/v1/devices", "/ui/data/info", "/ui/data/qc", "/ui/data/studies", "/ui/data/stream", "/ui/data/recent"] {
                 let response = try await curl(base + path)
                 #expect(response.status == 401 && !response.body.contains("test-node"), "\(path): \(response)")
             }

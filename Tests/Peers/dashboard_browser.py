@@ -65,7 +65,7 @@ def login_raw(base, token):
 
 def check_access(base, token):
     # Without a session: 401 and no data, for the API and the dashboard's own data.
-    for path in ["/v1/devices", "/v1/events?last=5", "/ui/data/qc", "/ui/data/studies", "/ui/data/info", "/ui/data/stream"]:
+    for path in ["/v1/devices", "/v1/events?last=5", "/ui/data/qc", "/ui/data/studies", "/ui/data/info", "/ui/data/stream", "/ui/data/recent"]:
         status, body = http(base, path)
         assert status == 401, f"{path} without a session: HTTP {status}"
         assert '"events"' not in body and '"devices"' not in body and "test-node" not in body, f"{path} leaked data: {body[:200]}"
