@@ -255,7 +255,8 @@ function prependEvent(event) {
     document.getElementById("paused-count").textContent = `${state.pendingWhilePaused} new while paused`;
     return;
   }
-  if (!eventVisible(event)) return;
+  // The list is rebuilt when the page is shown (route): no DOM work while it is hidden.
+  if (state.page !== "events" || !eventVisible(event)) return;
   const list = document.getElementById("events");
   if (list.firstElementChild?.tagName === "P") list.replaceChildren();
   list.prepend(eventNode(event));

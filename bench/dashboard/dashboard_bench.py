@@ -80,7 +80,7 @@ def first_load(args, playwright):
             context.add_cookies([{"name": "nmbridge_session", "value": cookie, "url": base}])
             page = context.new_page()
             page.goto(base + "/ui/")
-            page.wait_for_selector("body[data-ready=true] article.tile")
+            page.wait_for_selector("body[data-ready=true] article.tile", timeout=120_000)
             result = page.evaluate("""() => {
                 const nav = performance.getEntriesByType('navigation')[0];
                 const resources = performance.getEntriesByType('resource').filter(r => !r.name.includes('/stream'));
@@ -158,8 +158,8 @@ script = "steady.script"
                 context = browser.new_context(viewport={"width": 1366, "height": 768})
                 context.add_cookies([{"name": "nmbridge_session", "value": cookie, "url": base}])
                 page = context.new_page()
-                page.goto(base + ("/ui/#/devices" if i % 2 == 0 else "/ui/#/events"))
-                page.wait_for_selector("body[data-ready=true]")
+                page.goto(base + ("/ui/#/events" if i % 4 == 3 else "/ui/#/devices"))
+                page.wait_for_selector("body[data-ready=true]", state="attached", timeout=300_000)
                 pages.append(page)
             time.sleep(5)
             cpu, rate = measure()
