@@ -29,6 +29,9 @@ extension APIRoutes {
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
         + "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
+    /// How long the dashboard's stream gathers events into one write.
+    static let streamCoalescing: Duration = .milliseconds(200)
+
     /// Most days of QC trend the QC page charts.
     static let dashboardChartDays = 30
 
@@ -53,7 +56,7 @@ extension APIRoutes {
             return Self.serve(asset, request: request, cache: "public, max-age=31536000, immutable")
         }
         router.get("/ui/data/stream") { request, context in
-            try await stream(request, channel: context.channel, logger: context.logger, namedEvents: false)
+            try await stream(request, channel: context.channel, logger: context.logger, namedEvents: false, coalesce: Self.streamCoalescing)
         }
         router.get("/ui/data/recent") { request, _ in try await recent(request) }
         router.get("/ui/data/info") { _, _ in

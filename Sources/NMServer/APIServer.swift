@@ -147,8 +147,12 @@ public struct APIRoutes: Sendable {
 
     /// `namedEvents`: each frame's `event:` line is the event's kind; the dashboard's stream
     /// (`/ui/data/stream`) leaves it out, so that a browser's `EventSource` delivers every
-    /// kind as a `message`.
-    func stream(_ request: Request, channel: any Channel, logger: Logger, namedEvents: Bool = true) async throws -> Response {
+    /// kind as a `message`. `coalesce`: events that arrive within this long of the first
+    /// go out in one write (the dashboard's: a page needs no millisecond latency, and one
+    /// write for several events costs the daemon less with many pages open).
+    func stream(
+        _ request: Request, channel: any Channel, logger: Logger, namedEvents: Bool = true, coalesce: Duration? = nil
+    ) async throws -> Response {
         let p = try parameters(request)
         var after = p.after
         if let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] {
@@ -198,11 +202,38 @@ public struct APIRoutes: Sendable {
                             continue
                         }
                         lastSentID = event.seq
-                        var frame = namedEvents ? "id: \(event.seq)\nevent: \(event.kind)\ndata: " : "id: \(event.seq)\ndata: "
-                        frame += event.jsonText
-                        frame += "\n\n"
-                        let bytes = ByteBuffer(string: frame)
+                        func frame(_ event: Event) -> String {
+                            var frame = namedEvents ? "id: \(event.seq)\nevent: \(event.kind)\ndata: " : "id: \(event.seq)\ndata: "
+                            frame += event.jsonText
+                            frame += "\n\n"
+                            return frame
+                        }
+                        var frames = frame(event)
+                        var ended = false
+                        if let coalesce {
+                            let until = ContinuousClock.now + coalesce
+                            do {
+                                while frames.utf8.count < 64 * 1024 {
+                                    let remaining = ContinuousClock.now.duration(to: until)
+                                    guard remaining > .zero else { break }
+                                    guard let next = try await iterator.step(idleTimeout: remaining) else {
+                                        ended = true
+                                        break
+                                    }
+                                    guard case .event(let more) = next else { break }
+                                    lastSentID = more.seq
+                                    frames += frame(more)
+                                }
+                            } catch {
+                                // What was gathered goes out before the `lagged` or `error` event.
+                                let bytes = ByteBuffer(string: frames)
+                                try await cutOff.timed { try await writer.write(bytes) }
+                                throw error
+                            }
+                        }
+                        let bytes = ByteBuffer(string: frames)
                         try await cutOff.timed { try await writer.write(bytes) }
+                        if ended { break }
                     }
                 } catch let lagged as Lagged {
                     let data = "{\"error\":\"lagged\",\"last_seq\":\(lagged.lastDeliveredSeq),\"message\":\"\(lagged.description)\"}"

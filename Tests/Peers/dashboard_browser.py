@@ -214,6 +214,8 @@ def main():
         page.wait_for_selector("#event-one pre.json")
         assert "<script>" in page.inner_text("#event-one pre.json") and page.evaluate("window.pwned") is None
         page.screenshot(path=os.path.join(args.artifacts, "event-hostile-text.png"))
+        page.goto(base + "/ui/#/events")
+        page.fill("#f-kind", "")
 
         # The calibrator goes silent: stale within stale_after_s + 2 s, then up again.
         page.goto(base + "/ui/#/devices")

@@ -190,7 +190,8 @@ def main():
     parser.add_argument("--wait-ms", type=float, default=10)
     args = parser.parse_args()
     with sync_playwright() as playwright:
-        print(json.dumps({"first_load": first_load(args, playwright)}), flush=True)
+        if args.loads > 0:
+            print(json.dumps({"first_load": first_load(args, playwright)}), flush=True)
         print(json.dumps({"cpu": cpu_cost(args, playwright), "dashboards": args.dashboards}), flush=True)
     print(f"load average: {open('/proc/loadavg').read().strip()}")
 
