@@ -137,7 +137,9 @@ struct NMBridged: AsyncParsableCommand {
             logger.critical("cannot run", metadata: ["error": "\(error)"])
             if demo, "\(error)".contains("Address already in use") {
                 FileHandle.standardError.write(Data(
-                    "nmbridged: the demo's DICOM port \(dicomPort) is taken (another demo or DICOM receiver?); --dicom-port 0 picks a free one\n".utf8))
+                    (httpPort.map { $0 != 0 } ?? false
+                        ? "nmbridged: the demo's DICOM port \(dicomPort) or its HTTP port \(httpPort!) is taken; --dicom-port 0 and --http-port 0 pick free ones\n"
+                        : "nmbridged: the demo's DICOM port \(dicomPort) is taken (another demo or DICOM receiver?); --dicom-port 0 picks a free one\n").utf8))
             }
             // A configured file that became unusable after loading is still a configuration error.
             if let error = error as? NMBridgeError, error.code == .invalidConfiguration { throw ExitCode(2) }
