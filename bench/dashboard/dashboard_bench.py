@@ -187,7 +187,7 @@ def main():
     parser.add_argument("--dashboards", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--wait-ms", type=float, default=10)
+    parser.add_argument("--wait-ms", type=float, default=6)
     args = parser.parse_args()
     with sync_playwright() as playwright:
         if args.loads > 0:
