@@ -33,6 +33,8 @@ public struct APIRoutes: Sendable {
     let stallTimeout: Duration
     /// The name the TCP bearer token signs with (`qc.review.signed`): the token file's base name.
     public var tokenName: String?
+    /// The web dashboard's sessions and time zone (APIServer+Dashboard.swift).
+    let dashboard: DashboardSettings
     /// The largest page `GET /v1/events` returns.
     static let maxLimit = 10_000
     /// Most `kind` patterns or `device` ids one request may give.
@@ -40,8 +42,10 @@ public struct APIRoutes: Sendable {
 
     public init(
         journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15),
-        stallTimeout: Duration = .seconds(30), shipper: ShipperStatus? = nil, qc: QCStatus? = nil
+        stallTimeout: Duration = .seconds(30), shipper: ShipperStatus? = nil, qc: QCStatus? = nil,
+        dashboard: DashboardSettings = DashboardSettings()
     ) {
+        self.dashboard = dashboard
         self.shipper = shipper
         self.qc = qc
         self.keepAlive = keepAlive
@@ -56,7 +60,7 @@ public struct APIRoutes: Sendable {
     public func router(token: String?) -> Router<APIRequestContext> {
         let router = Router(context: APIRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
-        if let token { router.add(middleware: BearerTokenMiddleware(token: token)) }
+        if let token { router.add(middleware: BearerTokenMiddleware(token: token, sessions: dashboard.sessions)) }
         router.get("/v1/events") { request, _ in try await events(request) }
         router.get("/v1/events/stream") { request, context in try await stream(request, channel: context.channel, logger: context.logger) }
         router.get("/v1/devices") { _, _ in devices() }
@@ -64,6 +68,7 @@ public struct APIRoutes: Sendable {
         router.get("/metrics") { _, _ in try await metrics() }
         addOutboundRoutes(router)
         registerQualityControlWrites(router, tcp: token != nil)  // APIServer+QC.swift
+        addDashboard(to: router, token: token)
         return router
     }
 
@@ -147,7 +152,14 @@ public struct APIRoutes: Sendable {
     }
 
 
-    func stream(_ request: Request, channel: any Channel, logger: Logger) async throws -> Response {
+    /// `namedEvents`: each frame's `event:` line is the event's kind; the dashboard's stream
+    /// (`/ui/data/stream`) leaves it out, so that a browser's `EventSource` delivers every
+    /// kind as a `message`. `coalesce`: events that arrive within this long of the first
+    /// go out in one write (the dashboard's: a page needs no millisecond latency, and one
+    /// write for several events costs the daemon less with many pages open).
+    func stream(
+        _ request: Request, channel: any Channel, logger: Logger, namedEvents: Bool = true, coalesce: Duration? = nil
+    ) async throws -> Response {
         let p = try parameters(request)
         var after = p.after
         if let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!] {
@@ -197,11 +209,38 @@ public struct APIRoutes: Sendable {
                             continue
                         }
                         lastSentID = event.seq
-                        var frame = "id: \(event.seq)\nevent: \(event.kind)\ndata: "
-                        frame += event.jsonText
-                        frame += "\n\n"
-                        let bytes = ByteBuffer(string: frame)
+                        func frame(_ event: Event) -> String {
+                            var frame = namedEvents ? "id: \(event.seq)\nevent: \(event.kind)\ndata: " : "id: \(event.seq)\ndata: "
+                            frame += event.jsonText
+                            frame += "\n\n"
+                            return frame
+                        }
+                        var frames = frame(event)
+                        var ended = false
+                        if let coalesce {
+                            let until = ContinuousClock.now + coalesce
+                            do {
+                                while frames.utf8.count < 64 * 1024 {
+                                    let remaining = ContinuousClock.now.duration(to: until)
+                                    guard remaining > .zero else { break }
+                                    guard let next = try await iterator.step(idleTimeout: remaining) else {
+                                        ended = true
+                                        break
+                                    }
+                                    guard case .event(let more) = next else { break }
+                                    lastSentID = more.seq
+                                    frames += frame(more)
+                                }
+                            } catch {
+                                // What was gathered goes out before the `lagged` or `error` event.
+                                let bytes = ByteBuffer(string: frames)
+                                try await cutOff.timed { try await writer.write(bytes) }
+                                throw error
+                            }
+                        }
+                        let bytes = ByteBuffer(string: frames)
                         try await cutOff.timed { try await writer.write(bytes) }
+                        if ended { break }
                     }
                 } catch let lagged as Lagged {
                     let data = "{\"error\":\"lagged\",\"last_seq\":\(lagged.lastDeliveredSeq),\"message\":\"\(lagged.description)\"}"
@@ -395,12 +434,22 @@ struct JSONErrorMiddleware: RouterMiddleware {
     }
 }
 
-/// Requires `Authorization: Bearer <token>` (constant-time comparison).
+/// Requires `Authorization: Bearer <token>` (constant-time comparison), or the web
+/// dashboard's session cookie (APIServer+Dashboard.swift).
 struct BearerTokenMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let token: String
+    var sessions: DashboardSessions?
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if let sessions {
+            let path = request.uri.path
+            if APIRoutes.isPublicDashboardPath(path) { return try await next(request, context) }
+            if let id = DashboardSessions.sessionID(cookieHeader: request.cookieHeader), sessions.isValid(id) {
+                return try await next(request, context)
+            }
+            if APIRoutes.isDashboardPage(path), request.headers[.authorization] == nil { return APIRoutes.redirect(to: "/ui/login") }
+        }
         let presented = request.headers[.authorization].flatMap { value -> String? in
             guard value.lowercased().hasPrefix("bearer ") else { return nil }
             return String(value.dropFirst(7)).trimmingCharacters(in: .whitespaces)

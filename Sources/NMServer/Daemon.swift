@@ -24,6 +24,8 @@ public enum Daemon {
         public var dicomPort: Int?
         /// Its DICOM TLS port, when `[dicom.tls]` is configured.
         public var dicomTLSPort: Int?
+        /// The API's TCP port (and the web dashboard's), when `[api] tcp` is configured.
+        public var apiPort: Int?
     }
 
     /// Runs until SIGTERM/SIGINT. `announce` is called once the API (and the DICOM
@@ -61,7 +63,10 @@ public enum Daemon {
                 zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, logger: logger)
         }
         var routes = APIRoutes(
-            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
+            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status,
+            dashboard: DashboardSettings(
+                sessions: DashboardSessions(path: configuration.daemon.stateDirectory + "/ui-sessions", logger: logger),
+                zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current))
         // Forwarding and RRDSRs (NMForward), when [[dicom.destination]] or rrdsr is configured.
         let outbound = configuration.dicom.flatMap { dicom in
             dicom.outbound.isActive
@@ -116,7 +121,7 @@ public enum Daemon {
                     configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "nmbridged"),
                     onServerRunning: { channel in
                         logger.info("API listening", metadata: ["api.tcp": "\(channel.localAddress?.description ?? "\(host):\(port)")"])
-                        await readiness.arrived()
+                        await readiness.apiListening(port: channel.localAddress?.port ?? port)
                     },
                     logger: logger))
         }
@@ -193,6 +198,11 @@ actor Readiness {
     func arrived() {
         remaining -= 1
         if remaining == 0 { action(listeners) }
+    }
+
+    func apiListening(port: Int) {
+        listeners.apiPort = port
+        arrived()
     }
 
     func dicomListening(port: Int, tlsPort: Int?) {

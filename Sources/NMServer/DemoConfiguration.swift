@@ -31,8 +31,11 @@ public enum DemoConfiguration {
     /// Builds the demo configuration and starts the simulators (stop them when done).
     /// `dicomPort` 0 lets the system pick a free port (`Daemon.Listeners` tells which);
     /// the gantry simulator always gets a free loopback port, the calibrators ptys.
-    public static func make(stateDirectory: String, node: String, dicomPort: Int = defaultDicomPort) throws -> Demo {
+    /// `httpPort`: the API and web dashboard on 127.0.0.1 (0: a free port, in `Daemon.Listeners`),
+    /// with a token the demo makes once (`demoTokenFile`).
+    public static func make(stateDirectory: String, node: String, dicomPort: Int = defaultDicomPort, httpPort: Int = 0) throws -> Demo {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        let tokenFile = try demoTokenFile(stateDirectory: stateDirectory)
         let hotlab = try DoseCalibratorSimulator(model: .crc15r, script: .demo, link: stateDirectory + "/dosecal-hotlab.tty")
         let pet = try DoseCalibratorSimulator(model: .crc35r, script: .demoPET, link: stateDirectory + "/dosecal-pet.tty")
         let profile = try ModbusProfileLoader.load(path: ModbusProfileLoader.path(forReference: "spect-gantry-example") ?? "spect-gantry-example.toml")
@@ -74,10 +77,14 @@ public enum DemoConfiguration {
         var supervisor = DaemonConfiguration.Supervisor()
         supervisor.initialBackoff = 2
         supervisor.maxBackoff = 30
+        var api = DaemonConfiguration.API(socketPath: stateDirectory + "/api.sock")
+        api.tcpHost = "127.0.0.1"
+        api.tcpPort = httpPort
+        api.tokenFile = tokenFile
         var configuration = DaemonConfiguration(
             daemon: DaemonConfiguration.Daemon(node: node, stateDirectory: stateDirectory),
             journal: journal,
-            api: DaemonConfiguration.API(socketPath: stateDirectory + "/api.sock"),
+            api: api,
             supervisor: supervisor,
             devices: [
                 .init(id: "flaky-1", driver: "script", staleAfter: 5, settings: try script("flaky-demo")),
@@ -116,5 +123,18 @@ public enum DemoConfiguration {
         }
         demo.listening = { listeners in if let port = listeners.dicomPort { demoCamera.receiverListens(on: port) } }
         return demo
+    }
+
+    /// The demo's API token, `<state dir>/api.token` (mode 0600), made on first use: the
+    /// dashboard's login asks for it.
+    static func demoTokenFile(stateDirectory: String) throws -> String {
+        let path = stateDirectory + "/api.token"
+        if DaemonConfiguration.API.token(path: path).token != nil { return path }
+        var generator = SystemRandomNumberGenerator()
+        let token = (0..<3).map { _ in String(format: "%016llx", generator.next() as UInt64) }.joined()
+        guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw NMBridgeError(.invalidConfiguration, "cannot write the demo's API token to \(path)")
+        }
+        return path
     }
 }

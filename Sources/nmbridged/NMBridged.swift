@@ -32,6 +32,13 @@ struct NMBridged: AsyncParsableCommand {
             valueName: "port"))
     var dicomPort: Int = DemoConfiguration.defaultDicomPort
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "With --demo: the API and web dashboard on 127.0.0.1 at this port; 0 (the default) picks a free one (printed).",
+            valueName: "port"))
+    var httpPort: Int?
+
     @Option(name: .long, help: "Log level.")
     var logLevel: Logger.Level = .info
 
@@ -44,6 +51,12 @@ struct NMBridged: AsyncParsableCommand {
         }
         if dicomPort != DemoConfiguration.defaultDicomPort && !demo {
             throw ValidationError("--dicom-port goes with --demo; with --config, set [dicom] port")
+        }
+        if httpPort != nil && !demo {
+            throw ValidationError("--http-port goes with --demo; with --config, set [api] tcp and token_file")
+        }
+        if let httpPort, !(0...65535).contains(httpPort) {
+            throw ValidationError("--http-port must be 0…65535 (0: any free port)")
         }
         if !(0...65535).contains(dicomPort) {
             throw ValidationError("--dicom-port must be 0…65535 (0: any free port)")
@@ -69,7 +82,7 @@ struct NMBridged: AsyncParsableCommand {
             let directory = stateDir ?? DemoConfiguration.defaultStateDirectory
             let demo: DemoConfiguration.Demo
             do {
-                demo = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node, dicomPort: dicomPort)
+                demo = try DemoConfiguration.make(stateDirectory: absolute(directory), node: node, dicomPort: dicomPort, httpPort: httpPort ?? 0)
             } catch {
                 FileHandle.standardError.write(Data("nmbridged: cannot set up the demo in \(directory): \(error)\n".utf8))
                 throw ExitCode(1)
@@ -115,6 +128,7 @@ struct NMBridged: AsyncParsableCommand {
                     Or with curl:  curl --unix-socket \(socket) http://localhost/v1/events/stream
                     The journal is plain SQLite:  sqlite3 \(configuration.journal.path) 'select seq, time, device, kind, data from events order by seq desc limit 5'
                     DICOM: AE \(ae) on port \(dicomPort), any calling AE:  /usr/bin/storescu -aec \(ae) 127.0.0.1 \(dicomPort) FILE.dcm
+                    Dashboard in a browser:  http://127.0.0.1:\(listeners.apiPort ?? 0)/ui/  (log in with the token in \(configuration.api.tokenFile ?? "?"))
                     Stop with Ctrl-C.
 
                     """.utf8))
@@ -123,7 +137,9 @@ struct NMBridged: AsyncParsableCommand {
             logger.critical("cannot run", metadata: ["error": "\(error)"])
             if demo, "\(error)".contains("Address already in use") {
                 FileHandle.standardError.write(Data(
-                    "nmbridged: the demo's DICOM port \(dicomPort) is taken (another demo or DICOM receiver?); --dicom-port 0 picks a free one\n".utf8))
+                    (httpPort.map { $0 != 0 } ?? false
+                        ? "nmbridged: the demo's DICOM port \(dicomPort) or its HTTP port \(httpPort!) is taken; --dicom-port 0 and --http-port 0 pick free ones\n"
+                        : "nmbridged: the demo's DICOM port \(dicomPort) is taken (another demo or DICOM receiver?); --dicom-port 0 picks a free one\n").utf8))
             }
             // A configured file that became unusable after loading is still a configuration error.
             if let error = error as? NMBridgeError, error.code == .invalidConfiguration { throw ExitCode(2) }
