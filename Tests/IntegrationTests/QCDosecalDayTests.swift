@@ -45,7 +45,7 @@ import Testing
                 id = "dosecal-hotlab"
                 driver = "capintec-crc35r"
                 path = "hotlab.tty"
-                poll_ms = 100
+                poll_ms = 250
                 instrument_model = "CRC-35R"
                 instrument_serial = "35R-0815"
 
@@ -53,7 +53,7 @@ import Testing
                 id = "dosecal-2"
                 driver = "capintec-crc35r"
                 path = "vial.tty"
-                poll_ms = 100
+                poll_ms = 250
                 """,
             extra: """
                 \(qcWithCheckSource(device: "dosecal-hotlab", readsTodayBq: todayBq, certifiedDaysAgo: 400))

@@ -80,7 +80,8 @@ import Testing
             let shell = try await curl(base + "/ui/", ["-D", "-", "-H", "Cookie: \(cookie)"])
             #expect(shell.status == 200 && shell.body.lowercased().contains("content-security-policy:"), "\(shell)")
             // The stream for EventSource carries no `event:` line (every kind is a `message`).
-            let stream = try await curl(base + "/ui/data/stream?after=0", ["-H", "Cookie: \(cookie)", "--max-time", "2"])
+            // (curl reads until --max-time: generous, so that a loaded machine still sees the first event)
+            let stream = try await curl(base + "/ui/data/stream?after=0", ["-H", "Cookie: \(cookie)", "--max-time", "8"])
             #expect(stream.body.contains("id: 1\ndata: {") && !stream.body.contains("event: "), "\(stream)")
 
             // Logout ends the session.
