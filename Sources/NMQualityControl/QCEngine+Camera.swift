@@ -77,7 +77,7 @@ extension QCEngine {
         guard isCOR || isFlood else { return .patient(try await qcMissing(event, camera: camera)) }
         if event.data["duplicate"] != nil { return .qualityControl([]) }  // the same bytes again: judged when first stored
         let path = event.data["path"]?.stringValue
-        return .qualityControl(isCOR ? corFindings(event, camera: camera, path: path) : try await floodFindings(event, camera: camera, path: path))
+        return .qualityControl(isCOR ? await corFindings(event, camera: camera, path: path) : try await floodFindings(event, camera: camera, path: path))
     }
 
     static func matches(_ rule: Camera.Match, _ facts: AcquisitionFacts) -> Bool {
@@ -138,9 +138,14 @@ extension QCEngine {
             return [cameraDraft(event, kind: "qc.camera.uniformity", result: "not_judged", camera: camera, out)]
         }
         guard let path else { return unjudged("the stored instance has no path") }
-        let file: NMImageFile
+        // Reading and analysing run at the lowest CPU priority (LowPriorityWorker).
+        let analysed: [(head: Int, result: Result<FloodUniformity.Result, any Error>)]
         do {
-            file = try NMImageFile.read(path: path)
+            analysed = try await LowPriorityWorker.shared.run {
+                try NMImageFile.read(path: path).floodPerHead().map { head, image in
+                    (head, Result { try FloodUniformity.analyze(image) })
+                }
+            }
         } catch {
             return unjudged("\(error)")
         }
@@ -150,12 +155,12 @@ extension QCEngine {
         ])
         var drafts: [EventDraft] = []
         let baselines = try await uniformityBaselines(before: event, camera: camera)
-        for (head, image) in file.floodPerHead() {
+        for (head, analysis) in analysed {
             var out = common
             out["head"] = .int(Int64(head))
             let result: FloodUniformity.Result
             do {
-                result = try FloodUniformity.analyze(image)
+                result = try analysis.get()
             } catch {
                 out["result"] = .string("not_judged")
                 out["finding"] = .string("head \(head): \(error)")
@@ -290,7 +295,7 @@ extension QCEngine {
 
     // MARK: Centre of rotation
 
-    private func corFindings(_ event: Event, camera: Camera, path: String?) -> [EventDraft] {
+    private func corFindings(_ event: Event, camera: Camera, path: String?) async -> [EventDraft] {
         var common = cameraCommon(event, camera: camera)
         func unjudged(_ text: String) -> [EventDraft] {
             var out = common
@@ -299,18 +304,22 @@ extension QCEngine {
             return [cameraDraft(event, kind: "qc.camera.cor", result: "not_judged", camera: camera, out)]
         }
         guard let path else { return unjudged("the stored instance has no path") }
-        let heads: [(head: Int, projections: [CenterOfRotation.Projection])]
+        let heads: [(head: Int, result: Result<CenterOfRotation.Result, any Error>)]
         do {
-            heads = try NMImageFile.read(path: path).projectionsPerHead()
+            heads = try await LowPriorityWorker.shared.run {
+                try NMImageFile.read(path: path).projectionsPerHead().map { head, projections in
+                    (head, Result { try CenterOfRotation.analyze(projections) })
+                }
+            }
         } catch {
             return unjudged("\(error)")
         }
         common["limits"] = .object(["offset_px": Self.limitValue(camera.corOffsetPx), "axial_drift_px": Self.limitValue(camera.axialDriftPx)])
-        return heads.map { head, projections in
+        return heads.map { head, analysis in
             var out = common
             out["head"] = .int(Int64(head))
             do {
-                let r = try CenterOfRotation.analyze(projections)
+                let r = try analysis.get()
                 let result = Self.worst([camera.corOffsetPx.judge(r.offsetPx), camera.axialDriftPx.judge(r.axialDriftPx)])
                 out["offset_px"] = .double(Self.round(r.offsetPx, 3))
                 out["residual_px"] = .double(Self.round(r.residualPx, 3))
