@@ -264,6 +264,10 @@ extension QCEngine {
             // A check source read on this setting (Cs-137 on Tc-99m) is never the syringe (QCEngine+Dosecal.swift).
             if isSourceReading(event) { return nil }
             return (event, bq)
+        }.asyncFilter { candidate in
+            // Nor is a reading of an open linearity test's vial.
+            guard let device = candidate.event.device else { return true }
+            return try await !isLinearityReading(candidate.event, device: device, nuclide: nuclide, measured: candidate.bq)
         }
         let before = nearby.filter { $0.event.time <= injection }
         guard let (syringe, syringeBq) = before.last else {
@@ -435,5 +439,14 @@ extension QCEngine {
         }
         out["finding"] = .string((nuclide.map { "\($0): " } ?? "") + parts.joined(separator: "; ") + " (allowed: \(limits))")
         return draft(event, kind: "qc.protocol.energy_window", severity: result == "pass" ? .info : .warning, device: series.first.device, out)
+    }
+}
+
+extension Array {
+    /// The elements for which the async `isIncluded` holds, in order.
+    func asyncFilter(_ isIncluded: (Element) async throws -> Bool) async rethrows -> [Element] {
+        var kept: [Element] = []
+        for element in self where try await isIncluded(element) { kept.append(element) }
+        return kept
     }
 }

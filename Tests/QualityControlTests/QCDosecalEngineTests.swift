@@ -77,6 +77,25 @@ import Testing
         #expect(second["ratio_kbq_per_mbq"]?.doubleValue == 0.02501)
     }
 
+    /// A patient injected while a linearity test is open on the same calibrator: the vial's
+    /// readings (far above any syringe, on the same Tc-99m setting) are QA, never the syringe.
+    @Test func aLinearityVialIsNeverTheSyringe() async throws {
+        let f = try QCFixture()
+        try await f.journal.append(
+            EventDraft(time: QCFixture.at("2026-11-29T06:59:00Z"), device: "dosecal-1", driver: "api", kind: "qc.dosecal.linearity_started",
+                       data: ["nuclide": "Tc-99m", "by": "physicist"]))
+        try await f.measure("dosecal-1", "Tc-99m", 30e9, at: "2026-11-29T07:00:00Z")  // the vial, first reading of the test
+        let syringe = try await f.measure("dosecal-1", "Tc-99m", 740e6, at: "2026-11-29T08:00:00Z")
+        // The vial again, decayed by 1 h 05 min (6.01 h half-life): between the syringe and the injection.
+        try await f.measure("dosecal-1", "Tc-99m", 30e9 * exp(-M_LN2 * 65.0 / 60 / 6.0067), at: "2026-11-29T08:05:00Z")
+        try await f.store(at: "2026-11-29T11:40:00Z", pharma: tcMDP)
+        try await f.stable(at: "2026-11-29T11:41:00Z")
+        let qc = try await f.judgeAll(qcSettings())
+        let reconciled = try #require(qc.first { $0.kind == "qc.administration.reconciled" })
+        #expect(reconciled.data["measurement_seq"]?.intValue == syringe.seq, "\(reconciled.dataJSON)")
+        #expect(reconciled.data["result"] == .string("pass"), "\(reconciled.dataJSON)")
+    }
+
     @Test func linearitySeriesBetweenTheMarkers() async throws {
         let f = try QCFixture()
         let start = try await f.journal.append(
