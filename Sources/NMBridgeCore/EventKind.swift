@@ -550,7 +550,7 @@ extension EventKindRegistry {
                 EventField("patient_id", .string, required: false, "Patient ID."),
                 EventField("accession_number", .string, required: false, "Accession number."),
             ]),
-    ])
+    ] + dicomSpoolKinds)
 
     /// Fields every qc.* event has.
     static let qcCommon = [

@@ -59,8 +59,10 @@ public enum Daemon {
                 journal: journal, settings: settings,
                 zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, logger: logger)
         }
+        let dicomStatus = configuration.dicom.map { _ in DicomReceiverStatus() }
         let routes = APIRoutes(
-            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status)
+            journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status,
+            dicom: dicomStatus)
         let readiness = Readiness(
             expected: 1 + (configuration.api.tcpPort == nil ? 0 : 1) + (configuration.dicom == nil ? 0 : 1)
         ) { listeners in
@@ -122,6 +124,7 @@ public enum Daemon {
                             dataEquals: ["path": path, "sha256": sha256])
                         return try await !journal.events(query).events.isEmpty
                     },
+                    status: dicomStatus,
                     onListening: { port, tlsPort in
                         Task { await readiness.dicomListening(port: port, tlsPort: tlsPort) }
                     }))
