@@ -46,7 +46,7 @@ public final class DicomReceiverStatus: Sendable {
     public var snapshot: Snapshot? {
         guard let shared = context.withLock({ $0 }) else { return nil }
         let usage = shared.spool?.usage ?? InstanceSpool.Usage()
-        let syncs = shared.spool?.syncer.counts ?? (0, 0)
+        let syncs = shared.spool?.syncer.counts ?? (syncs: 0, records: 0)
         let materializer = shared.materializer.status
         return Snapshot(
             spoolEnabled: shared.spoolReady.load(ordering: .relaxed), spoolRecords: usage.records, spoolBytes: usage.bytes,

@@ -121,7 +121,8 @@ final class InstanceSpool: @unchecked Sendable {
     /// first, and the number of records cut short (torn or failing their checksum: never
     /// acknowledged). Call once, before any transfer; then `recovered()`.
     func open() throws(StoreError) -> (records: [Found], torn: Int) {
-        for path in [directory] where mkdir(path, 0o750) != 0 && errno != EEXIST {
+        let root = String(directory.dropLast("/.spool".count))
+        for path in [root, directory] where mkdir(path, 0o750) != 0 && errno != EEXIST {
             throw .resources("cannot create \(path): \(InstanceFile.errorText())")
         }
         var found: [Found] = []

@@ -168,9 +168,10 @@ final class Materializer: Sendable {
                 }
                 drafts.append(EventDraft(device: instance.device, driver: "dicom", kind: "dicom.instance.stored", data: data))
                 let stored = data
+                let isNew = counted
                 completions.append {
                     instance.file.unstage()
-                    if counted {
+                    if isNew {
                         shared.studies.add(
                             study: instance.study, series: instance.series, device: instance.device, fields: stored,
                             bytes: instance.file.size)

@@ -14,6 +14,7 @@ import Testing
         let rig = try await ReceiverRig.start()
         defer { rig.cleanUp() }
         let series = rig.directory + "/series"
+        try FileManager.default.createDirectory(atPath: series, withIntermediateDirectories: true)
         #expect(try await DicomPeers.python(["make-ct-series", series, "--count", "12", "--rows", "64"]).status == 0)
         let files = (1...12).map { String(format: "\(series)/CT%04d.dcm", $0) }
         let sent = try await rig.storescu(files)

@@ -32,6 +32,7 @@ import Testing
         let rounds = 3
         let count = 60
         for round in 1...rounds {
+            try FileManager.default.createDirectory(atPath: "\(dir)/round\(round)", withIntermediateDirectories: true)
             let made = try await runProgram(
                 testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", "\(dir)/round\(round)", "--count", "\(count)", "--rows", "128"])
             #expect(made.status == 0, "\(made.stderr)")
