@@ -332,6 +332,13 @@ final class InstanceSpool: @unchecked Sendable {
         return Record(segment: segment.index, fd: segment.fd, offset: offset, length: length, sequence: sequence)
     }
 
+    /// An instance too large for a segment, stored without the spool.
+    func countBypass() {
+        lock.lock()
+        defer { lock.unlock() }
+        bypassed += 1
+    }
+
     func takeSequence() -> UInt64 {
         lock.lock()
         defer { lock.unlock() }
@@ -479,7 +486,10 @@ final class SpoolWriter: @unchecked Sendable {
                 return write(first + bytes)
             }
             let needed = InstanceSpool.page + length + bytes.count
-            guard needed <= spool.largestRecord + InstanceSpool.page else { return fail() }
+            guard needed <= spool.largestRecord + InstanceSpool.page else {
+                spool.countBypass()
+                return fail()
+            }
             guard let next = spool.hold(room: min(spool.largestRecord + InstanceSpool.page, max(needed * 2, needed + (1 << 20)))) else {
                 return fail()
             }
