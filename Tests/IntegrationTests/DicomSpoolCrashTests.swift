@@ -34,7 +34,7 @@ import Testing
         for round in 1...rounds {
             try FileManager.default.createDirectory(atPath: "\(dir)/round\(round)", withIntermediateDirectories: true)
             let made = try await runProgram(
-                testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", "\(dir)/round\(round)", "--count", "\(count)", "--rows", "128"])
+                testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", "\(dir)/round\(round)", "--count", "\(count)", "--rows", "256"])
             #expect(made.status == 0, "\(made.stderr)")
         }
         let port = try freeTCPPort()
@@ -48,13 +48,8 @@ import Testing
             async let sending = runProgram(
                 "/usr/bin/storescu", ["-v", "-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)"] + files,
                 environment: ["TCP_NODELAY": "1"])
-            // A random moment: after the first instances are through, before the last.
-            let started = ContinuousClock.now
-            for _ in 0..<400 {
-                let stored = try await daemon.allEvents(filter: "&kind=dicom.instance.stored").count
-                if stored >= Int.random(in: 1...(count / 2)) || ContinuousClock.now - started > .seconds(30) { break }
-                try await Task.sleep(for: .milliseconds(Int.random(in: 5...40)))
-            }
+            // A random moment within the send (a fraction of a second here).
+            try await Task.sleep(for: .milliseconds(Int.random(in: 20...400)))
             daemon.signal(SIGKILL)
             _ = try await daemon.waitForExit()
             let output = try await sending
@@ -62,8 +57,14 @@ import Testing
             if told.acknowledged.count < count { killedWithTransfersUnfinished += 1 }
             acknowledgedTotal += told.acknowledged.count
 
-            // Recovery runs before the receiver listens, so the daemon being ready means done.
             let restarted = try await DaemonProcess.start(directory: dir, config: config)
+            // The API answers first; the receiver listens once the spool is recovered.
+            var listening = false
+            for _ in 0..<600 where !listening {
+                listening = try await runProgram("/usr/bin/echoscu", ["-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)"]).status == 0
+                if !listening { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(listening, "the receiver listens after recovery\n\(restarted.log)")
             let events = try await restarted.allEvents()
             let storedEvents = events.filter { $0.kind == "dicom.instance.stored" }
             var byUID: [String: [Event]] = [:]
