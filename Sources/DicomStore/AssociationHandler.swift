@@ -18,6 +18,17 @@ final class ReceiverContext: Sendable {
     /// Every open connection, so that stopping the receiver closes them too.
     let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
     let studies: StudyTracker
+    /// The write-ahead spool (nil: `spool_mb = 0`); used once `spoolReady` (after recovery).
+    let spool: InstanceSpool?
+    let spoolReady = Atomic<Bool>(false)
+    /// Puts spooled instances in place and journals the receiver's events in order.
+    let materializer = Materializer()
+    let nextAssociation = Atomic<UInt64>(1)
+    /// Where an instance's time goes (nanoseconds, summed): from its C-STORE request to its
+    /// last dataset byte, and from there to its response; and the instances answered.
+    let receiveNanoseconds = Atomic<Int>(0)
+    let answerNanoseconds = Atomic<Int>(0)
+    let answered = Atomic<Int>(0)
 
     init(settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger) {
         self.settings = settings
@@ -26,6 +37,13 @@ final class ReceiverContext: Sendable {
         acceptedSyntaxes = Set(settings.transferSyntaxes ?? DICOM.TransferSyntax.defaultAccepted)
         acceptedSOPClasses = Set(settings.sopClasses ?? Array(DICOM.storageSOPClasses.keys))
         studies = StudyTracker(storage: settings.storage, quiet: settings.stableAfter, logger: logger)
+        spool = settings.spoolMB > 0 ? InstanceSpool(storage: settings.storage, megabytes: settings.spoolMB, logger: logger) : nil
+    }
+
+    /// A writer for one transfer's spool record, when the spool is in use.
+    func spoolWriter() -> SpoolWriter? {
+        guard let spool, spoolReady.load(ordering: .acquiring) else { return nil }
+        return SpoolWriter(spool: spool)
     }
 
     /// The device a calling AE's instances are journaled under: its configured peer's, or
@@ -114,7 +132,9 @@ final class ReceiverBacklog: Sendable {
 
 /// One association, from A-ASSOCIATE-RQ to release or abort (PS3.8 state machine, the
 /// acceptor's side). Runs on its channel's event loop; file I/O runs on a serial queue of
-/// its own, and the C-STORE response is sent once the file is durable and journaled.
+/// its own. The C-STORE response is sent once the instance is durable: its spool record
+/// covered by a data sync (the materializer puts the file in place and journals it
+/// later), or, without the spool, the file durable in place and journaled.
 final class AssociationHandler: ChannelInboundHandler {
     typealias InboundIn = RawPDU
     typealias OutboundOut = ByteBuffer
@@ -131,6 +151,9 @@ final class AssociationHandler: ChannelInboundHandler {
         let command: Command
         let transferSyntax: String
         let file: InstanceFile?
+        /// When the C-STORE request arrived, and when its last dataset byte.
+        let started = ContinuousClock.now
+        var received = ContinuousClock.now
         /// The first error; later bytes are dropped (touched on the storage queue only).
         var failure: StoreError?
 
@@ -144,10 +167,6 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     private let shared: ReceiverContext
-    /// The association's events, journaled one after the other in the order they were
-    /// queued. Work is queued from the storage queue only, so an instance's events and the
-    /// association's closing event keep the order of what happened.
-    private let journal: AsyncStream<@Sendable () async -> Void>.Continuation
     private var state = State.awaitingRequest
     private var context: ChannelHandlerContext?
     private var timer: Scheduled<Void>?
@@ -177,29 +196,26 @@ final class AssociationHandler: ChannelInboundHandler {
 
     /// Whether the connection is DICOM TLS.
     private let tls: Bool
+    /// This association's number in the spool's records.
+    private let association: UInt64
 
     init(shared: ReceiverContext, tls: Bool = false) {
         self.shared = shared
         self.tls = tls
-        let (stream, continuation) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
-        journal = continuation
-        Task {
-            for await work in stream { await work() }
-        }
+        association = shared.nextAssociation.add(1, ordering: .relaxed).oldValue
         shared.liveHandlers.add(1, ordering: .relaxed)
     }
 
     deinit {
         shared.liveHandlers.subtract(1, ordering: .relaxed)
-        // Behind whatever the storage queue still has to journal.
-        let journal = journal
-        storage.async { journal.finish() }
     }
 
-    /// Queues journal work behind everything the storage queue has been given so far.
+    /// Queues journal work behind everything the storage queue has been given so far
+    /// (the materializer's queue: an instance's events and the association's closing
+    /// event keep the order of what happened).
     private func journalInOrder(_ work: @escaping @Sendable () async -> Void) {
-        let journal = journal
-        storage.async { journal.yield(work) }
+        let materializer = shared.materializer
+        storage.async { materializer.enqueue(.work(work)) }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -467,6 +483,7 @@ final class AssociationHandler: ChannelInboundHandler {
         if queuedBytes > Self.pauseReadingAbove { context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
         if pdv.isLast {
             self.transfer = nil
+            transfer.received = .now
             complete(transfer)
         }
     }
@@ -500,7 +517,7 @@ final class AssociationHandler: ChannelInboundHandler {
                 do {
                     file = try InstanceFile(
                         root: shared.settings.storage, sopClass: sopClass, sopInstance: instance,
-                        transferSyntax: presentation.transferSyntax, callingAE: callingAE)
+                        transferSyntax: presentation.transferSyntax, callingAE: callingAE, spool: shared.spoolWriter())
                 } catch {
                     failure = error
                 }
@@ -514,8 +531,10 @@ final class AssociationHandler: ChannelInboundHandler {
         }
     }
 
-    /// The dataset is complete: make it durable, read it, check it, move it into place,
-    /// journal it, then answer.
+    /// The dataset is complete: read it, check it, then make it durable, the fast way
+    /// (its spool record synced, together with other associations' records; the
+    /// materializer puts it in place later) or the slow way (file fsync, rename, directory
+    /// fsync, journal) when it is not in the spool. Then answer.
     private func complete(_ transfer: Transfer) {
         guard let context else { return }
         pendingResponses += 1
@@ -526,52 +545,74 @@ final class AssociationHandler: ChannelInboundHandler {
         let facts: [String: JSONValue] = [
             "calling_ae": .string(callingAE), "peer": .string(peerAddress), "transfer_syntax": .string(transfer.transferSyntax),
         ]
-        let journal = journal
+        let association = association
+        let peer = peerAddress
         storage.async {
-            let outcome = Self.store(transfer, settings: shared.settings)
-            journal.yield {
-                var data = facts.merging(outcome.data) { a, _ in a }
+            let outcome = Self.store(transfer, settings: shared.settings, association: association, peer: peer)
+            if case .spooled(let spooled) = outcome, let spool = shared.spool {
+                var data = facts.merging(spooled.data) { a, _ in a }
                 data["sop_instance_uid"] = data["sop_instance_uid"] ?? .string(transfer.command.affectedSOPInstance ?? "")
-                var status = outcome.error?.status ?? DICOM.Status.success
-                if let error = outcome.error {
-                    data["status"] = .string(String(format: "0x%04X", error.status))
-                    data["error"] = .string(error.message)
-                    await shared.emit("dicom.instance.failed", device: device, severity: .error, data: data)
-                } else {
-                    if let old = outcome.replaced {
-                        await shared.emit(
-                            "dicom.instance.replaced", device: device, severity: .notice,
-                            data: ["path": data["path"] ?? .null, "old_sha256": .string(old), "new_sha256": data["sha256"] ?? .null,
-                                   "sop_instance_uid": data["sop_instance_uid"] ?? .null])
-                    }
-                    // The file is durable; without its event the sender must not hear "stored".
-                    // Journaled later (the sender having heard 0xA700), it says `recovered`.
-                    let stored = data
-                    let journaled: @Sendable () -> Void = {
-                        // Recovery has nothing to do for this file any more.
-                        transfer.file?.unstage()
-                        if stored["duplicate"] == nil, let study = stored["study_uid"]?.stringValue,
-                            let series = stored["series_uid"]?.stringValue
-                        {
-                            shared.studies.add(
-                                study: study, series: series, device: device, fields: stored, bytes: Int(stored["bytes"]?.intValue ?? 0))
-                        }
-                    }
-                    var later = data
-                    later["recovered"] = .bool(true)
-                    if await shared.emit("dicom.instance.stored", device: device, data: data, laterData: later, journaled: journaled) {
-                        journaled()
-                    } else {
-                        status = DICOM.Status.outOfResources
-                    }
+                shared.materializer.enqueue(
+                    .instance(
+                        SpooledInstance(
+                            file: spooled.file, sha256: spooled.sha256, relativePath: spooled.relativePath, device: device, data: data,
+                            study: spooled.study, series: spooled.series, record: spooled.record, received: Date())))
+                spool.syncer.sync(spooled.record.fd) { synced in
+                    eventLoop.execute { bound.value.stored(transfer, status: synced ? DICOM.Status.success : DICOM.Status.outOfResources) }
                 }
-                eventLoop.execute { bound.value.stored(transfer, status: status) }
+                return
             }
+            shared.materializer.enqueue(
+                .work {
+                    var status = DICOM.Status.success
+                    switch outcome {
+                    case .failed(let error):
+                        var data = facts
+                        data["sop_instance_uid"] = .string(transfer.command.affectedSOPInstance ?? "")
+                        data["status"] = .string(String(format: "0x%04X", error.status))
+                        data["error"] = .string(error.message)
+                        status = error.status
+                        await shared.emit("dicom.instance.failed", device: device, severity: .error, data: data)
+                    case .stored(let fields, let replaced, let study, let series):
+                        var data = facts.merging(fields) { a, _ in a }
+                        data["sop_instance_uid"] = data["sop_instance_uid"] ?? .string(transfer.command.affectedSOPInstance ?? "")
+                        if let old = replaced {
+                            await shared.emit(
+                                "dicom.instance.replaced", device: device, severity: .notice,
+                                data: ["path": data["path"] ?? .null, "old_sha256": .string(old), "new_sha256": data["sha256"] ?? .null,
+                                       "sop_instance_uid": data["sop_instance_uid"] ?? .null])
+                        }
+                        // The file is durable; without its event the sender must not hear "stored".
+                        // Journaled later (the sender having heard 0xA700), it says `recovered`.
+                        let stored = data
+                        let journaled: @Sendable () -> Void = {
+                            // Recovery has nothing to do for this file any more.
+                            transfer.file?.unstage()
+                            if stored["duplicate"] == nil {
+                                shared.studies.add(
+                                    study: study, series: series, device: device, fields: stored, bytes: Int(stored["bytes"]?.intValue ?? 0))
+                            }
+                        }
+                        var later = data
+                        later["recovered"] = .bool(true)
+                        if await shared.emit("dicom.instance.stored", device: device, data: data, laterData: later, journaled: journaled) {
+                            journaled()
+                        } else {
+                            status = DICOM.Status.outOfResources
+                        }
+                    case .spooled:
+                        break
+                    }
+                    eventLoop.execute { bound.value.stored(transfer, status: status) }
+                })
         }
     }
 
     private func stored(_ transfer: Transfer, status: UInt16) {
         pendingResponses -= 1
+        shared.receiveNanoseconds.add(Self.nanoseconds(transfer.received - transfer.started), ordering: .relaxed)
+        shared.answerNanoseconds.add(Self.nanoseconds(.now - transfer.received), ordering: .relaxed)
+        shared.answered.add(1, ordering: .relaxed)
         if status == DICOM.Status.success { stored += 1 } else { failed += 1 }
         guard state == .established else { return }
         respond(
@@ -580,6 +621,10 @@ final class AssociationHandler: ChannelInboundHandler {
                 affectedSOPInstance: transfer.command.affectedSOPInstance, status: status),
             contextID: transfer.contextID)
         if releaseRequested, pendingResponses == 0, self.transfer == nil { release() }
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds) * 1_000_000_000 + Int(duration.components.attoseconds / 1_000_000_000)
     }
 
     private func respond(_ command: Command, contextID: UInt8) {
@@ -622,16 +667,36 @@ final class AssociationHandler: ChannelInboundHandler {
         return dataset
     }
 
-    /// On the storage queue: finish, read, check, commit. Never throws: the outcome says.
-    private static func store(_ transfer: Transfer, settings: DaemonConfiguration.Dicom) -> (
-        error: StoreError?, data: [String: JSONValue], replaced: String?
-    ) {
+    /// What became of a received instance.
+    enum StoreOutcome: Sendable {
+        /// Not stored; the status says why.
+        case failed(StoreError)
+        /// Durable in place (the slow way): the event's fields.
+        case stored(data: [String: JSONValue], replaced: String?, study: String, series: String)
+        /// Checked and whole in the spool, its record sealed (not yet synced): the
+        /// materializer puts the file in place.
+        case spooled(Spooled)
+    }
+
+    struct Spooled: Sendable {
+        let file: InstanceFile
+        let sha256: String
+        let relativePath: String
+        let data: [String: JSONValue]
+        let study: String
+        let series: String
+        let record: InstanceSpool.Record
+    }
+
+    /// On the storage queue: finish, read, check, then seal the spool record or commit
+    /// the file. Never throws: the outcome says.
+    private static func store(_ transfer: Transfer, settings: DaemonConfiguration.Dicom, association: UInt64, peer: String) -> StoreOutcome {
         guard let file = transfer.file, transfer.failure == nil else {
             transfer.file?.discard()
-            return (transfer.failure ?? .resources("no file"), [:], nil)
+            return .failed(transfer.failure ?? .resources("no file"))
         }
         do throws(StoreError) {
-            let sha256 = try file.finish()
+            let sha256 = try file.finish(sync: false)
             let dataset = try Self.readDataset(file)
             var data = InstanceSummary.fields(of: dataset)
             let sopClass = dataset.string(Tag(0x0008, 0x0016))
@@ -645,23 +710,39 @@ final class AssociationHandler: ChannelInboundHandler {
                 throw .unreadable("the dataset has no Study or Series Instance UID")
             }
             let relative = StoragePath.relative(study: study, series: series, instance: instance ?? "")
+            if let writer = file.spool, !writer.failed {
+                // Refused duplicates are refused before the answer, as without the spool.
+                if settings.duplicates == .reject {
+                    let target = file.root + "/" + relative
+                    if access(target, F_OK) == 0, let existing = StoragePath.sha256OfFile(target), existing != sha256 {
+                        throw StoreError(
+                            status: DICOM.Status.duplicateInstance,
+                            message: "\(target) is already stored with other bytes (SHA-256 \(existing)) and duplicates = \"reject\"")
+                    }
+                }
+                if let record = writer.seal(sha256: file.sha256Bytes, association: association, peer: peer) {
+                    return .spooled(
+                        Spooled(file: file, sha256: sha256, relativePath: relative, data: data, study: study, series: series, record: record))
+                }
+            }
+            try file.sync()
             let committed = try StoragePath.commit(file, sha256: sha256, relativePath: relative, policy: settings.duplicates)
             data["path"] = .string(committed.path)
             data["bytes"] = .int(Int64(file.size))
             data["sha256"] = .string(sha256)
             switch committed.outcome {
             case .stored(let replaced):
-                return (nil, data, replaced)
+                return .stored(data: data, replaced: replaced, study: study, series: series)
             case .identical:
                 data["duplicate"] = .string("identical bytes were already stored")
             case .kept(let existing):
                 data["sha256"] = .string(existing)
                 data["duplicate"] = .string("different bytes (SHA-256 \(sha256)) were received and discarded: duplicates = \"keep\"")
             }
-            return (nil, data, nil)
+            return .stored(data: data, replaced: nil, study: study, series: series)
         } catch {
             file.discard()
-            return (error, [:], nil)
+            return .failed(error)
         }
     }
 }

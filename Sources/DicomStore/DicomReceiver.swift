@@ -21,9 +21,11 @@ public struct DicomReceiver: Service {
     public init(
         settings: DaemonConfiguration.Dicom, sink: any DriverEventSink, logger: Logger, inheritedSocket: Int32? = nil,
         isJournaled: (@Sendable (_ path: String, _ sha256: String) async throws -> Bool)? = nil,
+        status: DicomReceiverStatus? = nil,
         onListening: @escaping @Sendable (_ port: Int, _ tlsPort: Int?) -> Void = { _, _ in }
     ) {
         shared = ReceiverContext(settings: settings, sink: sink, logger: logger)
+        status?.attach(shared)
         self.inheritedSocket = inheritedSocket
         self.isJournaled = isJournaled
         self.onListening = onListening
@@ -36,6 +38,12 @@ public struct DicomReceiver: Service {
         let maximumPDU = settings.maxPDULength
         // What a crash or kill left in .incoming: nothing there belongs to a live association yet.
         _ = await IncomingRecovery.run(shared, isJournaled: isJournaled)
+        // What the spool holds is put in place and journaled before anyone can send more.
+        if let spool = shared.spool {
+            _ = try await SpoolRecovery.run(shared, spool: spool, isJournaled: isJournaled)
+            shared.spoolReady.store(true, ordering: .releasing)
+        }
+        let materializer = Task { await shared.materializer.run(shared) }
         func bootstrap(tls: NIOSSLContext?) -> ServerBootstrap {
             ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(ChannelOptions.backlog, value: 64)
@@ -110,6 +118,18 @@ public struct DicomReceiver: Service {
         } onCancel: {
             closeAll()
         }
+        // The closed associations queue their last events; then what the materializer
+        // holds is put in place and journaled before the receiver returns.
+        // (Paused on a dispatch timer: this task may be cancelled, which ends Task.sleep at once.)
+        func pause() async {
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(50)) { continuation.resume() }
+            }
+        }
+        for _ in 0..<100 where shared.liveHandlers.load(ordering: .relaxed) > 0 { await pause() }
+        await pause()
+        shared.materializer.finish()
+        await materializer.value
     }
 
     /// The DICOM TLS profile of BCP 195 (RFC 9325): TLS 1.2 or later, ECDHE with AES-GCM for

@@ -127,5 +127,5 @@ extension EventKindRegistry {
                 EventField("peer", .string, "The sender's IP address."),
                 EventField("transfer_syntax", .string, "The presentation context's transfer syntax."),
             ]),
-    ]
+    ] + dicomSpoolKinds  // EventKinds+Spool.swift
 }

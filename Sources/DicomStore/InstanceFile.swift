@@ -37,11 +37,18 @@ final class InstanceFile: @unchecked Sendable {
     private(set) var sourceAE: String?
     /// The transfer syntax the dataset is encoded in.
     private(set) var transferSyntax = ""
+    /// Where every byte of the file is also written, as one record of the write-ahead spool
+    /// (nil: not spooled, or the record fell out of the spool).
+    let spool: SpoolWriter?
 
     static let maximumStrippedElement = 65_536
 
-    init(root: String, sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String) throws(StoreError) {
+    init(
+        root: String, sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String, spool: SpoolWriter? = nil
+    ) throws(StoreError) {
         self.root = root
+        self.spool = spool
+        spool?.begin()
         self.transferSyntax = transferSyntax
         encoding = DatasetReader.Encoding(transferSyntax: transferSyntax)
         deflated = transferSyntax == DICOM.TransferSyntax.deflatedExplicitLittle
@@ -68,6 +75,7 @@ final class InstanceFile: @unchecked Sendable {
     /// says where the dataset starts and how it is encoded. Nil when it is not one of ours.
     init?(recovering path: String, root: String) {
         self.root = root
+        spool = nil
         temporaryPath = path
         fd = -1
         var info = stat()
@@ -209,16 +217,32 @@ final class InstanceFile: @unchecked Sendable {
         }
         hasher.update(data: bytes)
         size += bytes.count
+        spool?.append(bytes)
     }
 
-    /// Writes what is held back and makes the file durable. Returns its SHA-256 (hex).
-    func finish() throws(StoreError) -> String {
+    /// Writes what is held back and, when `sync`, makes the file durable (a spooled file is
+    /// made durable later, in a batch, by the materializer). Returns its SHA-256 (hex).
+    func finish(sync: Bool = true) throws(StoreError) -> String {
         if stripping { try stripGroup0002(final: true) }
         if stripping { try flushPending() }
-        guard fsync(fd) == 0 else { throw .resources("cannot fsync \(temporaryPath): \(Self.errorText())") }
+        if sync { guard fsync(fd) == 0 else { throw .resources("cannot fsync \(temporaryPath): \(Self.errorText())") } }
         close(fd)
         fd = -1
-        return Hex.encode(hasher.finalize())
+        let digest = hasher.finalize()
+        sha256Bytes = Array(digest)
+        return Hex.encode(digest)
+    }
+
+    /// The SHA-256 of the finished file (empty before `finish`).
+    private(set) var sha256Bytes: [UInt8] = []
+
+    /// Makes a finished file durable (its data and inode; the directory entry is the
+    /// caller's business).
+    func sync() throws(StoreError) {
+        let reader = open(temporaryPath, O_RDONLY | O_CLOEXEC)
+        guard reader >= 0 else { throw .resources("cannot open \(temporaryPath): \(Self.errorText())") }
+        defer { close(reader) }
+        guard fsync(reader) == 0 else { throw .resources("cannot fsync \(temporaryPath): \(Self.errorText())") }
     }
 
     /// The first `limit` bytes of the dataset, read back from the file (inflated when
@@ -256,6 +280,7 @@ final class InstanceFile: @unchecked Sendable {
 
     /// Removes the temporary file (a failed or aborted transfer leaves nothing behind).
     func discard() {
+        spool?.abandon()
         if fd >= 0 {
             close(fd)
             fd = -1
@@ -291,7 +316,13 @@ enum StoragePath {
 
     /// Moves a finished temporary file into place durably: directories created (and synced),
     /// rename, directory fsync. An existing file of the same path is handled by `policy`.
-    static func commit(_ file: InstanceFile, sha256: String, relativePath: String, policy: DaemonConfiguration.Dicom.Duplicates)
+    ///
+    /// With `directories`, the directories to sync are collected there instead of synced
+    /// one by one (the materializer syncs each once per batch, after all its renames).
+    static func commit(
+        _ file: InstanceFile, sha256: String, relativePath: String, policy: DaemonConfiguration.Dicom.Duplicates,
+        directories: DirectoryBatch? = nil
+    )
         throws(StoreError) -> (path: String, outcome: Outcome)
     {
         let target = file.root + "/" + relativePath
@@ -301,7 +332,7 @@ enum StoragePath {
             let parent = directory
             directory += "/" + component
             if mkdir(directory, 0o750) == 0 {
-                syncDirectory(parent)
+                if let directories { directories.paths.insert(parent) } else { syncDirectory(parent) }
             } else if errno != EEXIST {
                 throw .resources("cannot create \(directory): \(InstanceFile.errorText())")
             }
@@ -342,7 +373,7 @@ enum StoragePath {
             unlink(staged)
             throw .resources("cannot move the instance to \(target): \(error)")
         }
-        syncDirectory(directory)
+        if let directories { directories.paths.insert(directory) } else { syncDirectory(directory) }
         return (target, .stored(replacedSHA256: replaced))
     }
 

@@ -50,6 +50,10 @@ extension DaemonConfiguration {
         public var tls: TLS?
         /// Forwarding and RRDSRs: destinations, routes, queue settings (DicomOutboundConfiguration.swift).
         public var outbound = Outbound(cursorFile: "")
+        /// The write-ahead spool's size in MiB (`spool_mb`); 0: no spool, each instance is
+        /// made durable on its own before its C-STORE response (a file fsync, a rename and
+        /// a directory fsync).
+        public var spoolMB = 256
 
         public struct TLS: Sendable, Equatable {
             public var port: Int
@@ -109,6 +113,14 @@ extension DaemonConfiguration {
         dicom.stableAfter = table.double("stable_after_s", in: 1...86_400) ?? dicom.stableAfter
         if let policy = table.choice("duplicates", Dicom.Duplicates.allCases.map(\.rawValue)) {
             dicom.duplicates = Dicom.Duplicates(rawValue: policy)!
+        }
+        // The write-ahead spool (issue 14).
+        if let spool = table.int("spool_mb", in: 0...65_536) {
+            if spool > 0, spool < 16 {
+                table.problem("spool_mb", "\(spool) is too small: at least 16 (MiB), or 0 for no spool")
+            } else {
+                dicom.spoolMB = Int(spool)
+            }
         }
         if let tls = table.table("tls") {
             let port = tls.int("port", in: 1...65535, required: true)

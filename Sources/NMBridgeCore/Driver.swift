@@ -97,6 +97,16 @@ public protocol DriverEventSink: Sendable {
     /// The device answered: it is alive even if there is nothing to journal. Returns once
     /// a `device.recovered` it causes is durable, so that it precedes the device's next event.
     func heartbeat(device: String) async throws
+    /// Journals events in order, in one transaction where the sink can; returns once all
+    /// are durable.
+    func emit(_ drafts: [EventDraft]) async throws
+}
+
+extension DriverEventSink {
+    /// One after the other, for sinks without a transaction of their own.
+    public func emit(_ drafts: [EventDraft]) async throws {
+        for draft in drafts { try await emit(draft) }
+    }
 }
 
 /// A driver's whole world: its identity, logger, clock, and where its events go.

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import DicomStore
 import Logging
 import NIOCore
 import NMBridgeCore
@@ -25,6 +26,8 @@ public struct APIRoutes: Sendable {
     let qc: QCStatus?
     /// The outbound queue, when destinations or RRDSRs are configured (APIServer+Outbound.swift).
     var outbound: OutboundService?
+    /// The DICOM receiver's spool and materializer, when `[dicom]` is configured.
+    let dicom: DicomReceiverStatus?
     /// Silence after which the stream sends a keep-alive comment.
     let keepAlive: Duration
     /// How long one write to a live stream may wait for the client before the stream is
@@ -43,9 +46,10 @@ public struct APIRoutes: Sendable {
     public init(
         journal: Journal, monitor: DeviceMonitor, node: String, started: Date = Date(), keepAlive: Duration = .seconds(15),
         stallTimeout: Duration = .seconds(30), shipper: ShipperStatus? = nil, qc: QCStatus? = nil,
-        dashboard: DashboardSettings = DashboardSettings()
+        dashboard: DashboardSettings = DashboardSettings(), dicom: DicomReceiverStatus? = nil
     ) {
         self.dashboard = dashboard
+        self.dicom = dicom
         self.shipper = shipper
         self.qc = qc
         self.keepAlive = keepAlive
@@ -262,10 +266,11 @@ public struct APIRoutes: Sendable {
         let stats = journal.statistics
         let bounds = try await journal.bounds()
         let devices = monitor.devices
+        let dicom = dicomHealth()
         let degraded = stats.lastAppendErrorTime.map { errorTime in
             // Degraded until an append succeeds again after the failure.
             stats.lastSuccessTime.map { $0 < errorTime } ?? true
-        } ?? false
+        } ?? false || dicom?.degraded == true
         var body: JSONValue = [
             "status": .string(degraded ? "degraded" : "ok"),
             "version": .string(NMBridgeVersion.current),
@@ -312,6 +317,10 @@ public struct APIRoutes: Sendable {
             fields["outbound"] = outbound
             body = .object(fields)
         }
+        if let dicom, case .object(var fields) = body {
+            fields["dicom"] = dicom.body
+            body = .object(fields)
+        }
         return Response.json(body.jsonText, status: degraded ? .serviceUnavailable : .ok)
     }
 
@@ -332,6 +341,7 @@ public struct APIRoutes: Sendable {
         text.metric("nmbridge_device_up", .gauge, "1 when the device's link is up.", devices.map { (["device": $0.id, "driver": $0.driver], $0.link == "up" ? 1 : 0) })
         text.metric("nmbridge_device_stale", .gauge, "1 when the device is stale.", devices.map { (["device": $0.id], $0.stale ? 1 : 0) })
         text.metric("nmbridge_driver_restarts_total", .counter, "Driver restarts after crashes.", devices.map { (["device": $0.id], Double($0.restarts)) })
+        dicomMetrics(&text)
         if let qc = qc?.snapshot {
             text.metric("nmbridge_qc_judged_seq", .gauge, "The journal seq through which the QC service has judged every input.", [([:], Double(qc.judgedSeq))])
             text.metric("nmbridge_qc_findings_total", .counter, "qc.* findings journaled since the daemon started.", [([:], Double(qc.findings))])

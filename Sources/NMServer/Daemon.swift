@@ -62,11 +62,13 @@ public enum Daemon {
                 journal: journal, settings: settings,
                 zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current, logger: logger)
         }
+        let dicomStatus = configuration.dicom.map { _ in DicomReceiverStatus() }
         var routes = APIRoutes(
             journal: journal, monitor: monitor, node: configuration.daemon.node, shipper: shipper?.status, qc: qualityControl?.status,
             dashboard: DashboardSettings(
                 sessions: DashboardSessions(path: configuration.daemon.stateDirectory + "/ui-sessions", logger: logger),
-                zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current))
+                zone: configuration.daemon.timeZone.flatMap(TimeZone.init(identifier:)) ?? .current),
+            dicom: dicomStatus)
         // Forwarding and RRDSRs (NMForward), when [[dicom.destination]] or rrdsr is configured.
         let outbound = configuration.dicom.flatMap { dicom in
             dicom.outbound.isActive
@@ -138,6 +140,7 @@ public enum Daemon {
                             dataEquals: ["path": path, "sha256": sha256])
                         return try await !journal.events(query).events.isEmpty
                     },
+                    status: dicomStatus,
                     onListening: { port, tlsPort in
                         Task { await readiness.dicomListening(port: port, tlsPort: tlsPort) }
                     }))

@@ -83,6 +83,24 @@ public final class DeviceMonitor: DriverEventSink, Sendable {
         }
     }
 
+    /// One journal transaction for all (the DICOM receiver's batches of stored instances).
+    public func emit(_ drafts: [EventDraft]) async throws {
+        var all: [EventDraft] = []
+        for draft in drafts {
+            if let device = draft.device, let recovered = markHeard(device) { all.append(recovered) }
+            all.append(draft)
+        }
+        let events = try await journal.append(all)
+        states.withLock { states in
+            for event in events {
+                guard let device = event.device else { continue }
+                states[device]?.lastEventSeq = event.seq
+                states[device]?.lastEventKind = event.kind
+                states[device]?.lastEventTime = event.time
+            }
+        }
+    }
+
     public func link(device: String, driver: String, state: LinkState) async throws {
         let draft = states.withLock { states -> EventDraft? in
             guard var status = states[device] else { return nil }

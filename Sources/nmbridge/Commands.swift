@@ -81,6 +81,9 @@ struct Status: AsyncParsableCommand {
                     text += "last shipper error: \(error) (\(s["failures"]?.intValue ?? 0) failure(s))\n"
                 }
             }
+            if let dicom = body["dicom"], dicom != .null {
+                text += dicomStatusLines(dicom)
+            }
             writeStdout(TerminalText.escape(text, keepLayout: true))
         }
     }

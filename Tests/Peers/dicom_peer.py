@@ -24,6 +24,10 @@
     make-nm/make-pt --agent-code VALUE^SCHEME^MEANING --route TEXT --route-code VALUE^SCHEME^MEANING
         adds a Radiopharmaceutical Code Sequence, a Radiopharmaceutical Route and an
         Administration Route Code Sequence, as consoles that code the agent send them
+    dicom_peer.py check-stored STORAGE FILE...
+        for each sent FILE, where the receiver should have stored it
+        (STORAGE/<study>/<series>/<instance>.dcm) and whether that file holds the same dataset;
+        prints one JSON object per FILE: {"file", "uid", "path", "exists", "same"}
 """
 import argparse
 import datetime
@@ -292,6 +296,24 @@ def same(args):
     sys.exit(0 if a == b else 1)
 
 
+def check_stored(args):
+    import os
+    storage, files = args.rest[0], args.rest[1:]
+    for path in files:
+        sent = pydicom.dcmread(path)
+        target = os.path.join(storage, str(sent.StudyInstanceUID), str(sent.SeriesInstanceUID), str(sent.SOPInstanceUID) + ".dcm")
+        exists = os.path.exists(target)
+        same = False
+        if exists:
+            try:
+                stored = pydicom.dcmread(target)
+                sent.file_meta = stored.file_meta = None
+                same = sent == stored
+            except Exception:
+                same = False
+        print(json.dumps({"file": path, "uid": str(sent.SOPInstanceUID), "path": target, "exists": exists, "same": same}))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("command")
@@ -336,6 +358,8 @@ def main():
         args.host, args.port, args.called, args.calling = args.rest[:4]
         args.files = args.rest[4:]
         (send if args.command == "send" else send_mismatch)(args)
+    elif args.command == "check-stored":
+        check_stored(args)
     elif args.command == "same":
         args.files = args.rest
         same(args)

@@ -1,0 +1,108 @@
+import Crypto
+import Foundation
+import Logging
+import NMBridgeCore
+import TestSupport
+import Testing
+
+@testable import DicomStore
+
+/// The write-ahead spool (issue 14): C-STORE success after a data sync of the spool,
+/// files put in place and journaled by the materializer, records recovered at start.
+@Suite(.serialized) struct SpoolTests {
+    @Test func spooledInstancesArePutInPlaceJournaledInOrderAndReleased() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let series = rig.directory + "/series"
+        try FileManager.default.createDirectory(atPath: series, withIntermediateDirectories: true)
+        #expect(try await DicomPeers.python(["make-ct-series", series, "--count", "12", "--rows", "64"]).status == 0)
+        let files = (1...12).map { String(format: "\(series)/CT%04d.dcm", $0) }
+        let sent = try await rig.storescu(files)
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.association.released").isEmpty })
+        let stored = rig.sink.events("dicom.instance.stored")
+        #expect(stored.count == 12)
+        // The association's closing event comes after its instances' events.
+        let kinds = rig.sink.drafts.withLock { $0.map(\.kind) }.filter { $0.hasPrefix("dicom.") }
+        #expect(kinds.first == "dicom.association.accepted" && kinds.last == "dicom.association.released", "\(kinds)")
+        for event in stored {
+            let path = try #require(event.data["path"]?.stringValue)
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+            #expect(event.data["sha256"]?.stringValue == Hex.encode(SHA256.hash(data: bytes)), "\(path) has the bytes its event names")
+            #expect(event.data["recovered"] == nil)
+        }
+        // Every record went through a data sync before its answer, then was released.
+        let counts = try #require(rig.shared.spool?.syncer.counts)
+        #expect(counts.records == 12)
+        #expect(counts.syncs >= 1 && counts.syncs <= 12)
+        #expect(await rig.sink.wait { rig.shared.spool?.usage.records == 0 })
+        #expect(rig.shared.spool?.usage.bypassed == 0)
+        #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty, "no .part name stays")
+    }
+
+    @Test func anInstanceLargerThanASegmentIsStoredWithoutTheSpool() async throws {
+        let rig = try await ReceiverRig.start { $0.spoolMB = 16 }  // segments of 4 MiB
+        defer { rig.cleanUp() }
+        let big = rig.directory + "/big.dcm"
+        #expect(try await DicomPeers.python(["make-nm", big, "--frames", "12000"]).status == 0)  // about 6 MB
+        let sent = try await rig.storescu([big])
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.association.released").isEmpty })
+        #expect(rig.sink.events("dicom.instance.stored").count == 1)
+        #expect(rig.shared.spool?.usage.bypassed == 1)
+        #expect(rig.shared.spool?.syncer.counts.records == 0)
+        #expect(try await datasetDump(big) == datasetDump(try #require(rig.storedFiles.first)))
+    }
+
+    /// The state a kill leaves: two records synced (acknowledged) but not put in place, and
+    /// a third cut short (its payload does not match its checksum: never acknowledged).
+    @Test func recoveryPutsWholeRecordsInPlaceAndDiscardsTornOnes() async throws {
+        let directory = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let storage = directory + "/dicom"
+        try FileManager.default.createDirectory(atPath: storage, withIntermediateDirectories: true)
+        var sources: [String] = []
+        for index in 1...3 {
+            let path = directory + "/ct\(index).dcm"
+            #expect(try await DicomPeers.python(["make-ct", path, "--instance", "\(index)"]).status == 0)
+            sources.append(path)
+        }
+        do {
+            let spool = InstanceSpool(storage: storage, megabytes: 64, logger: Logger(label: "test"))
+            #expect(try spool.open().records.isEmpty)
+            spool.recovered()
+            for (index, source) in sources.enumerated() {
+                let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: source)))
+                let writer = SpoolWriter(spool: spool)
+                writer.begin()
+                writer.append(Array(bytes.prefix(100)))
+                writer.append(Array(bytes.dropFirst(100)))
+                let record = try #require(writer.seal(sha256: Array(SHA256.hash(data: bytes)), association: 7, peer: "192.0.2.7"))
+                if index == 2 {
+                    // The last record's payload never reached the disk whole.
+                    let garbage = [UInt8](repeating: 0xEE, count: 64)
+                    #expect(InstanceSpool.pwriteAll(record.fd, garbage, at: record.offset + InstanceSpool.page + 200))
+                }
+                fdatasync(record.fd)
+            }
+        }
+        let rig = try await ReceiverRig.start { $0.storage = storage }
+        defer { rig.cleanUp() }
+        let recovered = try #require(rig.sink.events("dicom.spool.recovered").first)
+        #expect(recovered.data["recovered_instances"] == .int(2))
+        #expect(recovered.data["torn"] == .int(1))
+        let stored = rig.sink.events("dicom.instance.stored")
+        #expect(stored.count == 2)
+        #expect(stored.allSatisfy { $0.data["recovered"] == .bool(true) && $0.data["peer"] == .string("192.0.2.7") })
+        for (event, source) in zip(stored, sources) {
+            let path = try #require(event.data["path"]?.stringValue)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(contentsOf: URL(fileURLWithPath: source)), "\(path) is the record's bytes")
+        }
+        #expect(rig.storedFiles.count == 2, "the torn record left nothing")
+        #expect(rig.shared.spool?.usage.records == 0)
+        // The spool works on after recovery.
+        let sent = try await rig.storescu([sources[2]])
+        #expect(sent.status == 0, "\(sent.output)")
+        #expect(await rig.sink.wait { rig.sink.events("dicom.instance.stored").count == 3 })
+    }
+}
