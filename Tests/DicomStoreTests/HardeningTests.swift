@@ -74,6 +74,9 @@ enum RawPeer {
         defer { rig.cleanUp() }
         let answer = try await RawPeer.run(["store", "127.0.0.1", "\(rig.port)", "NMBRIDGE", "RAWPEER", "good"])
         #expect(answer["status"] == .int(0), "\(answer)")
+        // The success follows the spool's data sync; the file is put in place and journaled
+        // in the background (docs/dicom.md), so look once its event is there.
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.instance.stored").isEmpty })
         #expect(rig.storedFiles.count == 1)
         #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty, "the staging name is gone once journaled")
     }
