@@ -244,18 +244,20 @@ struct GantryRig {
         #expect(answer.contains("[4]: \t1234"), "\(answer)")
     }
 
+    /// Each state lasts seconds, not a few polls: a poll delayed by a loaded machine (a
+    /// second or more at load 20) must not miss one.
     @Test func theDriverJournalsTheScriptedSessionInOrder() async throws {
         let script = try GantryScript.parse(
             """
             set motion_state idle
-            wait 500ms
+            wait 2s
             set motion_state moving
-            ramp rotation_angle to 45 over 1s
+            ramp rotation_angle to 45 over 3s
             set motion_state idle
             set acquisition_state acquiring
-            wait 500ms
+            wait 2s
             raise fault_word motor_overcurrent
-            wait 500ms
+            wait 2s
             exception busy for 2 requests
             clear fault_word motor_overcurrent
             set acquisition_state idle
