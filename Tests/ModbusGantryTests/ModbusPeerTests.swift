@@ -263,10 +263,14 @@ struct GantryRig {
             set acquisition_state idle
             wait 1m
             """, source: "test", profile: exampleProfile)
-        let simulator = try GantrySimulator(profile: exampleProfile, transport: .tcp(host: "127.0.0.1", port: 0), script: script)
+        // RTU on a pty of its own: on a loopback port, another test's driver still retrying an
+        // old port that the system handed to this simulator could start its script early.
+        let directory = try Peers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let simulator = try GantrySimulator(profile: exampleProfile, transport: .pty(link: directory + "/tty"), script: script)
         simulator.start()
         defer { simulator.stop() }
-        let rig = try GantryRig("profile = \"spect-gantry-example\"\nmodbus = { tcp = \"\(simulator.address)\" }\npoll_ms = 100\nretries = 0")
+        let rig = try GantryRig("profile = \"spect-gantry-example\"\nmodbus = { rtu = \"\(directory)/tty\" }\npoll_ms = 200\nretries = 0")
         defer { Task { await rig.stop() } }
         let finished = await rig.sink.wait { rig.sink.events("gantry.acquisition").count >= 2 }
         await rig.stop()
