@@ -118,42 +118,22 @@ public struct OutboundService: Service {
     // MARK: Following the journal
 
     func follow(from start: Int64) async throws {
-        var cursor = start
-        var saved = cursor
-        var lastSave = ContinuousClock.now
-        defer { saveCursor(cursor) }
-        var iterator = journal.follow(after: cursor, filter: EventFilter(kinds: Self.inputKinds)).makeAsyncIterator()
-        while !Task.isCancelled {
-            let step: FollowStep?
-            do {
-                step = try await iterator.step(idleTimeout: .seconds(2))
-            } catch let expired as CursorExpired {
+        try await journal.consume(
+            after: start, kinds: Self.inputKinds,
+            expired: { expired in
                 logger.warning(
                     "outbound cursor is older than the journal's retention: events were removed before they were routed",
                     metadata: ["outbound.cursor": "\(expired.cursor)", "journal.oldest_seq": "\(expired.oldestSeq)"])
-                cursor = expired.oldestSeq - 1
-                iterator = journal.follow(after: cursor, filter: EventFilter(kinds: Self.inputKinds)).makeAsyncIterator()
-                continue
-            }
-            guard let step else { return }  // the journal closed its followers: shutdown
-            switch step {
-            case .event(let event):
+            },
+            handle: { event in
                 let drafts = try await handle(event)
                 if !drafts.isEmpty {
                     let events = try await appendRetrying(drafts)
                     queue.add(events.compactMap(OutboundJob.init(queued:)))
                 }
-                cursor = event.seq
-            case .idle:
-                cursor = max(cursor, iterator.cursor)
-            }
-            progress.set(cursor)
-            if cursor != saved, ContinuousClock.now - lastSave > .seconds(2) {
-                saveCursor(cursor)
-                saved = cursor
-                lastSave = .now
-            }
-        }
+            },
+            progress: { progress.set($0) },
+            save: saveCursor)
     }
 
     /// The events one input causes: jobs queued, an RRDSR created (or skipped).

@@ -54,47 +54,28 @@ public struct QualityControlService: Service {
 
     private func follow() async throws {
         var engine = QCEngine(settings: settings, zone: zone, journal: journal)
-        var cursor = try await resumeCursor()
+        let cursor = try await resumeCursor()
         status.update { [cursor] in $0.judgedSeq = cursor }
-        var saved = cursor
-        var lastSave = ContinuousClock.now
         logger.info(
             "QC service following the journal",
             metadata: [
                 "qc.cursor": "\(cursor)", "qc.cursor_file": "\(settings.cursorFile)", "qc.check_sources": "\(settings.checkSources.count)",
                 "qc.protocols": "\(settings.protocols.map(\.name).joined(separator: ","))",
             ])
-        defer { save(cursor) }
-        var iterator = journal.follow(after: cursor, filter: EventFilter(kinds: QCEngine.inputKinds)).makeAsyncIterator()
-        while !Task.isCancelled {
-            let step: FollowStep?
-            do {
-                step = try await iterator.step(idleTimeout: .seconds(2))
-            } catch let expired as CursorExpired {
+        try await journal.consume(
+            after: cursor, kinds: QCEngine.inputKinds,
+            expired: { expired in
                 logger.warning(
                     "QC cursor is older than the journal's retention: events were removed before they were judged",
                     metadata: ["qc.cursor": "\(expired.cursor)", "journal.oldest_seq": "\(expired.oldestSeq)"])
-                cursor = expired.oldestSeq - 1
-                iterator = journal.follow(after: cursor, filter: EventFilter(kinds: QCEngine.inputKinds)).makeAsyncIterator()
-                continue
-            }
-            guard let step else { break }  // the journal closed its followers: shutdown
-            switch step {
-            case .event(let event):
+            },
+            handle: { event in
                 let findings = try await engine.judge(event)
                 if !findings.isEmpty { try await appendRetrying(findings, for: event) }
-                cursor = event.seq
                 status.update { $0.findings += Int64(findings.count) }
-            case .idle:
-                cursor = max(cursor, iterator.cursor)
-            }
-            status.update { [cursor] in $0.judgedSeq = cursor }
-            if cursor != saved, ContinuousClock.now - lastSave > .seconds(2) {
-                save(cursor)
-                saved = cursor
-                lastSave = .now
-            }
-        }
+            },
+            progress: { cursor in status.update { $0.judgedSeq = cursor } },
+            save: save)
     }
 
     /// Appends the findings of one event; a failing journal (disk full) is retried, never skipped.

@@ -74,11 +74,7 @@ def make_nm(args):
     ds.AcquisitionTime = "131500"
     rp = Dataset()
     rp.Radiopharmaceutical = "Tc99m Oxidronate"
-    code = Dataset()
-    code.CodeValue = "C-163A8"
-    code.CodingSchemeDesignator = "SRT"
-    code.CodeMeaning = "^99m^Technetium"
-    rp.RadionuclideCodeSequence = Sequence([code])
+    rp.RadionuclideCodeSequence = coded("C-163A8^SRT^^99m^Technetium")
     rp.RadionuclideTotalDose = str(args.dose)
     rp.RadionuclideHalfLife = "21624.12"
     rp.RadiopharmaceuticalStartTime = "101500"
@@ -112,6 +108,7 @@ def make_nm(args):
 
 
 def coded(text):
+    """A one-item code sequence from VALUE^SCHEME^MEANING (the meaning may hold ^)."""
     value, scheme, meaning = text.split("^", 2)
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = value, scheme, meaning
@@ -151,21 +148,13 @@ def study_level_options(ds, args, rp):
                 detector.CollimatorGridName = args.collimator
                 detector.CollimatorType = "PARA"
             if args.view_meaning:
-                view = Dataset()
-                view.CodeValue = "R-10B1E" if number == 1 else "R-10B1F"
-                view.CodingSchemeDesignator = "SRT"
-                view.CodeMeaning = args.view_meaning
-                detector.ViewCodeSequence = Sequence([view])
+                detector.ViewCodeSequence = coded(("R-10B1E" if number == 1 else "R-10B1F") + "^SRT^" + args.view_meaning)
             detectors.append(detector)
         ds.DetectorInformationSequence = Sequence(detectors)
     if args.indium_dose is not None:
         indium = Dataset()
         indium.Radiopharmaceutical = "In-111 pentetreotide"
-        code = Dataset()
-        code.CodeValue = "C-145A4"
-        code.CodingSchemeDesignator = "SRT"
-        code.CodeMeaning = "^111^Indium"
-        indium.RadionuclideCodeSequence = Sequence([code])
+        indium.RadionuclideCodeSequence = coded("C-145A4^SRT^^111^Indium")
         indium.RadionuclideTotalDose = str(args.indium_dose)
         indium.RadiopharmaceuticalStartTime = rp.RadiopharmaceuticalStartTime
         if "RadiopharmaceuticalStartDateTime" in rp:
@@ -198,11 +187,7 @@ def make_pt(args):
         ds.TimezoneOffsetFromUTC = args.timezone_offset
     rp = Dataset()
     rp.Radiopharmaceutical = "Fluorodeoxyglucose"
-    code = Dataset()
-    code.CodeValue = "C-111A1"
-    code.CodingSchemeDesignator = "SRT"
-    code.CodeMeaning = "^18^Fluorine"
-    rp.RadionuclideCodeSequence = Sequence([code])
+    rp.RadionuclideCodeSequence = coded("C-111A1^SRT^^18^Fluorine")
     rp.RadionuclideTotalDose = str(int(args.dose))
     rp.RadionuclideHalfLife = "6586.2"
     rp.RadiopharmaceuticalStartTime = "101500"
