@@ -102,10 +102,14 @@ public enum Daemon {
         // Services stop in reverse order: the shipper after the drivers, so that its last
         // batch holds everything they journaled (and `daemon.stopping`).
         if let shipper { services.append(shipper) }
-        services += [
+        // The producers (drivers, the DICOM receiver) come after the announcer in the list, so
+        // they stop before it: their last events precede `daemon.stopping`.
+        var producers: [any Service] = [
             DriverSupervisor(
                 devices: configuration.devices, catalog: catalog, monitor: monitor, settings: configuration.supervisor,
-                logger: logger),
+                logger: logger)
+        ]
+        services += [
             Application(
                 router: routes.router(token: nil),
                 configuration: ApplicationConfiguration(address: .unixDomainSocket(path: socketPath), serverName: "nmbridged"),
@@ -131,7 +135,7 @@ public enum Daemon {
             // `FileDescriptorName=dicom` in nmbridged-dicom.socket: systemd listens (port 104
             // needs no privilege of ours); otherwise the receiver binds [dicom] listen/port.
             let inherited = SocketActivation.descriptors(environment: environment)["dicom"]
-            services.append(
+            producers.append(
                 DicomReceiver(
                     settings: dicom, sink: monitor, logger: logger, inheritedSocket: inherited,
                     isJournaled: { path, sha256 in
@@ -150,9 +154,11 @@ public enum Daemon {
         if let interval = SystemdNotifier.watchdogInterval(environment: environment) {
             services.append(WatchdogService(journal: journal, notifier: notifier, interval: interval, logger: logger))
         }
-        // Last in the list, so first to hear of a graceful shutdown: journals it, tells
-        // systemd, and ends live streams so that the HTTP servers can drain.
+        // Services stop in reverse order. After the producers, the announcer is the first to hear
+        // of a graceful shutdown: it journals it, tells systemd, and ends live streams so that
+        // the HTTP servers can drain.
         services.append(ShutdownAnnouncer(journal: journal, notifier: notifier, logger: logger))
+        services += producers
 
         try await journal.append(
             EventDraft(
