@@ -217,6 +217,25 @@ let exampleProfile: ModbusProfile = try! ModbusProfileLoader.load(path: profiles
         }
         #expect(half == 0.5)
     }
+
+    @Test func aRequestCountedWaitIgnoresTime() throws {
+        let script = try GantryScript.parse(
+            "set motion_state idle\nwait 3 requests\nset motion_state moving\nwait 2 requests\nloop", source: "s.txt", profile: exampleProfile)
+        #expect(script.steps[1] == .waitRequests(3))
+        var player = ScriptPlayer(script: script)
+        let t0 = ContinuousClock.now
+        player.started()
+        #expect(player.due(now: t0).count == 1, "idle is set by the first request")
+        for n in 2...3 {
+            player.started()
+            #expect(player.due(now: t0 + .seconds(3600)).isEmpty, "request \(n): an hour is not three requests")
+        }
+        player.started()
+        guard case .set("motion_state", _)? = player.due(now: t0).first else {
+            Issue.record("moving not set on the fourth request")
+            return
+        }
+    }
 }
 
 @Suite struct ModbusSettingsTests {

@@ -244,20 +244,21 @@ struct GantryRig {
         #expect(answer.contains("[4]: \t1234"), "\(answer)")
     }
 
-    /// Each state lasts seconds, not a few polls: a poll delayed by a loaded machine (a
-    /// second or more at load 20) must not miss one.
+    /// Each state lasts a number of answered requests, not a time: a poll delayed by a
+    /// loaded machine (a second or more at load 20) cannot miss one.
     @Test func theDriverJournalsTheScriptedSessionInOrder() async throws {
         let script = try GantryScript.parse(
             """
             set motion_state idle
-            wait 2s
+            wait 12 requests
             set motion_state moving
-            ramp rotation_angle to 45 over 3s
+            wait 12 requests
+            ramp rotation_angle to 45 over 1s
             set motion_state idle
             set acquisition_state acquiring
-            wait 2s
+            wait 12 requests
             raise fault_word motor_overcurrent
-            wait 2s
+            wait 12 requests
             exception busy for 2 requests
             clear fault_word motor_overcurrent
             set acquisition_state idle

@@ -57,6 +57,34 @@ func curl(_ url: String, _ extra: [String] = []) async throws -> (status: Int, b
     return (Int(statusLine) ?? 0, text)
 }
 
+/// curl on a stream that never ends by itself: reads until `done` holds for what has
+/// arrived, then stops curl. `--max-time` only bounds a hang; how long the server takes on
+/// a loaded machine does not matter.
+func curlStream(_ url: String, _ extra: [String] = [], until done: @escaping @Sendable (String) -> Bool) async throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+    process.arguments = ["-s", "-N", "--max-time", "120"] + extra + [url]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.runBoundToTest()
+    return await withCheckedContinuation { continuation in
+        Thread.detachNewThread {
+            var data = Data()
+            while true {
+                let chunk = pipe.fileHandleForReading.availableData
+                if chunk.isEmpty { break }
+                data.append(chunk)
+                if done(String(decoding: data, as: UTF8.self)) {
+                    stopProcess(process)
+                    break
+                }
+            }
+            process.waitUntilExit()
+            continuation.resume(returning: String(decoding: data, as: UTF8.self))
+        }
+    }
+}
+
 func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind: String = "experimental.sample", time: Date = Date()) async throws {
     for i in 0..<count {
         try await journal.append(EventDraft(time: time, device: device, driver: "script", kind: kind, data: ["i": .int(Int64(i))]))
@@ -193,11 +221,12 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
         try await withAPI { journal, port in
             try await appendSample(journal, count: 6, device: "gantry-1")
             try await appendSample(journal, count: 2, device: "dosecal-1")
-            // curl stays connected; --max-time ends it after the backlog has arrived (generous:
-            // a loaded machine may take seconds to serve it).
-            let r = try await curl("http://127.0.0.1:\(port)/v1/events/stream?device=gantry-1", ["-N", "--max-time", "8", "-H", "Last-Event-ID: 3"])
-            let frames = r.body.components(separatedBy: "\n\n").filter { $0.contains("id: ") }
-            #expect(frames.count == 3, "\(r.body)")
+            // Read until the first keep-alive after the backlog: the server had nothing more to send.
+            let body = try await curlStream("http://127.0.0.1:\(port)/v1/events/stream?device=gantry-1", ["-H", "Last-Event-ID: 3"]) {
+                text in text.range(of: "id: 6\n").map { text[$0.upperBound...].contains(": keep-alive") } ?? false
+            }
+            let frames = body.components(separatedBy: "\n\n").filter { $0.contains("data: ") }
+            #expect(frames.count == 3, "\(body)")
             let ids = frames.compactMap { frame in frame.split(separator: "\n").first { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) } }
             #expect(ids == ["4", "5", "6"])
             #expect(frames.allSatisfy { $0.contains("event: experimental.sample\n") })
@@ -212,14 +241,14 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
         try await withAPI { journal, port in
             try await appendSample(journal, count: 2, device: "rare-1")
             let url = "http://127.0.0.1:\(port)/v1/events/stream?device=rare-1"
-            let stream = Task { try await curl(url, ["-N", "--max-time", "8", "-H", "Last-Event-ID: 0"]) }
+            let stream = Task { try await curlStream(url, ["-H", "Last-Event-ID: 0"]) { $0.contains("id: 12\n") } }
             try await Task.sleep(for: .milliseconds(600))
             try await appendSample(journal, count: 10, device: "busy-1")
-            let r = try await stream.value
-            let ids = r.body.split(separator: "\n").filter { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) }
-            #expect(ids.prefix(2) == ["1", "2"], "\(r.body)")
-            #expect(ids.last == "12", "after the busy device's events, an id-only keep-alive moves the cursor: \(r.body)")
-            #expect(!r.body.contains("busy-1"), "the skipped events themselves are not sent")
+            let body = try await stream.value
+            let ids = body.split(separator: "\n").filter { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) }
+            #expect(ids.prefix(2) == ["1", "2"], "\(body)")
+            #expect(ids.last == "12", "after the busy device's events, an id-only keep-alive moves the cursor: \(body)")
+            #expect(!body.contains("busy-1"), "the skipped events themselves are not sent")
         }
     }
 

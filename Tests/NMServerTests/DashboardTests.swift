@@ -80,9 +80,8 @@ import Testing
             let shell = try await curl(base + "/ui/", ["-D", "-", "-H", "Cookie: \(cookie)"])
             #expect(shell.status == 200 && shell.body.lowercased().contains("content-security-policy:"), "\(shell)")
             // The stream for EventSource carries no `event:` line (every kind is a `message`).
-            // (curl reads until --max-time: generous, so that a loaded machine still sees the first event)
-            let stream = try await curl(base + "/ui/data/stream?after=0", ["-H", "Cookie: \(cookie)", "--max-time", "8"])
-            #expect(stream.body.contains("id: 1\ndata: {") && !stream.body.contains("event: "), "\(stream)")
+            let stream = try await curlStream(base + "/ui/data/stream?after=0", ["-H", "Cookie: \(cookie)"]) { $0.contains("id: 3\n") }
+            #expect(stream.contains("id: 1\ndata: {") && !stream.contains("event: "), "\(stream)")
 
             // Logout ends the session.
             let logout = try await curl(base + "/ui/logout", ["-D", "-", "-X", "POST", "-H", "Cookie: \(cookie)"])

@@ -9,6 +9,7 @@ import NMBridgeCore
 ///     set emergency_stop true           true/false, text, or flags ("a,b" or "none")
 ///     ramp rotation_angle to 180 over 10s   moves a number linearly from where it is
 ///     wait 2s
+///     wait 12 requests                  until that many more requests are answered (load-proof)
 ///     raise fault_word door_open        sets one named bit of a bitfield
 ///     clear fault_word door_open
 ///     exception busy for 3 requests     answers the next requests with an exception:
@@ -33,6 +34,7 @@ public struct GantryScript: Sendable, Equatable {
         case set(resource: String, value: ModbusValue)
         case ramp(resource: String, to: Double, over: Duration)
         case wait(Duration)
+        case waitRequests(Int)
         case raise(resource: String, bit: String)
         case clear(resource: String, bit: String)
         case fault(Fault, requests: Int)
@@ -144,8 +146,12 @@ public struct GantryScript: Sendable, Equatable {
                 }
                 steps.append(.ramp(resource: target.name, to: value, over: try duration(words[5])))
             case "wait":
-                guard words.count == 2 else { throw fail("expected `wait DURATION`") }
-                steps.append(.wait(try duration(words[1])))
+                if words.count == 3, let n = Int(words[1]), n > 0, words[2].hasPrefix("request") {
+                    steps.append(.waitRequests(n))
+                } else {
+                    guard words.count == 2 else { throw fail("expected `wait DURATION` or `wait N requests`") }
+                    steps.append(.wait(try duration(words[1])))
+                }
             case "raise", "clear":
                 guard words.count == 3 else { throw fail("expected `\(verb) RESOURCE BIT`") }
                 let target = try resource(words[1])
@@ -171,7 +177,10 @@ public struct GantryScript: Sendable, Equatable {
                 steps.append(.drop)
             case "loop":
                 guard words.count == 1 else { throw fail("`loop` takes nothing") }
-                guard steps.contains(where: { if case .wait = $0 { true } else if case .ramp = $0 { true } else { false } }) else {
+                guard steps.contains(where: { switch $0 {
+                case .wait, .waitRequests, .ramp: true
+                default: false
+                } }) else {
                     throw fail("a loop needs a `wait` or a `ramp`, or it would spin")
                 }
                 loops = true

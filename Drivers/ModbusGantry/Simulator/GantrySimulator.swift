@@ -291,6 +291,9 @@ struct ScriptPlayer {
     let script: GantryScript
     private var index = 0
     private var stepStart: ContinuousClock.Instant?
+    /// Requests answered so far, and the count when the current step began.
+    private var requests = 0
+    private var stepStartRequests = 0
     private var fault: (GantryScript.Fault, remaining: Int)?
     /// Counts steps entered, across loops.
     private var serial = 0
@@ -300,8 +303,11 @@ struct ScriptPlayer {
         self.script = script
     }
 
-    /// Called after each answered request: the session clock starts with the first.
-    mutating func started() { begun = true }
+    /// Called for each request before it is answered: the session clock starts with the first.
+    mutating func started() {
+        begun = true
+        requests += 1
+    }
 
     /// The fault for this request, if one is active; counts it down.
     mutating func takeFault() -> GantryScript.Fault? {
@@ -316,6 +322,7 @@ struct ScriptPlayer {
         guard begun else { return [] }
         var actions: [Action] = []
         while index < script.steps.count, fault == nil {
+            if stepStart == nil { stepStartRequests = requests }
             let start = stepStart ?? now
             stepStart = start
             switch script.steps[index] {
@@ -331,6 +338,8 @@ struct ScriptPlayer {
                 fault = (kind, requests)
             case .wait(let length):
                 guard start.duration(to: now) >= length else { return actions }
+            case .waitRequests(let count):
+                guard requests - stepStartRequests >= count else { return actions }
             case .ramp(let name, let target, let length):
                 let elapsed = start.duration(to: now)
                 let fraction = length == .zero ? 1 : min(1, elapsed / length)
