@@ -197,8 +197,9 @@ public final class DoseCalibratorSimulator: Sendable {
             usleep(30_000)
             reply = Array(reply[cut2...])
         }
-        send(reply)
+        // Counted before it goes out: whoever reads the count after the host has the reply sees it.
         state.withLock { $0.replies += 1 }
+        send(reply)
     }
 
     static func randomBytes(_ count: Int) -> [UInt8] {
