@@ -67,6 +67,8 @@ let package = Package(
         ),
         // pty calls that need C feature macros (simulators, tests).
         .target(name: "CTerminal"),
+        // The DICOM spool's C helpers: CRC-32C with the CPU's crc32 instruction, early writeback.
+        .target(name: "CSpool"),
         // Device transports: serial ports (termios), USB identity and reset (libusb),
         // udev enumeration and hotplug monitor (libudev).
         .target(
@@ -113,6 +115,7 @@ let package = Package(
             dependencies: [
                 "NMBridgeCore",
                 "CZlib",
+                "CSpool",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -555,7 +555,7 @@ final class AssociationHandler: ChannelInboundHandler {
                 shared.materializer.enqueue(
                     .instance(
                         SpooledInstance(
-                            file: spooled.file, sha256: spooled.sha256, relativePath: spooled.relativePath, device: device, data: data,
+                            file: spooled.file, relativePath: spooled.relativePath, device: device, data: data,
                             study: spooled.study, series: spooled.series, record: spooled.record, received: Date())))
                 spool.syncer.sync(spooled.record.fd) { synced in
                     eventLoop.execute { bound.value.stored(transfer, status: synced ? DICOM.Status.success : DICOM.Status.outOfResources) }
@@ -680,7 +680,6 @@ final class AssociationHandler: ChannelInboundHandler {
 
     struct Spooled: Sendable {
         let file: InstanceFile
-        let sha256: String
         let relativePath: String
         let data: [String: JSONValue]
         let study: String
@@ -696,7 +695,7 @@ final class AssociationHandler: ChannelInboundHandler {
             return .failed(transfer.failure ?? .resources("no file"))
         }
         do throws(StoreError) {
-            let sha256 = try file.finish(sync: false)
+            try file.finish(sync: false)
             let dataset = try Self.readDataset(file)
             var data = InstanceSummary.fields(of: dataset)
             let sopClass = dataset.string(Tag(0x0008, 0x0016))
@@ -714,17 +713,17 @@ final class AssociationHandler: ChannelInboundHandler {
                 // Refused duplicates are refused before the answer, as without the spool.
                 if settings.duplicates == .reject {
                     let target = file.root + "/" + relative
-                    if access(target, F_OK) == 0, let existing = StoragePath.sha256OfFile(target), existing != sha256 {
+                    if access(target, F_OK) == 0, let existing = StoragePath.sha256OfFile(target), try existing != file.sha256() {
                         throw StoreError(
                             status: DICOM.Status.duplicateInstance,
                             message: "\(target) is already stored with other bytes (SHA-256 \(existing)) and duplicates = \"reject\"")
                     }
                 }
-                if let record = writer.seal(sha256: file.sha256Bytes, association: association, peer: peer) {
-                    return .spooled(
-                        Spooled(file: file, sha256: sha256, relativePath: relative, data: data, study: study, series: series, record: record))
+                if let record = writer.seal(association: association, peer: peer) {
+                    return .spooled(Spooled(file: file, relativePath: relative, data: data, study: study, series: series, record: record))
                 }
             }
+            let sha256 = try file.sha256()
             try file.sync()
             let committed = try StoragePath.commit(file, sha256: sha256, relativePath: relative, policy: settings.duplicates)
             data["path"] = .string(committed.path)

@@ -15,7 +15,8 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 
 /// One instance being received: a temporary file under `<root>/.incoming`, a Part-10
 /// preamble and file meta built from the presentation context, then the dataset bytes as
-/// they arrive (any group 0002 elements at their start dropped), hashed on the way.
+/// they arrive (any group 0002 elements at their start dropped). Hashed on the way when not
+/// spooled; a spooled file's SHA-256 is taken by the materializer, off the answer's path.
 /// Memory stays bounded whatever the instance size. Used by one association's serial
 /// storage queue only, hence unchecked Sendable.
 final class InstanceFile: @unchecked Sendable {
@@ -25,6 +26,8 @@ final class InstanceFile: @unchecked Sendable {
     /// Deflated: the bytes on the wire are compressed; stored as received, inflated to read.
     let deflated: Bool
     private var fd: Int32
+    /// Hashing as the bytes are written (not spooled); else `sha256()` reads the file.
+    private let hashing: Bool
     private var hasher = SHA256()
     /// Bytes written so far (file meta included).
     private(set) var size = 0
@@ -48,6 +51,7 @@ final class InstanceFile: @unchecked Sendable {
     ) throws(StoreError) {
         self.root = root
         self.spool = spool
+        hashing = spool == nil
         spool?.begin()
         self.transferSyntax = transferSyntax
         encoding = DatasetReader.Encoding(transferSyntax: transferSyntax)
@@ -76,6 +80,7 @@ final class InstanceFile: @unchecked Sendable {
     init?(recovering path: String, root: String) {
         self.root = root
         spool = nil
+        hashing = false
         temporaryPath = path
         fd = -1
         var info = stat()
@@ -215,26 +220,39 @@ final class InstanceFile: @unchecked Sendable {
             }
             offset += n
         }
-        hasher.update(data: bytes)
+        if hashing { hasher.update(data: bytes) }
         size += bytes.count
         spool?.append(bytes)
     }
 
     /// Writes what is held back and, when `sync`, makes the file durable (a spooled file is
-    /// made durable later, in a batch, by the materializer). Returns its SHA-256 (hex).
-    func finish(sync: Bool = true) throws(StoreError) -> String {
+    /// made durable later, in a batch, by the materializer).
+    func finish(sync: Bool = true) throws(StoreError) {
         if stripping { try stripGroup0002(final: true) }
         if stripping { try flushPending() }
         if sync { guard fsync(fd) == 0 else { throw .resources("cannot fsync \(temporaryPath): \(Self.errorText())") } }
         close(fd)
         fd = -1
-        let digest = hasher.finalize()
-        sha256Bytes = Array(digest)
-        return Hex.encode(digest)
     }
 
-    /// The SHA-256 of the finished file (empty before `finish`).
-    private(set) var sha256Bytes: [UInt8] = []
+    /// The finished file's SHA-256 (hex): from the bytes as they were written, or read back
+    /// from the file (spooled, or recovered). Not thread-safe: one caller at a time.
+    func sha256() throws(StoreError) -> String {
+        if let digest { return digest }
+        let hex: String
+        if hashing {
+            hex = Hex.encode(hasher.finalize())
+        } else {
+            guard let read = StoragePath.sha256OfFile(temporaryPath) else {
+                throw .resources("cannot read \(temporaryPath) back: \(Self.errorText())")
+            }
+            hex = read
+        }
+        digest = hex
+        return hex
+    }
+
+    private var digest: String?
 
     /// Makes a finished file durable (its data and inode; the directory entry is the
     /// caller's business).
@@ -392,7 +410,7 @@ enum StoragePath {
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 { return nil }

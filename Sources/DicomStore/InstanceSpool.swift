@@ -1,3 +1,4 @@
+import CSpool
 import Crypto
 import Foundation
 import Logging
@@ -13,10 +14,12 @@ import Synchronization
 /// then makes the Part-10 files durable in batches and releases the records.
 ///
 /// Segment layout: page 0 is the segment header (magic `NMSPSEG1`, generation, in use or
-/// free); records follow at page-aligned offsets, each a header page (magic `NMSPREC1`,
+/// free); records follow at page-aligned offsets, each a header page (magic `NMSPREC2`,
 /// the segment's generation, a spool-wide sequence number, the payload's length and
-/// SHA-256, association id and peer address) and the payload: the Part-10 file's bytes. A
-/// record is valid when its generation is the segment's and its payload has its SHA-256;
+/// CRC-32C, association id and peer address) and the payload: the Part-10 file's bytes. A
+/// record is valid when its generation is the segment's and its payload has its CRC-32C
+/// (records of an earlier version, magic `NMSPREC1`, carry a SHA-256 instead: the
+/// checksum on the path to every answer now costs a tenth of that);
 /// the header is written after the payload, so a record cut short by a crash fails the
 /// check. A segment is taken by one transfer at a time; records within it follow one
 /// another. Reusing a segment bumps its generation, which retires its old records.
@@ -25,7 +28,9 @@ import Synchronization
 final class InstanceSpool: @unchecked Sendable {
     static let page = 4096
     static let segmentMagic = Array("NMSPSEG1".utf8)
-    static let recordMagic = Array("NMSPREC1".utf8)
+    static let recordMagic = Array("NMSPREC2".utf8)
+    /// Records written before the CRC-32C: checked by their SHA-256.
+    static let recordMagicSHA256 = Array("NMSPREC1".utf8)
     /// How long a transfer waits for spool space before it takes the slow path (a file
     /// made durable on its own): the back-pressure's bound.
     static let waitForSpace: TimeInterval = 30
@@ -69,7 +74,6 @@ final class InstanceSpool: @unchecked Sendable {
         let offset: Int
         let length: Int
         let sequence: UInt64
-        let sha256: [UInt8]
         let peer: String
     }
 
@@ -147,19 +151,23 @@ final class InstanceSpool: @unchecked Sendable {
             var offset = Self.page
             while offset + Self.page <= segment.size {
                 let head = Self.read(fd, offset: offset, count: 138)
-                guard head.count == 138, Array(head[0..<8]) == Self.recordMagic, Self.u64(head, 8) == segment.generation else { break }
+                guard head.count == 138, [Self.recordMagic, Self.recordMagicSHA256].contains(Array(head[0..<8])),
+                    Self.u64(head, 8) == segment.generation
+                else { break }
                 let sequence = Self.u64(head, 16)
                 let length = Int(clamping: Self.u64(head, 24))
-                let sha = Array(head[32..<64])
                 let peerLength = min(64, Int(head[72]) | Int(head[73]) << 8)
                 let peer = String(decoding: head[74..<(74 + peerLength)], as: UTF8.self)
-                guard length <= segment.size - offset - Self.page,
-                    Self.sha256(fd, offset: offset + Self.page, length: length) == sha
-                else {
+                let whole =
+                    length <= segment.size - offset - Self.page
+                    && (Array(head[0..<8]) == Self.recordMagic
+                        ? Self.crc32c(fd, offset: offset + Self.page, length: length) == UInt32(truncatingIfNeeded: Self.u64(head, 32))
+                        : Self.sha256(fd, offset: offset + Self.page, length: length) == Array(head[32..<64]))
+                guard whole else {
                     torn += 1
                     break
                 }
-                found.append(Found(segment: index, offset: offset, length: length, sequence: sequence, sha256: sha, peer: peer))
+                found.append(Found(segment: index, offset: offset, length: length, sequence: sequence, peer: peer))
                 nextSequence = max(nextSequence, sequence + 1)
                 offset += Self.page + Self.aligned(length)
             }
@@ -386,9 +394,11 @@ final class InstanceSpool: @unchecked Sendable {
         _ = header.withUnsafeBytes { pwrite(segment.fd, $0.baseAddress, $0.count, 0) }
     }
 
-    /// A record's header page (the first 138 bytes of it).
-    static func recordHeader(generation: UInt64, sequence: UInt64, length: Int, sha256: [UInt8], association: UInt64, peer: String) -> [UInt8] {
-        var header = recordMagic + le64(generation) + le64(sequence) + le64(UInt64(length)) + sha256
+    /// A record's header page (the first 138 bytes of it). The checksum's field has room
+    /// for 32 bytes (a SHA-256 in records of the first version).
+    static func recordHeader(generation: UInt64, sequence: UInt64, length: Int, crc32c: UInt32, association: UInt64, peer: String) -> [UInt8] {
+        var header = recordMagic + le64(generation) + le64(sequence) + le64(UInt64(length)) + le64(UInt64(crc32c))
+        header += [UInt8](repeating: 0, count: 24)
         header += le64(association)
         let peerBytes = Array(peer.utf8.prefix(64))
         header += [UInt8(peerBytes.count & 0xFF), UInt8(peerBytes.count >> 8)] + peerBytes
@@ -418,6 +428,25 @@ final class InstanceSpool: @unchecked Sendable {
             done += n
         }
         return Array(hasher.finalize())
+    }
+
+    /// CRC-32C of `bytes`, continuing from `previous` (0 to start).
+    static func crc32c(_ bytes: [UInt8], continuing previous: UInt32 = 0) -> UInt32 {
+        bytes.withUnsafeBytes { nm_crc32c(previous, $0.baseAddress, $0.count) }
+    }
+
+    static func crc32c(_ fd: Int32, offset: Int, length: Int) -> UInt32? {
+        var crc: UInt32 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var done = 0
+        while done < length {
+            let count = min(buffer.count, length - done)
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset + done)) }
+            guard n > 0 else { return nil }
+            crc = buffer.withUnsafeBytes { nm_crc32c(crc, $0.baseAddress, n) }
+            done += n
+        }
+        return crc
     }
 
     static func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
@@ -453,6 +482,12 @@ final class SpoolWriter: @unchecked Sendable {
     private var start = 0
     private var length = 0
     private var held: [UInt8] = []
+    /// The payload's CRC-32C so far.
+    private var crc: UInt32 = 0
+    /// Payload bytes already handed to the disk's writeback (see `write`).
+    private var submitted = 0
+    /// Writeback starts every this many bytes while a record is written.
+    static let writebackStep = 256 << 10
     /// The record cannot be spooled (too large, no space, a write error): the transfer
     /// takes the slow path.
     private(set) var failed = false
@@ -465,12 +500,15 @@ final class SpoolWriter: @unchecked Sendable {
         if let segment { spool.unhold(segment) }
         segment = nil
         length = 0
+        submitted = 0
         held = []
+        crc = 0
         failed = false
     }
 
     func append(_ bytes: [UInt8]) {
         guard !failed else { return }
+        crc = InstanceSpool.crc32c(bytes, continuing: crc)
         if segment == nil, held.count + bytes.count <= 16_384 {
             held += bytes
             return
@@ -494,6 +532,7 @@ final class SpoolWriter: @unchecked Sendable {
                 return fail()
             }
             // Outgrew its segment: what was written moves along.
+            submitted = 0
             if let old = segment {
                 let moved = InstanceSpool.read(old.fd, offset: start + InstanceSpool.page, count: length)
                 spool.unhold(old)
@@ -507,6 +546,12 @@ final class SpoolWriter: @unchecked Sendable {
         }
         guard InstanceSpool.pwriteAll(segment!.fd, bytes, at: start + InstanceSpool.page + length) else { return fail() }
         length += bytes.count
+        // The disk starts on the record's bytes while the rest arrives: the data sync
+        // before the answer then waits for the tail only.
+        if length - submitted >= Self.writebackStep {
+            _ = nm_start_writeback(segment!.fd, Int64(start + InstanceSpool.page + submitted), Int64(length - submitted))
+            submitted = length
+        }
     }
 
     private func fail() {
@@ -518,7 +563,7 @@ final class SpoolWriter: @unchecked Sendable {
 
     /// Writes the record's header after its payload; nil when the record is not whole in
     /// the spool (the caller makes the file durable itself).
-    func seal(sha256: [UInt8], association: UInt64, peer: String) -> InstanceSpool.Record? {
+    func seal(association: UInt64, peer: String) -> InstanceSpool.Record? {
         guard !failed else { return nil }
         if !held.isEmpty {
             let first = held
@@ -528,7 +573,7 @@ final class SpoolWriter: @unchecked Sendable {
         guard !failed, let segment else { return nil }
         let sequence = spool.takeSequence()
         let header = InstanceSpool.recordHeader(
-            generation: segment.generation, sequence: sequence, length: length, sha256: sha256, association: association, peer: peer)
+            generation: segment.generation, sequence: sequence, length: length, crc32c: crc, association: association, peer: peer)
         guard InstanceSpool.pwriteAll(segment.fd, header, at: start) else {
             fail()
             return nil

@@ -9,10 +9,9 @@ final class DirectoryBatch {
 }
 
 /// An instance acknowledged from the spool, waiting to be put in place: its `.part` file
-/// is written and checked but not yet synced.
+/// is written and checked but not yet synced (nor hashed: its SHA-256 is taken here).
 struct SpooledInstance: Sendable {
     let file: InstanceFile
-    let sha256: String
     let relativePath: String
     let device: String
     /// The event's fields known at receipt: calling AE, peer, transfer syntax, the
@@ -116,7 +115,7 @@ final class Materializer: Sendable {
     }
 
     private enum Placed {
-        case placed(SpooledInstance, path: String, outcome: StoragePath.Outcome)
+        case placed(SpooledInstance, path: String, sha256: String, outcome: StoragePath.Outcome)
         case failed(SpooledInstance, StoreError)
     }
 
@@ -139,11 +138,11 @@ final class Materializer: Sendable {
         var completions: [@Sendable () -> Void] = []
         for outcome in placed {
             switch outcome {
-            case .placed(let instance, let path, let committed):
+            case .placed(let instance, let path, let sha256, let committed):
                 var data = instance.data
                 data["path"] = .string(path)
                 data["bytes"] = .int(Int64(instance.file.size))
-                data["sha256"] = .string(instance.sha256)
+                data["sha256"] = .string(sha256)
                 var counted = true
                 switch committed {
                 case .stored(let replaced):
@@ -152,7 +151,7 @@ final class Materializer: Sendable {
                             EventDraft(
                                 device: instance.device, driver: "dicom", kind: "dicom.instance.replaced", severity: .notice,
                                 data: [
-                                    "path": .string(path), "old_sha256": .string(replaced), "new_sha256": .string(instance.sha256),
+                                    "path": .string(path), "old_sha256": .string(replaced), "new_sha256": .string(sha256),
                                     "sop_instance_uid": data["sop_instance_uid"] ?? .null,
                                 ]))
                         completions.append {}
@@ -164,7 +163,7 @@ final class Materializer: Sendable {
                     counted = false
                     data["sha256"] = .string(existing)
                     data["duplicate"] = .string(
-                        "different bytes (SHA-256 \(instance.sha256)) were received and discarded: duplicates = \"keep\"")
+                        "different bytes (SHA-256 \(sha256)) were received and discarded: duplicates = \"keep\"")
                 }
                 drafts.append(EventDraft(device: instance.device, driver: "dicom", kind: "dicom.instance.stored", data: data))
                 let stored = data
@@ -216,8 +215,10 @@ final class Materializer: Sendable {
     ) {
         var ready = run.count
         var fault: String?
+        var digests: [String] = []
         for (index, instance) in run.enumerated() {
             do throws(StoreError) {
+                digests.append(try instance.file.sha256())
                 try instance.file.sync()
             } catch {
                 ready = index
@@ -231,8 +232,8 @@ final class Materializer: Sendable {
             let instance = run[index]
             do throws(StoreError) {
                 let committed = try StoragePath.commit(
-                    instance.file, sha256: instance.sha256, relativePath: instance.relativePath, policy: policy, directories: directories)
-                placed.append(.placed(instance, path: committed.path, outcome: committed.outcome))
+                    instance.file, sha256: digests[index], relativePath: instance.relativePath, policy: policy, directories: directories)
+                placed.append(.placed(instance, path: committed.path, sha256: digests[index], outcome: committed.outcome))
             } catch where error.status == DICOM.Status.outOfResources {
                 ready = index
                 fault = error.message

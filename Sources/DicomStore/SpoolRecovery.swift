@@ -66,7 +66,10 @@ enum SpoolRecovery {
             }
             let relative = StoragePath.relative(study: study, series: series, instance: instance)
             let target = root + "/" + relative
-            let sha256 = Hex.encode(record.sha256)
+            guard let sha256 = StoragePath.sha256OfFile(path) else {
+                unlink(path)
+                throw Failure(description: "cannot read back \(path), copied from the DICOM spool \(spool.directory): \(InstanceFile.errorText())")
+            }
             if let isJournaled {
                 let journaled: Bool
                 do {

@@ -46,20 +46,31 @@ extension OutboundService {
     func lastError(_ destination: String) -> String? { queue.lastError(destination) }
 
     /// One association: sends `jobs` in order. Delivered and rejected jobs are journaled (in
-    /// groups, so that the journal's fsync does not set the pace) and leave the queue; a
-    /// transient failure ends the association and leaves the rest waiting.
+    /// groups, so that the journal's fsync does not set the pace: a group is journaled while
+    /// the association goes on with the next) and leave the queue; a transient failure ends
+    /// the association and leaves the rest waiting.
     func deliver(_ jobs: [OutboundJob], to destination: Destination) async throws {
         var finished: [EventDraft] = []
         var delivered = Set<Int64>()
         var rejected = Set<Int64>()
-        func flush() async throws {
+        /// The previous group's journaling, when it runs beside the association.
+        var journaling: Task<Void, any Error>?
+        func flush(wait: Bool = true) async throws {
+            // Groups are journaled in order, one at a time.
+            try await journaling?.value
+            journaling = nil
             guard !finished.isEmpty else { return }
-            try await appendRetrying(finished)
-            queue.finish(delivered, destination: destination.name, delivered: delivered.count)
-            queue.finish(rejected, destination: destination.name, gaveUp: rejected.count)
+            let (drafts, done, refused) = (finished, delivered, rejected)
             finished = []
             delivered = []
             rejected = []
+            let group = Task {
+                _ = try await appendRetrying(drafts)
+                // Out of the queue only once journaled: a crash before re-sends them.
+                queue.finish(done, destination: destination.name, delivered: done.count)
+                queue.finish(refused, destination: destination.name, gaveUp: refused.count)
+            }
+            if wait { try await group.value } else { journaling = group }
         }
         // Open the files first: one that is gone or unreadable is given up, not sent.
         var sendable: [(job: OutboundJob, instance: StoredInstance)] = []
@@ -111,7 +122,7 @@ extension OutboundService {
                         finished.append(draft)
                         rejected.insert(job.id)
                     }
-                    if finished.count >= 64 { try await flush() }
+                    if finished.count >= 64 { try await flush(wait: false) }
                 }
             }
         } catch let error as RequesterError {

@@ -347,7 +347,8 @@ struct DatasetBuilder {
                             root: root, sopClass: "1.2.840.10008.5.1.4.1.1.20", sopInstance: "1.2.3.\(round)",
                             transferSyntax: "1.2.840.10008.1.2.1", callingAE: "A\(writer)")
                         try file.append([0x08, 0x00, 0x16, 0x00, 0x55, 0x49, 0x02, 0x00, 0x31, UInt8(0x30 + writer)])
-                        let sha = try file.finish()
+                        try file.finish()
+                        let sha = try file.sha256()
                         do throws(StoreError) {
                             let (_, outcome) = try StoragePath.commit(file, sha256: sha, relativePath: "s/\(round).dcm", policy: .reject)
                             return outcome == .stored(replacedSHA256: nil) ? "stored" : "\(outcome)"

@@ -77,7 +77,15 @@ import Testing
                 writer.begin()
                 writer.append(Array(bytes.prefix(100)))
                 writer.append(Array(bytes.dropFirst(100)))
-                let record = try #require(writer.seal(sha256: Array(SHA256.hash(data: bytes)), association: 7, peer: "192.0.2.7"))
+                let record = try #require(writer.seal(association: 7, peer: "192.0.2.7"))
+                if index == 1 {
+                    // A record of the first version (SHA-256 instead of CRC-32C), as an earlier
+                    // release left it: recovered all the same.
+                    var header = InstanceSpool.read(record.fd, offset: record.offset, count: 138)
+                    header.replaceSubrange(0..<8, with: InstanceSpool.recordMagicSHA256)
+                    header.replaceSubrange(32..<64, with: Array(SHA256.hash(data: bytes)))
+                    #expect(InstanceSpool.pwriteAll(record.fd, header, at: record.offset))
+                }
                 if index == 2 {
                     // The last record's payload never reached the disk whole.
                     let garbage = [UInt8](repeating: 0xEE, count: 64)
@@ -104,5 +112,18 @@ import Testing
         let sent = try await rig.storescu([sources[2]])
         #expect(sent.status == 0, "\(sent.output)")
         #expect(await rig.sink.wait { rig.sink.events("dicom.instance.stored").count == 3 })
+    }
+
+    /// The record checksum: CRC-32C's check value, and the same in pieces as whole.
+    @Test func crc32cMatchesTheStandardCheckValue() {
+        #expect(InstanceSpool.crc32c(Array("123456789".utf8)) == 0xE306_9283)
+        let bytes = (0..<100_003).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+        let whole = InstanceSpool.crc32c(bytes)
+        var pieces: UInt32 = 0
+        for start in stride(from: 0, to: bytes.count, by: 4097) {
+            pieces = InstanceSpool.crc32c(Array(bytes[start..<min(bytes.count, start + 4097)]), continuing: pieces)
+        }
+        #expect(pieces == whole)
+        #expect(InstanceSpool.crc32c([]) == 0)
     }
 }

@@ -121,24 +121,31 @@ final class DaemonProcess {
         try process.runBoundToTest()
     }
 
-    /// Starts a daemon on `config` (written to `directory/nmbridge.toml`) and waits until its API answers.
+    /// Starts a daemon on `config` (written to `directory/nmbridge.toml`) and waits until its
+    /// API answers and, with a `[dicom]` section, its DICOM receiver listens (after the
+    /// spool's recovery, which may come later than the API).
     static func start(directory: String, config: String, environment: [String: String] = [:]) async throws -> DaemonProcess {
         let path = directory + "/nmbridge.toml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
         let daemon = try DaemonProcess(directory: directory, arguments: ["--config", path, "--log-level", "debug"], environment: environment)
-        try await daemon.waitUntilReady()
+        try await daemon.waitUntilReady(dicom: config.contains("[dicom]"))
         return daemon
     }
 
-    func waitUntilReady() async throws {
-        for _ in 0..<600 {
+    func waitUntilReady(dicom: Bool = false) async throws {
+        // 120 s: a bound on a hang, not a performance limit (a loaded machine is slow to start).
+        for _ in 0..<2400 {
             if !process.isRunning {
-                throw DaemonFailed(message: "nmbridged exited with \(process.terminationStatus) before its API answered:\n\(log)")
+                throw DaemonFailed(message: "nmbridged exited with \(process.terminationStatus) before it was ready:\n\(log)")
             }
-            if let response = try? await client.get("/v1/health"), response.status == 200 { return }
+            if let response = try? await client.get("/v1/health"), response.status == 200,
+                !dicom || log.contains("DICOM receiver listening")
+            {
+                return
+            }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw DaemonFailed(message: "nmbridged's API did not answer within 30 s:\n\(log)")
+        throw DaemonFailed(message: "nmbridged was not ready (API\(dicom ? " and DICOM receiver" : "")) within 120 s:\n\(log)")
     }
 
     var log: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }

@@ -53,7 +53,7 @@ import Testing
         let daemon = try DaemonProcess(
             directory: dir, arguments: ["--config", dir + "/nmbridge.toml"], launcher: ["/bin/sh", "-c", launch, "sh"],
             daemon: dir + "/nmbridged")
-        try await daemon.waitUntilReady()
+        try await daemon.waitUntilReady(dicom: true)
         let echo = try await runProgram(
             "/usr/bin/echoscu", ["-to", "30", "-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)"])
         #expect(echo.status == 0, "echoscu: \(echo.stdout)\(echo.stderr)\n\(daemon.log)")

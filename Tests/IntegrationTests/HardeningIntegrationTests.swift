@@ -144,7 +144,7 @@ import Testing
         config = config.replacingOccurrences(of: "socket = \"\(state)/api.sock\"", with: "socket = \"\(dir)/api.sock\"")
         try config.write(toFile: dir + "/nmbridge.toml", atomically: true, encoding: .utf8)
         let daemon = try DaemonProcess(directory: dir, arguments: ["--config", dir + "/nmbridge.toml"])
-        try await daemon.waitUntilReady()
+        try await daemon.waitUntilReady(dicom: true)
         let image = dir + "/nm.dcm"
         #expect(try await runProgram(testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-nm", image]).status == 0)
         _ = try await runProgram("/bin/dd", ["if=/dev/zero", "of=\(state)/filler", "bs=64k", "count=1000"])
