@@ -309,9 +309,12 @@ struct AssociationStateMachine: Sendable {
 
     /// Evt19 as well: an error from below the upper layer (the framer refusing a PDU for
     /// its type or length, TLS, the socket), answered with A-ABORT (service provider,
-    /// reason not specified), in the same rows as ``receivedInvalidPDU(reason:detail:)``.
+    /// reason not specified), in the same rows as ``receivedInvalidPDU(reason:detail:)`` —
+    /// except Sta13: the connection is closing, and an error of its socket is no PDU to
+    /// answer (answering could fail again, and again).
     mutating func failedBelow(_ detail: String) -> Action {
-        abortForPeer(reason: 0, cause: .failure(detail))
+        guard state != .awaitingTransportClose else { return .none }
+        return abortForPeer(reason: 0, cause: .failure(detail))
     }
 
     /// Evt3, Evt4, Evt6, Evt10, Evt12, Evt13, Evt16: a PDU from the peer.

@@ -301,7 +301,8 @@ import Testing
     }
 
     /// Errors below the upper layer (the framer's unknown PDU type, a PDU over the limit) are
-    /// Evt19 with reason 0: AA-1 in Sta2, AA-8 with the error as the cause in Sta6.
+    /// Evt19 with reason 0: AA-1 in Sta2, AA-8 with the error as the cause in Sta6; ignored
+    /// in Sta13.
     @Test func aFailureBelowIsAnInvalidPDU() {
         var waiting = Self.machine(in: .awaitingAssociateRequest)
         #expect(waiting.failedBelow("unknown PDU type 0x9") == .close(sending: .abort(source: 2, reason: 0), ending: nil))
@@ -309,6 +310,7 @@ import Testing
         #expect(
             established.failedBelow("a PDU of type 4 claims 99 bytes")
                 == .close(sending: .abort(source: 2, reason: 0), ending: .aborted(.failure("a PDU of type 4 claims 99 bytes"))))
+        #expect(established.failedBelow("Connection reset by peer") == .none, "Sta13: nothing more is written")
     }
 
     /// Local requests out of turn change nothing.
