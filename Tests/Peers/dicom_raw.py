@@ -17,6 +17,12 @@ nmbridge code), so that it can send what a well-behaved library never would.
     dicom_raw.py flood HOST PORT COUNT
         COUNT connections one after the other, each sending one malformed PDU and waiting
         for the receiver to close it; prints {"connections": COUNT}
+    dicom_raw.py unexpected HOST PORT CALLED CALLING
+        associates, then sends an A-RELEASE-RP nobody asked for; prints the answer
+        ({"pdu": "abort", "source":, "reason":} or "closed")
+    dicom_raw.py release-early HOST PORT CALLED CALLING
+        associates, sends a C-STORE request, then its A-RELEASE-RQ, then the (good) dataset;
+        prints {"status": N, "then": PDU name} (the C-STORE-RSP, then what followed it)
     dicom_raw.py scp PORT CASE
         an acceptor on 127.0.0.1:PORT for one association (connections that send nothing,
         such as a test's probe, are skipped), behaving as CASE says; prints what it saw and
@@ -172,6 +178,38 @@ def cmd_store(host, port, called, calling, case):
     sock.close()
 
 
+def cmd_unexpected(host, port, called, calling):
+    sock = connect(host, port)
+    sock.sendall(associate_rq(called.encode(), calling.encode()))
+    kind, body = read_pdu(sock)
+    if kind == 0x02:
+        sock.sendall(pdu(0x06, bytes(4)))
+        kind, body = read_pdu(sock)
+    print(json.dumps(describe(kind, body)))
+    sock.close()
+
+
+def cmd_release_early(host, port, called, calling):
+    sock = connect(host, port)
+    sock.sendall(associate_rq(called.encode(), calling.encode()))
+    kind, body = read_pdu(sock)
+    if kind != 0x02:
+        print(json.dumps(describe(kind, body)))
+        return
+    sop_instance = b"1.2.826.0.1.3680043.9.7433.3.4"
+    sock.sendall(p_data(1, 0x03, command(sop_instance)))
+    sock.sendall(pdu(0x05, bytes(4)))
+    sock.sendall(p_data(1, 0x02, dataset("good", sop_instance)))
+    kind, body = read_pdu(sock)
+    if kind != 0x04:
+        print(json.dumps(describe(kind, body)))
+        return
+    status = status_of(body)
+    kind, body = read_pdu(sock)
+    print(json.dumps({"status": status, "then": NAMES.get(kind, "closed")}))
+    sock.close()
+
+
 def cmd_flood(host, port, count):
     for _ in range(int(count)):
         sock = connect(host, port)
@@ -268,7 +306,8 @@ def cmd_scp(port, case):
 
 def main():
     command_name, rest = sys.argv[1], sys.argv[2:]
-    {"associate": cmd_associate, "store": cmd_store, "flood": cmd_flood, "scp": cmd_scp}[command_name](*rest)
+    {"associate": cmd_associate, "store": cmd_store, "flood": cmd_flood, "unexpected": cmd_unexpected,
+     "release-early": cmd_release_early, "scp": cmd_scp}[command_name](*rest)
 
 
 if __name__ == "__main__":
