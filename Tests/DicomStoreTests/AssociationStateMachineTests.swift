@@ -16,7 +16,7 @@ import Testing
     static let accept = AssociateAccept(
         calledAE: "NMBRIDGE", callingAE: "SPECTCT1",
         contexts: [AcceptedContext(id: 1, result: .acceptance, transferSyntax: DICOM.TransferSyntax.implicitLittle)], maxPDULength: 16_384,
-        implementationClassUID: "1.2.3", implementationVersionName: nil, asyncOperations: nil, roles: [])
+        implementationClassUID: "1.2.3", implementationVersionName: "TEST", asyncOperations: nil, roles: [])
     static let pdv = PDV(contextID: 1, isCommand: true, isLast: true, bytes: [1, 2, 3])
 
     /// A machine brought to `state` by events alone (the acceptor's states through the
