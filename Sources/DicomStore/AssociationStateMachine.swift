@@ -164,7 +164,8 @@ struct AssociationStateMachine: Sendable {
         /// AE-4, AE-8, AR-3, AR-4, AA-1, AA-2, AA-3, AA-4, AA-5, AA-8, AR-5: stop the ARTIM
         /// timer, write `sending` when there is one, and close the connection (at once, not
         /// after waiting in Sta13: see the type's comment). `ending` says how an association
-        /// the user knew of ended; nil when there was none (Sta2, Sta4, Sta13).
+        /// the user knew of ended; nil when there is nothing to tell it (Sta2, Sta13, and its
+        /// own abort while connecting, Sta4).
         case close(sending: PDU?, ending: Ending?)
     }
 

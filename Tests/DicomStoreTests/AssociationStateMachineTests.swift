@@ -286,7 +286,7 @@ import Testing
     }
 
     /// Evt17 in every state: AA-5 (Sta2), AR-5 (Sta13), AA-4 with its A-P-ABORT indication
-    /// where an association exists; always → Sta1.
+    /// in Sta3–Sta12 (Sta4 too: the requestor's user is waiting); always → Sta1.
     @Test(arguments: State.allCases)
     func theConnectionCloses(_ state: State) {
         var m = Self.machine(in: state)
@@ -295,7 +295,6 @@ import Testing
         switch state {
         case .idle: #expect(action == .none)
         case .awaitingAssociateRequest, .awaitingTransportClose: #expect(action == .close(sending: nil, ending: nil))
-        case .awaitingTransportConnection: #expect(action == .close(sending: nil, ending: nil))
         default: #expect(action == .close(sending: nil, ending: .aborted(.connectionClosed)))
         }
     }
