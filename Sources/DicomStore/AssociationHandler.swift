@@ -132,11 +132,11 @@ final class ReceiverBacklog: Sendable {
 
 /// One association, from A-ASSOCIATE-RQ to release or abort, the acceptor's side. Its
 /// protocol state is an ``AssociationStateMachine`` (PS3.8 §9.2): this handler feeds it the
-/// connection's events and carries out its actions, and does the DIMSE layer above it (the
+/// connection's events, carries out its actions, and is the DIMSE layer above it (the
 /// user: negotiation, C-ECHO, C-STORE). Runs on its channel's event loop; file I/O runs on
-/// a serial queue of its own. The C-STORE response is sent once the instance is durable: its spool record
-/// covered by a data sync (the materializer puts the file in place and journals it
-/// later), or, without the spool, the file durable in place and journaled.
+/// a serial queue of its own. The C-STORE response is sent once the instance is durable:
+/// its spool record covered by a data sync (the materializer puts the file in place and
+/// journals it later), or, without the spool, the file durable in place and journaled.
 final class AssociationHandler: ChannelInboundHandler {
     typealias InboundIn = RawPDU
     typealias OutboundOut = ByteBuffer
