@@ -130,20 +130,16 @@ final class ReceiverBacklog: Sendable {
     }
 }
 
-/// One association, from A-ASSOCIATE-RQ to release or abort (PS3.8 state machine, the
-/// acceptor's side). Runs on its channel's event loop; file I/O runs on a serial queue of
-/// its own. The C-STORE response is sent once the instance is durable: its spool record
-/// covered by a data sync (the materializer puts the file in place and journals it
-/// later), or, without the spool, the file durable in place and journaled.
+/// One association, from A-ASSOCIATE-RQ to release or abort, the acceptor's side. Its
+/// protocol state is an ``AssociationStateMachine`` (PS3.8 §9.2): this handler feeds it the
+/// connection's events, carries out its actions, and is the DIMSE layer above it (the
+/// user: negotiation, C-ECHO, C-STORE). Runs on its channel's event loop; file I/O runs on
+/// a serial queue of its own. The C-STORE response is sent once the instance is durable:
+/// its spool record covered by a data sync (the materializer puts the file in place and
+/// journals it later), or, without the spool, the file durable in place and journaled.
 final class AssociationHandler: ChannelInboundHandler {
     typealias InboundIn = RawPDU
     typealias OutboundOut = ByteBuffer
-
-    private enum State {
-        case awaitingRequest
-        case established
-        case released
-    }
 
     /// The instance being received on this association.
     private final class Transfer: @unchecked Sendable {
@@ -167,7 +163,7 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     private let shared: ReceiverContext
-    private var state = State.awaitingRequest
+    private var machine = AssociationStateMachine(role: .acceptor)
     private var context: ChannelHandlerContext?
     private var timer: Scheduled<Void>?
     private let storage = DispatchQueue(label: "nmbridge.dicom.storage")
@@ -189,7 +185,6 @@ final class AssociationHandler: ChannelInboundHandler {
     private var transfer: Transfer?
     /// Responses in flight (store results not yet journaled and sent).
     private var pendingResponses = 0
-    private var releaseRequested = false
 
     static let maximumCommandBytes = 65_536
     static let pauseReadingAbove = 16 << 20
@@ -238,17 +233,25 @@ final class AssociationHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         peerAddress = context.remoteAddress?.ipAddress.map { IPAddress.canonical($0) ?? $0 } ?? "unknown"
-        arm(seconds: shared.settings.artimTimeout, reason: "no A-ASSOCIATE-RQ within \(Int(shared.settings.artimTimeout)) s")
+        perform(machine.transportAccepted())
         context.fireChannelActive()
     }
 
-    private func arm(seconds: Double, reason: String) {
+    /// Starts the one timer (replacing the last): ARTIM until the A-ASSOCIATE-RQ, then the
+    /// idle timeout between PDUs.
+    private func arm(seconds: Double, expired: @escaping (AssociationHandler) -> Void) {
         timer?.cancel()
         guard let context else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let bound = NIOLoopBound((handler: self, expired: expired), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: .milliseconds(Int64(seconds * 1000))) {
-            bound.value.abort(reason: reason, source: 2, code: 0)
+            bound.value.expired(bound.value.handler)
         }
+    }
+
+    /// The idle timeout: nothing read for `idle_timeout_s`, the association is aborted.
+    private func armIdle() {
+        let seconds = shared.settings.idleTimeout
+        arm(seconds: seconds) { $0.abort(reason: "idle for \(Int(seconds)) s", source: 2, code: 0) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -257,34 +260,41 @@ final class AssociationHandler: ChannelInboundHandler {
         do {
             pdu = try PDU.decode(type: raw.type, body: raw.body[...])
         } catch {
-            return abort(reason: "malformed PDU: \(error)", source: 2, code: 2)
+            return perform(machine.receivedInvalidPDU(reason: 2, detail: "\(error)"))
         }
-        switch (state, pdu) {
-        case (.awaitingRequest, .associateRequest(let request)):
-            negotiate(request)
-        case (.established, .data(let pdvs)):
-            arm(seconds: shared.settings.idleTimeout, reason: "idle for \(Int(shared.settings.idleTimeout)) s")
-            for pdv in pdvs where state == .established { receive(pdv) }
-        case (.established, .releaseRequest):
-            releaseRequested = true
-            if pendingResponses == 0, transfer == nil { release() }
-        case (_, .abort(let source, let reason)):
-            finish(kind: "dicom.association.aborted", reason: "the peer aborted (source \(source), reason \(reason))")
-            context.close(promise: nil)
-        default:
-            abort(reason: "unexpected \(Self.name(pdu)) in state \(state)", source: 2, code: 2)
-        }
+        perform(machine.received(pdu))
     }
 
-    static func name(_ pdu: PDU) -> String {
-        switch pdu {
-        case .associateRequest: "A-ASSOCIATE-RQ"
-        case .associateAccept: "A-ASSOCIATE-AC"
-        case .associateReject: "A-ASSOCIATE-RJ"
-        case .data: "P-DATA-TF"
-        case .releaseRequest: "A-RELEASE-RQ"
-        case .releaseResponse: "A-RELEASE-RP"
-        case .abort: "A-ABORT"
+    static func name(_ pdu: PDU) -> String { pdu.name }
+
+    /// Carries out what the state machine says; the DIMSE layer's part is called from here.
+    private func perform(_ action: AssociationStateMachine.Action) {
+        switch action {
+        case .none, .sendData:
+            break
+        case .connect, .deliverAssociateAccept, .deliverReleaseConfirmation:
+            // The requestor's actions: an acceptor that never asks to associate or release
+            // is never given them.
+            break
+        case .startARTIM:
+            let seconds = shared.settings.artimTimeout
+            arm(seconds: seconds) { $0.perform($0.machine.artimExpired()) }
+        case .send(let pdu):
+            send(pdu)
+        case .deliverAssociateRequest(let request):
+            disarm()
+            negotiate(request)
+        case .deliverData(let pdvs):
+            armIdle()
+            for pdv in pdvs where machine.isTransferringData { receive(pdv) }
+        case .deliverReleaseRequest:
+            // Answered once every C-STORE response is out (``stored(_:status:)``).
+            if pendingResponses == 0, transfer == nil { perform(machine.respondToRelease()) }
+        case .close(let pdu, let ending):
+            disarm()
+            if let pdu { send(pdu) }
+            if let ending { finish(ending) }
+            context?.close(promise: nil)
         }
     }
 
@@ -344,10 +354,9 @@ final class AssociationHandler: ChannelInboundHandler {
             // One operation at a time each way: we answer each C-STORE before reading on.
             asyncOperations: request.asyncOperations.map { _ in (1, 1) },
             roles: Self.roleAnswers(request.roles, accepted: Set(contexts.values.map(\.abstractSyntax))))
-        state = .established
         started = Date()
-        send(.associateAccept(accept))
-        arm(seconds: settings.idleTimeout, reason: "idle for \(Int(settings.idleTimeout)) s")
+        perform(machine.accept(accept))
+        armIdle()
         let data: [String: JSONValue] = [
             "calling_ae": .string(callingAE), "called_ae": .string(calledAE), "peer": .string(peerAddress),
             "contexts_accepted": .int(Int64(contexts.count)), "contexts_proposed": .int(Int64(request.contexts.count)),
@@ -371,7 +380,6 @@ final class AssociationHandler: ChannelInboundHandler {
 
     private func reject(result: UInt8, source: UInt8, reason: UInt8, why: String) {
         shared.logger.notice("association rejected", metadata: ["peer": "\(peerAddress)", "calling_ae": "\(callingAE)", "reason": "\(why)"])
-        send(.associateReject(result: result, source: source, reason: reason))
         let data: [String: JSONValue] = [
             "calling_ae": .string(callingAE), "called_ae": .string(calledAE), "peer": .string(peerAddress),
             "result": .int(Int64(result)), "source": .int(Int64(source)), "reason": .int(Int64(reason)), "why": .string(why),
@@ -379,33 +387,25 @@ final class AssociationHandler: ChannelInboundHandler {
         let shared = shared
         let device = device.isEmpty ? "dicom" : device
         journalInOrder { await shared.emit("dicom.association.rejected", device: device, severity: .warning, data: data) }
-        state = .released
-        context?.close(promise: nil)
+        perform(machine.reject(result: result, source: source, reason: reason))
     }
 
-    private func release() {
-        send(.releaseResponse)
-        finish(kind: "dicom.association.released", reason: nil)
-        context?.close(promise: nil)
-    }
-
-    /// Aborts (A-ABORT with source/reason), discards a partial instance, journals it.
+    /// Aborts (A-ABORT with source/reason); the state machine's ending discards a partial
+    /// instance and journals it.
     private func abort(reason: String, source: UInt8, code: UInt8) {
-        guard state != .released else { return }
-        send(.abort(source: source, reason: code))
-        if state == .established {
-            finish(kind: "dicom.association.aborted", reason: reason)
-        } else {
-            state = .released
-        }
-        context?.close(promise: nil)
+        perform(machine.abort(source: source, reason: code, why: reason))
     }
 
-    /// Ends the association once: partial files removed, the closing event journaled.
-    private func finish(kind: String, reason: String?) {
-        guard state == .established else { return }
-        state = .released
-        disarm()
+    /// Ends the association (the state machine reports it once): partial files removed, the
+    /// closing event journaled. A rejection was journaled where it was decided.
+    private func finish(_ ending: AssociationStateMachine.Ending) {
+        let kind: String
+        let reason: String?
+        switch ending {
+        case .rejected: return
+        case .released: (kind, reason) = ("dicom.association.released", nil)
+        case .aborted(let cause): (kind, reason) = ("dicom.association.aborted", cause.description)
+        }
         if let transfer { storage.async { transfer.file?.discard() } }
         transfer = nil
         var data: [String: JSONValue] = [
@@ -421,8 +421,7 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        disarm()
-        if state == .established { finish(kind: "dicom.association.aborted", reason: "the connection closed without release") }
+        perform(machine.transportClosed())
         if counted {
             shared.openAssociations.subtract(1, ordering: .relaxed)
             counted = false
@@ -430,8 +429,10 @@ final class AssociationHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// The framer refusing a PDU (unknown type, a length over the limit), TLS or the socket:
+    /// an invalid PDU to the state machine (Evt19), aborted with reason 0.
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        abort(reason: "\(error)", source: 2, code: 0)
+        perform(machine.failedBelow("\(error)"))
     }
 
     private func send(_ pdu: PDU) {
@@ -614,13 +615,13 @@ final class AssociationHandler: ChannelInboundHandler {
         shared.answerNanoseconds.add(Self.nanoseconds(.now - transfer.received), ordering: .relaxed)
         shared.answered.add(1, ordering: .relaxed)
         if status == DICOM.Status.success { stored += 1 } else { failed += 1 }
-        guard state == .established else { return }
+        guard machine.isTransferringData else { return }
         respond(
             Command(
                 field: Command.cStoreResponse, respondingTo: transfer.command.messageID, affectedSOPClass: transfer.command.affectedSOPClass,
                 affectedSOPInstance: transfer.command.affectedSOPInstance, status: status),
             contextID: transfer.contextID)
-        if releaseRequested, pendingResponses == 0, self.transfer == nil { release() }
+        if machine.state == .awaitingLocalReleaseResponse, pendingResponses == 0, self.transfer == nil { perform(machine.respondToRelease()) }
     }
 
     static func nanoseconds(_ duration: Duration) -> Int {
@@ -628,6 +629,7 @@ final class AssociationHandler: ChannelInboundHandler {
     }
 
     private func respond(_ command: Command, contextID: UInt8) {
+        guard machine.sendData() == .sendData else { return }
         send(.data([PDV(contextID: contextID, isCommand: true, isLast: true, bytes: command.encoded())]))
     }
 

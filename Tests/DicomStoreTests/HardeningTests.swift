@@ -81,6 +81,30 @@ enum RawPeer {
         #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty, "the staging name is gone once journaled")
     }
 
+    /// A PDU the state does not allow (an A-RELEASE-RP in Sta6: PS3.8 AA-8) is answered with
+    /// A-ABORT from the service provider, reason 2 (unexpected PDU), and journaled naming it.
+    @Test func anUnexpectedPDUIsAbortedAndJournaled() async throws {
+        let rig = try await ReceiverRig.start { $0.acceptAnyCallingAE = true }
+        defer { rig.cleanUp() }
+        let answer = try await RawPeer.run(["unexpected", "127.0.0.1", "\(rig.port)", "NMBRIDGE", "RAWPEER"])
+        #expect(answer == .object(["pdu": .string("abort"), "source": .int(2), "reason": .int(2)]), "\(answer)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.association.aborted").isEmpty })
+        let aborted = try #require(rig.sink.events("dicom.association.aborted").first)
+        #expect(aborted.data["reason"] == .string("unexpected A-RELEASE-RP in Sta6 (association established)"), "\(aborted.data)")
+    }
+
+    /// A sender that asks to release before the last fragment of its dataset (Sta8, where
+    /// the table would abort) still gets its C-STORE response, then the A-RELEASE-RP: the
+    /// receiver did so before it had a state machine, and keeps doing so (docs/dicom.md).
+    @Test func aReleaseRequestedBeforeTheDatasetEndsStillGetsTheResponse() async throws {
+        let rig = try await ReceiverRig.start { $0.acceptAnyCallingAE = true }
+        defer { rig.cleanUp() }
+        let answer = try await RawPeer.run(["release-early", "127.0.0.1", "\(rig.port)", "NMBRIDGE", "RAWPEER"])
+        #expect(answer == .object(["status": .int(0), "then": .string("A-RELEASE-RP")]), "\(answer)")
+        #expect(await rig.sink.wait { !rig.sink.events("dicom.association.released").isEmpty })
+        #expect(rig.sink.events("dicom.association.aborted").isEmpty)
+    }
+
     /// Each connection once leaked its handler (a cycle through its timer), about 3.4 KB.
     /// After 300 connections that each send one bad PDU, no handler is left.
     @Test func closedConnectionsFreeTheirHandlers() async throws {

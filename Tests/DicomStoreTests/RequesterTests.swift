@@ -219,3 +219,44 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         #expect(rejected?.code == .associationRejected, "\(String(describing: rejected))")
     }
 }
+
+/// The requester's protocol state against a peer that does what storescp never does
+/// (Tests/Peers/dicom_raw.py scp): the rows of the state table it drives.
+extension RequesterTests {
+    static let verification = [PresentationContextRequest(abstractSyntax: DICOM.verification, transferSyntaxes: [DICOM.TransferSyntax.implicitLittle])]
+
+    /// A release collision: the peer answers our A-RELEASE-RQ with one of its own (Sta7 +
+    /// Evt12, AR-8). We answer it (AR-9, Sta11), take its A-RELEASE-RP (AR-3) and close: the
+    /// association ends released, not in an error.
+    @Test func aReleaseCollisionEndsInARelease() async throws {
+        let port = try freeTCPPort()
+        async let seen = RawPeer.run(["scp", "\(port)", "collide"])
+        try await waitForListener(port: port, what: "dicom_raw.py scp")
+        let status = try await DicomRequester.withAssociation(
+            to: Self.destination(port: port), contexts: Self.verification, logger: Logger(label: "test")
+        ) { association in
+            try await association.echo()
+        }
+        #expect(status == 0)
+        let answer = try await seen
+        #expect(answer["echoes"] == .int(1), "\(answer)")
+        #expect(answer["got"] == .array([.string("A-RELEASE-RP"), .string("closed")]), "our A-RELEASE-RP, then the close: \(answer)")
+    }
+
+    /// A peer that answers the A-ASSOCIATE-RQ with a P-DATA-TF (Sta5 + Evt10, AA-8): A-ABORT
+    /// from the service provider, reason 2 (unexpected PDU), and a protocol error naming it.
+    @Test func anUnexpectedAnswerToTheAssociationRequestIsAborted() async throws {
+        let port = try freeTCPPort()
+        async let seen = RawPeer.run(["scp", "\(port)", "data-for-accept"])
+        try await waitForListener(port: port, what: "dicom_raw.py scp")
+        let error = await #expect(throws: RequesterError.self) {
+            try await DicomRequester.withAssociation(to: Self.destination(port: port), contexts: Self.verification, logger: Logger(label: "test")) {
+                association in
+                try await association.echo()
+            }
+        }
+        #expect(error?.code == .protocolError && error?.message.contains("P-DATA-TF") == true, "\(String(describing: error))")
+        let answer = try await seen
+        #expect(answer == .object(["pdu": .string("abort"), "source": .int(2), "reason": .int(2)]), "\(answer)")
+    }
+}

@@ -221,7 +221,8 @@ public struct RequesterAssociation {
     /// The largest PDV payload the peer takes.
     private(set) var maxPDVData = DicomRequester.unlimitedPDU
     private var nextMessageID: UInt16 = 1
-    private var isOpen = false
+    /// The association's protocol state (PS3.8 §9.2), the requestor's side.
+    private(set) var machine = AssociationStateMachine(role: .requestor)
 
     init(
         peer: String, destination: DaemonConfiguration.Dicom.Destination, iterator: NIOAsyncChannelInboundStream<RawPDU>.AsyncIterator,
@@ -248,9 +249,12 @@ public struct RequesterAssociation {
             calledAE: destination.aeTitle, callingAE: destination.callingAE, applicationContext: DICOM.applicationContext,
             contexts: proposed, maxPDULength: DicomRequester.ourMaxPDU, implementationClassUID: DICOM.implementationClassUID,
             implementationVersionName: DICOM.implementationVersionName, asyncOperations: nil, roles: [])
-        try await send(.associateRequest(request))
-        switch try await receive("the A-ASSOCIATE answer") {
-        case .associateAccept(let accept):
+        // The connection is open (withAssociation): Evt1, then Evt2 sends the request.
+        _ = machine.associateRequested()
+        try await perform(machine.transportConnected(request: request))
+        let (answer, action) = try await receive("the A-ASSOCIATE answer")
+        switch action {
+        case .deliverAssociateAccept(let accept):
             for answer in accept.contexts {
                 guard let asked = proposed.first(where: { $0.id == answer.id }) else { continue }
                 if answer.result == .acceptance, asked.transferSyntaxes.contains(answer.transferSyntax) {
@@ -260,15 +264,14 @@ public struct RequesterAssociation {
                 }
             }
             if accept.maxPDULength > 6 { maxPDVData = Int(accept.maxPDULength) - 6 }  // 0: no limit
-            isOpen = true
-        case .associateReject(let result, let source, let reason):
+        case .close(_, .rejected(let result, let source, let reason)?):
             throw RequesterError(
                 .associationRejected,
                 "\(peer) rejected the association (\(result == 1 ? "permanent" : "transient"), \(Self.rejectReason(source: source, reason: reason)))")
-        case .abort(let source, let reason):
+        case .close(_, .aborted(.peer(let source, let reason))?):
             throw RequesterError(.aborted, "\(peer) aborted the association request (source \(source), reason \(reason))")
-        case let other:
-            throw RequesterError(.protocolError, "\(peer) answered the A-ASSOCIATE-RQ with \(AssociationHandler.name(other))")
+        default:
+            throw RequesterError(.protocolError, "\(peer) answered the A-ASSOCIATE-RQ with \(answer.name)")
         }
     }
 
@@ -300,6 +303,7 @@ public struct RequesterAssociation {
         guard let context = accepted[DICOM.verification]?.values.first else {
             throw RequesterError(.notAccepted, "\(peer) did not accept the Verification SOP class")
         }
+        try requireDataTransfer()
         let id = takeMessageID()
         let command = Command(field: Command.cEchoRequest, messageID: id, affectedSOPClass: DICOM.verification)
         try await send(.data([PDV(contextID: context, isCommand: true, isLast: true, bytes: command.encoded())]))
@@ -318,6 +322,7 @@ public struct RequesterAssociation {
         let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        try requireDataTransfer()
         let id = takeMessageID()
         let command = Command(
             field: Command.cStoreRequest, messageID: id, affectedSOPClass: instance.sopClass, affectedSOPInstance: instance.sopInstance,
@@ -365,12 +370,20 @@ public struct RequesterAssociation {
         return nextMessageID
     }
 
+    /// Evt9, P-DATA request: sending is allowed in Sta6 (DT-1) only, as far as the requestor goes.
+    private mutating func requireDataTransfer() throws {
+        guard machine.sendData() == .sendData else {
+            throw RequesterError(.protocolError, "\(peer): no data may be sent in \(machine.state.explained)")
+        }
+    }
+
     /// Waits for the response command to message `id`.
     private mutating func response(to id: UInt16, field: UInt16) async throws -> Command {
         var fragments: [UInt8] = []
         while true {
-            switch try await receive("the response to message \(id)") {
-            case .data(let pdvs):
+            let (pdu, action) = try await receive("the response to message \(id)")
+            switch action {
+            case .deliverData(let pdvs):
                 for pdv in pdvs {
                     guard pdv.isCommand else { continue }  // a response carries no dataset we ask for
                     fragments += pdv.bytes
@@ -390,35 +403,47 @@ public struct RequesterAssociation {
                     }
                     return command
                 }
-            case .abort(let source, let reason):
-                isOpen = false
+            case .close(_, .aborted(.peer(let source, let reason))?):
                 throw RequesterError(.aborted, "\(peer) aborted the association (source \(source), reason \(reason))")
-            case let other:
-                throw RequesterError(.protocolError, "\(peer) sent \(AssociationHandler.name(other)) while a response was awaited")
+            default:
+                // An A-RELEASE-RQ before the answer (AR-2, Sta8) too: the caller aborts (AA-1).
+                throw RequesterError(.protocolError, "\(peer) sent \(pdu.name) while a response was awaited")
             }
         }
     }
 
-    /// A-RELEASE-RQ, then waits for the A-RELEASE-RP.
+    /// A-RELEASE-RQ (AR-1), then waits for the A-RELEASE-RP (AR-3). In a release collision
+    /// (the peer's A-RELEASE-RQ crossing ours, AR-8) we answer its request first (AR-9) and
+    /// then wait for its answer to ours (Sta11, AR-3).
     mutating func release() async throws {
-        guard isOpen else { return }
-        isOpen = false
+        guard case .send = machine.requestRelease() else { return }
         try await send(.releaseRequest)
         while true {
-            switch try await receive("the A-RELEASE-RP") {
-            case .releaseResponse: return
-            case .data: continue  // a late response: nothing more to do with it
-            case .abort: return
-            case let other: throw RequesterError(.protocolError, "\(peer) answered the A-RELEASE-RQ with \(AssociationHandler.name(other))")
+            let (pdu, action) = try await receive("the A-RELEASE-RP")
+            switch action {
+            case .close(_, .released?): return
+            case .deliverData: continue  // AR-6: a late response; nothing more to do with it
+            case .deliverReleaseRequest(collision: true): try await perform(machine.respondToRelease())
+            case .close(_, .aborted(.peer)?): return
+            default: throw RequesterError(.protocolError, "\(peer) answered the A-RELEASE-RQ with \(pdu.name)")
             }
         }
     }
 
-    /// A-ABORT (source: service user), best effort.
+    /// A-ABORT (source: service user), best effort (Evt15, AA-1).
     mutating func abort() async {
-        guard isOpen else { return }
-        isOpen = false
-        try? await send(.abort(source: 0, reason: 0))
+        try? await perform(machine.abort(source: 0, reason: 0, why: "the association's user gave up"))
+    }
+
+    /// Carries out what the state machine says: writes the PDU it names (a last one before
+    /// closing, best effort). Closing is `executeThenClose`'s: the channel closes when
+    /// ``DicomRequester/withAssociation(to:contexts:logger:_:)`` returns or throws.
+    private func perform(_ action: AssociationStateMachine.Action) async throws {
+        switch action {
+        case .send(let pdu): try await send(pdu)
+        case .close(let pdu?, _): try? await send(pdu)
+        default: break
+        }
     }
 
     private func send(_ pdu: PDU) async throws {
@@ -435,20 +460,33 @@ public struct RequesterAssociation {
         }
     }
 
-    private mutating func receive(_ what: String) async throws -> PDU {
+    /// Reads the next PDU and gives it to the state machine; returns the PDU and what the
+    /// machine says, after writing what it says to write (A-ABORT for a PDU the state does
+    /// not allow, AA-8). A closed connection (AA-4) or a malformed PDU (Evt19) throws.
+    private mutating func receive(_ what: String) async throws -> (PDU, AssociationStateMachine.Action) {
         let raw: RawPDU?
         do {
             raw = try await iterator.next()
         } catch let error as RequesterError {
+            _ = machine.transportClosed()
             throw error
         } catch {
+            _ = machine.transportClosed()
             throw RequesterError(.aborted, "\(peer): connection lost waiting for \(what): \(error)")
         }
-        guard let raw else { throw RequesterError(.aborted, "\(peer) closed the connection before \(what)") }
+        guard let raw else {
+            _ = machine.transportClosed()
+            throw RequesterError(.aborted, "\(peer) closed the connection before \(what)")
+        }
+        let pdu: PDU
         do {
-            return try PDU.decode(type: raw.type, body: raw.body[...])
+            pdu = try PDU.decode(type: raw.type, body: raw.body[...])
         } catch {
+            try await perform(machine.receivedInvalidPDU(reason: 2, detail: "\(error)"))
             throw RequesterError(.protocolError, "\(peer) sent a malformed PDU while we waited for \(what): \(error)")
         }
+        let action = machine.received(pdu)
+        try await perform(action)
+        return (pdu, action)
     }
 }
