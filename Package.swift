@@ -37,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C libraries, each imported by exactly one Swift module: libudev and libusb by
@@ -192,10 +193,12 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
-        // HTTP client for the API (unix socket or TCP), used by the CLI and the benchmarks.
+        // Client of the API (unix socket or TCP) on AsyncHTTPClient, with our own SSE parser;
+        // used by the CLI and the benchmarks.
         .target(
             name: "NMClient",
             dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -255,6 +258,7 @@ let package = Package(
             name: "NMServerTests",
             dependencies: ["NMServer", "NMCatalog", "NMClient", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
+        .testTarget(name: "NMClientTests", dependencies: ["NMClient", "TestSupport"]),
         .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "NMBridgeCore", "NMTOML", "TestSupport"]),
         .testTarget(
             name: "DoseCalibratorTests",

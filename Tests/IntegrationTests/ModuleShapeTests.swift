@@ -92,7 +92,12 @@ import Testing
 
         // The CLI is a client of the daemon: it never links it.
         #expect(!Self.closure("nmbridge", targets).contains("NMServer"), "nmbridge depends on NMServer: \(Self.closure("nmbridge", targets).sorted())")
-        #expect(!Self.closure("NMClient", targets).contains("NMServer"))
+        // The API client stands alone (on AsyncHTTPClient, with our own SSE parser), so the benchmarks
+        // and the tests use it without the CLI's or the daemon's modules.
+        let client = try #require(targets["NMClient"])
+        #expect(client.dependencies.isDisjoint(with: project), "NMClient depends on \(client.dependencies.intersection(project).sorted())")
+        #expect(client.dependencies.contains("AsyncHTTPClient"), "NMClient is built on AsyncHTTPClient")
+        #expect(targets["NMClientTests"]?.dependencies.contains("NMClient") == true, "the client's tests are a target of their own")
 
         // Data flows one way: drivers know neither each other nor the journal's readers.
         for driver in Self.drivers {
