@@ -23,6 +23,8 @@ final class ReceiverContext: Sendable {
     let spoolReady = Atomic<Bool>(false)
     /// Puts spooled instances in place and journals the receiver's events in order.
     let materializer = Materializer()
+    /// Files made ahead for transfers (the inode off the receive path).
+    let readyFiles: ReadyFiles
     let nextAssociation = Atomic<UInt64>(1)
     /// Where an instance's time goes (nanoseconds, summed): from its C-STORE request to its
     /// last dataset byte, and from there to its response; and the instances answered.
@@ -38,6 +40,7 @@ final class ReceiverContext: Sendable {
         acceptedSOPClasses = Set(settings.sopClasses ?? Array(DICOM.storageSOPClasses.keys))
         studies = StudyTracker(storage: settings.storage, quiet: settings.stableAfter, logger: logger)
         spool = settings.spoolMB > 0 ? InstanceSpool(storage: settings.storage, megabytes: settings.spoolMB, logger: logger) : nil
+        readyFiles = ReadyFiles(storage: settings.storage)
     }
 
     /// A writer for one transfer's spool record, when the spool is in use.
@@ -518,7 +521,8 @@ final class AssociationHandler: ChannelInboundHandler {
                 do {
                     file = try InstanceFile(
                         root: shared.settings.storage, sopClass: sopClass, sopInstance: instance,
-                        transferSyntax: presentation.transferSyntax, callingAE: callingAE, spool: shared.spoolWriter())
+                        transferSyntax: presentation.transferSyntax, callingAE: callingAE, spool: shared.spoolWriter(),
+                        ready: shared.readyFiles)
                 } catch {
                     failure = error
                 }

@@ -128,6 +128,7 @@ public struct DicomReceiver: Service {
         }
         for _ in 0..<100 where shared.liveHandlers.load(ordering: .relaxed) > 0 { await pause() }
         await pause()
+        shared.readyFiles.close()
         shared.materializer.finish()
         await materializer.value
     }

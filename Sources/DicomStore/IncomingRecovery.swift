@@ -49,6 +49,11 @@ enum IncomingRecovery {
             let path = incoming + "/" + name
             var info = stat()
             guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
+            // An empty file made ahead for a transfer that never came (ReadyFiles).
+            if name.hasSuffix(ReadyFiles.suffix) {
+                unlink(path)
+                continue
+            }
             // A `.link` is a second name made just before its rename: the rename never happened.
             if name.hasSuffix(".link") || info.st_nlink < 2 {
                 if unlink(path) == 0 {

@@ -47,7 +47,8 @@ final class InstanceFile: @unchecked Sendable {
     static let maximumStrippedElement = 65_536
 
     init(
-        root: String, sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String, spool: SpoolWriter? = nil
+        root: String, sopClass: String, sopInstance: String, transferSyntax: String, callingAE: String, spool: SpoolWriter? = nil,
+        ready: ReadyFiles? = nil
     ) throws(StoreError) {
         self.root = root
         self.spool = spool
@@ -62,7 +63,13 @@ final class InstanceFile: @unchecked Sendable {
         if mkdir(root, 0o750) != 0, errno != EEXIST { throw .resources("cannot create \(root): \(Self.errorText())") }
         if mkdir(incoming, 0o750) != 0, errno != EEXIST { throw .resources("cannot create \(incoming): \(Self.errorText())") }
         temporaryPath = incoming + "/" + UUID().uuidString.lowercased() + ".part"
-        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        // A file made ahead by a background thread, when there is one: making a file (an
+        // inode) costs ext4 up to a millisecond on a busy folder, on the event loop.
+        var made: Int32 = -1
+        if let ready = ready?.take() {
+            if rename(ready.path, temporaryPath) == 0 { made = ready.fd } else { Glibc.close(ready.fd) }
+        }
+        fd = made >= 0 ? made : open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw .resources("cannot create \(temporaryPath): \(Self.errorText())") }
         let meta = Self.fileMeta(sopClass: sopClass, sopInstance: sopInstance, transferSyntax: transferSyntax, callingAE: callingAE)
         datasetOffset = meta.count
@@ -307,6 +314,73 @@ final class InstanceFile: @unchecked Sendable {
     }
 
     static func errorText() -> String { String(cString: strerror(errno)) }
+}
+
+/// Empty files made ahead in a receiver's `.incoming` by a background thread, for
+/// transfers to take (renamed to `.part`): the file's inode is allocated off the receive
+/// path. Up to `target` wait; they are removed when the receiver goes, or at the next start
+/// after a crash (IncomingRecovery).
+final class ReadyFiles: Sendable {
+    static let suffix = ".ready"
+    static let target = 16
+
+    let incoming: String
+    private struct State {
+        var files: [(path: String, fd: Int32)] = []
+        var refilling = false
+        var closed = false
+    }
+    private let state = Mutex(State())
+    private let queue = DispatchQueue(label: "nmbridge.dicom.ready-files", qos: .utility)
+
+    init(storage: String) {
+        incoming = storage + "/.incoming"
+    }
+
+    deinit { close() }
+
+    /// A ready file, if one is; starts a refill when they run low.
+    func take() -> (path: String, fd: Int32)? {
+        let (taken, refill) = state.withLock { s -> ((path: String, fd: Int32)?, Bool) in
+            let taken = s.files.popLast()
+            let low = s.files.count < Self.target / 2 && !s.refilling && !s.closed
+            if low { s.refilling = true }
+            return (taken, low)
+        }
+        if refill { queue.async { self.refill() } }
+        return taken
+    }
+
+    private func refill() {
+        defer { state.withLock { $0.refilling = false } }
+        while state.withLock({ $0.files.count < Self.target && !$0.closed }) {
+            let path = incoming + "/" + UUID().uuidString.lowercased() + Self.suffix
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+            guard fd >= 0 else { return }  // a full disk, a folder gone: transfers make their own
+            let kept = state.withLock { s -> Bool in
+                if s.closed { return false }
+                s.files.append((path, fd))
+                return true
+            }
+            if !kept {
+                Glibc.close(fd)
+                unlink(path)
+            }
+        }
+    }
+
+    /// Removes the files not taken; no more are made.
+    func close() {
+        let files = state.withLock { s -> [(path: String, fd: Int32)] in
+            s.closed = true
+            defer { s.files = [] }
+            return s.files
+        }
+        for file in files {
+            Glibc.close(file.fd)
+            unlink(file.path)
+        }
+    }
 }
 
 /// Where instances go: `<root>/<StudyUID>/<SeriesUID>/<SOPInstanceUID>.dcm`.

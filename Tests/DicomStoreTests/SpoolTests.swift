@@ -37,7 +37,7 @@ import Testing
         #expect(counts.syncs >= 1 && counts.syncs <= 12)
         #expect(await rig.sink.wait { rig.shared.spool?.usage.records == 0 })
         #expect(rig.shared.spool?.usage.bypassed == 0)
-        #expect(DicomPeers.files(under: rig.storage + "/.incoming").isEmpty, "no .part name stays")
+        #expect(DicomPeers.files(under: rig.storage + "/.incoming").filter { !$0.hasSuffix(".ready") }.isEmpty, "no .part name stays")
     }
 
     @Test func anInstanceLargerThanASegmentIsStoredWithoutTheSpool() async throws {
@@ -125,5 +125,23 @@ import Testing
         }
         #expect(pieces == whole)
         #expect(InstanceSpool.crc32c([]) == 0)
+    }
+
+    /// Files made ahead: taken, refilled in the background, removed on close.
+    @Test func readyFilesAreMadeAheadAndRemovedOnClose() async throws {
+        let directory = try DicomPeers.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory + "/.incoming", withIntermediateDirectories: true)
+        let ready = ReadyFiles(storage: directory)
+        #expect(ready.take() == nil, "none before the first refill")
+        func count() -> Int { DicomPeers.files(under: directory + "/.incoming").filter { $0.hasSuffix(ReadyFiles.suffix) }.count }
+        for _ in 0..<3000 where count() < ReadyFiles.target { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(count() == ReadyFiles.target)
+        let taken = try #require(ready.take())
+        #expect(taken.fd >= 0 && FileManager.default.fileExists(atPath: taken.path))
+        close(taken.fd)
+        ready.close()
+        #expect(count() == 1, "only the taken one stays (its taker renames it)")
+        #expect(ready.take() == nil)
     }
 }
