@@ -61,7 +61,7 @@ struct WidgetSection: ConfigurationSection, Equatable {
         let error = #expect(throws: ConfigurationError.self) { try load(text, sections: ConfigurationSectionCatalog([WidgetSection.self])) }
         #expect(
             error?.problems.map(\.description) == [
-                "s.toml:2: daemon.nod: unknown key",
+                "s.toml:2: daemon.nod: unknown key (did you mean \"node\"?)",
                 "s.toml:4: widget.rate: 500 is out of range 1…100",
                 "s.toml:5: widget.device: \"nowhere\" is not a configured [[device]] id",
                 "s.toml:6: widget.rat: unknown key (did you mean \"rate\"?)",
