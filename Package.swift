@@ -48,7 +48,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // TOML 1.0 parser with source locations, for configuration errors that name the line.
         .target(name: "NMTOML"),
-        // Event model, units, driver contract, configuration. No I/O, no C, no NIOPosix.
+        // Event model, units, driver contract, the core's configuration tables and the
+        // section contract the subsystems' tables follow. No I/O, no C, no NIOPosix.
         .target(
             name: "NMBridgeCore",
             dependencies: [
@@ -130,6 +131,7 @@ let package = Package(
             name: "NMQualityControl",
             dependencies: [
                 "NMBridgeCore",
+                "NMTOML",
                 "NMJournal",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -162,9 +164,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
-        // What this build knows: its drivers (`DriverCatalog.standard`) and every module's event
-        // kinds (`EventKindRegistry.standard`), for the daemon and for the CLI without linking
-        // the daemon.
+        // What this build knows: its drivers (`DriverCatalog.standard`), every module's event
+        // kinds (`EventKindRegistry.standard`) and configuration sections
+        // (`ConfigurationSectionCatalog.standard`), for the daemon and for the CLI without
+        // linking the daemon.
         .target(
             name: "NMCatalog",
             dependencies: [
@@ -210,6 +213,7 @@ let package = Package(
                 "NMServer",
                 "NMCatalog",
                 "NMBridgeCore",
+                "DicomStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -252,7 +256,12 @@ let package = Package(
         // recording driver sink, private PostgreSQL servers, and `runBoundToTest`, through
         // which every process a test starts is bound to the test process (TestProcess.swift).
         .target(name: "TestSupport", dependencies: ["NMBridgeCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "NMBridgeCoreTests", dependencies: ["NMBridgeCore", "NMTOML", "NMCatalog", "ScriptDriver", "TestSupport"]),
+        // The configuration's tests load whole files through the standard catalog, so they
+        // see the subsystems' sections too.
+        .testTarget(
+            name: "NMBridgeCoreTests",
+            dependencies: ["NMBridgeCore", "NMTOML", "NMCatalog", "ScriptDriver", "DicomStore", "NMQualityControl", "NMShipper", "TestSupport"]
+        ),
         .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "NMCatalog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",

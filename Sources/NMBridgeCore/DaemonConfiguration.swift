@@ -2,7 +2,7 @@ import Foundation
 
 /// The daemon's configuration (`/etc/nmbridge/nmbridge.toml`), validated.
 ///
-/// docs/configuration.md documents every key. Load with `DaemonConfiguration.load(text:file:drivers:)`,
+/// docs/configuration.md documents every key. Load with `DaemonConfiguration.load(text:file:drivers:sections:defaultNode:)`,
 /// which reports every problem at once.
 public struct DaemonConfiguration: Sendable {
     public struct Daemon: Sendable {
@@ -78,43 +78,6 @@ public struct DaemonConfiguration: Sendable {
         public var resetAfter: Double = 60
     }
 
-    /// `[shipper]`: ships the journal to a department-wide PostgreSQL table (docs/shipper.md).
-    public struct Shipper: Sendable, Equatable {
-        public enum TLSMode: String, Sendable, CaseIterable {
-            /// Plain TCP (or a unix socket).
-            case disable
-            /// TLS if the server offers it, plain otherwise.
-            case prefer
-            /// TLS or no connection; the server's certificate is verified.
-            case require
-        }
-
-        /// The environment variable the password is read from when `password_file` is unset.
-        public static let passwordEnvironmentVariable = "NMBRIDGE_POSTGRES_PASSWORD"
-
-        public var url: PostgresURL
-        /// A file holding the password (trailing newline ignored); `nil` = the environment
-        /// variable `NMBRIDGE_POSTGRES_PASSWORD`, or no password.
-        public var passwordFile: String?
-        public var tls: TLSMode = .disable
-        /// PEM file of the CA that signed the server's certificate; default: the system's CAs.
-        public var tlsCAFile: String?
-        /// Events per INSERT transaction.
-        public var batchSize: Int = 1000
-        /// How long the first unshipped event waits for more before a partial batch goes.
-        public var flushInterval: Double = 0.1
-        /// Cap of the reconnect delay after a failure (doubles from 0.1 s).
-        public var maxBackoff: Double = 10
-        /// `shipper.lagging` when the oldest unshipped event is older than this (seconds)…
-        public var lagAlertSeconds: Double = 60
-        /// …or when more than this many events wait.
-        public var lagAlertEvents: Int64 = 100_000
-        /// Whether retention may delete events that were not shipped yet.
-        public var retentionMayDropUnshipped = false
-
-        public init(url: PostgresURL) { self.url = url }
-    }
-
     public struct Device: Sendable {
         public var id: String
         public var driver: String
@@ -144,20 +107,22 @@ public struct DaemonConfiguration: Sendable {
     public var api: API
     public var supervisor: Supervisor
     public var devices: [Device]
-    /// The DICOM receiver, when `[dicom]` is present.
-    public var dicom: Dicom?
-    /// `nil` unless `[shipper]` is configured.
-    public var shipper: Shipper?
-    /// The QC service, when `[qc]` is present and enabled.
-    public var qualityControl: QualityControl?
+    /// The subsystems' sections (`[dicom]`, `[qc]`, `[shipper]`…), by type; each module
+    /// that owns one also gives it a property (`configuration.dicom`).
+    public var sections = ConfigurationSections()
     /// Whether this configuration was made by `--demo`.
     public var demo: Bool = false
 
+    /// The section of type `S`, when its table is present (and does not turn it off).
+    public subscript<S: ConfigurationSection>(_ type: S.Type) -> S? {
+        get { sections[type] }
+        set { sections[type] = newValue }
+    }
+
     public init(
         daemon: Daemon, journal: Journal, api: API, supervisor: Supervisor = Supervisor(), devices: [Device],
-        shipper: Shipper? = nil, demo: Bool = false
+        demo: Bool = false
     ) {
-        self.shipper = shipper
         self.daemon = daemon
         self.journal = journal
         self.api = api
@@ -168,9 +133,11 @@ public struct DaemonConfiguration: Sendable {
 
     /// Parses and validates TOML text. Throws `ConfigurationError` listing every problem
     /// (syntax errors, unknown keys, bad values, unknown drivers), each with key and line.
+    /// `sections` are the subsystems' tables this build reads (`.standard`, in `NMCatalog`);
+    /// any other top-level table is an unknown key.
     public static func load(
-        text: String, file: String?, drivers: DriverCatalog, defaultNode: String,
-        baseDirectory: String? = nil
+        text: String, file: String?, drivers: DriverCatalog, sections: ConfigurationSectionCatalog = .none,
+        defaultNode: String, baseDirectory: String? = nil
     ) throws(ConfigurationError) -> DaemonConfiguration {
         let reader = try ConfigTableReader.parse(text: text, file: file, baseDirectory: baseDirectory)
         reader.eventKinds = drivers.eventKinds
@@ -255,12 +222,6 @@ public struct DaemonConfiguration: Sendable {
             table.reportUnknownKeys()
         }
 
-        // [shipper]
-        var shipper: Shipper?
-        if let table = reader.table("shipper") {
-            shipper = loadShipper(table, resolve: resolve)
-        }
-
         // [[device]]
         var devices: [Device] = []
         var seenIDs: [String: Int] = [:]
@@ -303,57 +264,24 @@ public struct DaemonConfiguration: Sendable {
             }
         }
 
-        let dicom = readDicom(reader, stateDirectory: stateDirectory)
-        let qualityControl = readQualityControl(reader, stateDirectory: stateDirectory, deviceIDs: Set(seenIDs.keys))
+        // The subsystems' sections ([dicom], [qc], [shipper]…), each read by its module.
+        let context = ConfigurationContext(stateDirectory: stateDirectory, deviceIDs: Set(seenIDs.keys), root: reader)
+        var parsed = ConfigurationSections()
+        for entry in sections.entries {
+            guard let table = reader.table(entry.key) else { continue }
+            if let value = entry.read(table, context) { parsed.store(value, for: entry) }
+            table.reportUnknownKeys()
+        }
+
         reader.reportUnknownKeys()
         if !reader.problems.isEmpty {
             throw ConfigurationError(problems: reader.problems.sorted { ($0.line ?? 0) < ($1.line ?? 0) })
         }
         var configuration = DaemonConfiguration(
             daemon: Daemon(node: node, stateDirectory: stateDirectory, timeZone: timeZone),
-            journal: journal, api: api, supervisor: supervisor, devices: devices, shipper: shipper)
-        configuration.dicom = dicom
-        configuration.qualityControl = qualityControl
+            journal: journal, api: api, supervisor: supervisor, devices: devices)
+        configuration.sections = parsed
         return configuration
-    }
-
-    private static func loadShipper(_ table: ConfigTableReader, resolve: (String) -> String) -> Shipper? {
-        var url: PostgresURL?
-        if let text = table.string("postgres", required: true) {
-            do {
-                let parsed = try PostgresURL(text)
-                if parsed.password != nil {
-                    table.problem(
-                        "postgres",
-                        "the URL contains a password; put it in password_file or the environment variable \(Shipper.passwordEnvironmentVariable) instead")
-                } else {
-                    url = parsed
-                }
-            } catch {
-                table.problem("postgres", "not a PostgreSQL URL: \(error.message)")
-            }
-        }
-        var shipper = Shipper(url: url ?? PostgresURL(user: "nmbridge", host: "localhost", database: "nmbridge"))
-        shipper.passwordFile = table.string("password_file").map(resolve)
-        if let path = shipper.passwordFile, !FileManager.default.isReadableFile(atPath: path) {
-            table.problem("password_file", "cannot read \(path)")
-        }
-        if let tls = table.choice("tls", ["disable", "prefer", "require"]) { shipper.tls = Shipper.TLSMode(rawValue: tls)! }
-        shipper.tlsCAFile = table.string("tls_ca_file").map(resolve)
-        if shipper.tlsCAFile != nil, shipper.tls == .disable {
-            table.problem("tls_ca_file", "has no effect with tls = \"disable\"; set tls = \"require\"")
-        }
-        if url?.socketDirectory != nil, shipper.tls != .disable {
-            table.problem("tls", "TLS is not available over a unix socket (?host=…); use tls = \"disable\" or a TCP host")
-        }
-        if let v = table.int("batch_size", in: 1...50_000) { shipper.batchSize = Int(v) }
-        if let v = table.int("flush_interval_ms", in: 0...600_000) { shipper.flushInterval = Double(v) / 1000 }
-        if let v = table.double("max_backoff_s", in: 0.1...3600) { shipper.maxBackoff = v }
-        if let v = table.double("lag_alert_s", in: 1...(86_400 * 365)) { shipper.lagAlertSeconds = v }
-        if let v = table.int("lag_alert_events", in: 1...Int64.max) { shipper.lagAlertEvents = v }
-        if let v = table.bool("retention_may_drop_unshipped") { shipper.retentionMayDropUnshipped = v }
-        table.reportUnknownKeys()
-        return url == nil ? nil : shipper
     }
 
     /// Device ids end up in file names, metrics labels and URLs: keep them plain.

@@ -3,6 +3,7 @@ import NMTOML
 
 extension DaemonConfiguration.Journal {
     /// `[[journal.retention]]`: how long events of some kinds are kept, instead of `retention_days`.
+    /// The journal adds the records regulations ask to keep (`effectiveRetentionRules`, NMJournal).
     public struct RetentionRule: Sendable, Equatable {
         /// Event-kind globs (`*` any run of characters, `?` one; case-sensitive, as SQLite GLOB).
         public var kinds: [String]
@@ -16,24 +17,6 @@ extension DaemonConfiguration.Journal {
             self.days = days
             self.line = line
         }
-    }
-
-    /// Records that regulations ask to keep for three years: dosage records (10 CFR 35.2063),
-    /// dose-calibrator calibrations and checks (35.2060), Mo-99 breakthrough (35.2204); DICOM
-    /// arrivals back the administered-activity reconciliation. Other jurisdictions differ: a
-    /// `[[journal.retention]]` rule naming one of these globs replaces this default.
-    public static let recordKinds = ["dosecal.*", "qc.*", "dicom.*"]
-    /// Three years and a leap day.
-    public static let recordDays = 1096.0
-
-    /// The rules retention applies, first match wins: the configured ones, then the record
-    /// kinds for `max(recordDays, retention_days)` (forever when `retention_days` is off) unless a
-    /// configured rule names the same glob. Kinds no rule matches keep `retention_days`.
-    public var effectiveRetentionRules: [RetentionRule] {
-        let named = Set(retentionRules.flatMap(\.kinds))
-        let records = Self.recordKinds.filter { !named.contains($0) }
-        guard !records.isEmpty else { return retentionRules }
-        return retentionRules + [RetentionRule(kinds: records, days: retentionDays.map { max(Self.recordDays, $0) })]
     }
 
     /// Reads the `retention` array of tables of `[journal]`.

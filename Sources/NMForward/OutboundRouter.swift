@@ -1,3 +1,4 @@
+import DicomStore
 import Foundation
 import NMBridgeCore
 

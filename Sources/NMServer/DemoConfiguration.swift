@@ -1,8 +1,10 @@
+import DicomStore
 import DoseCalibrator
 import Foundation
 import ModbusGantry
 import NMBridgeCore
 import NMCatalog
+import NMQualityControl
 import ScriptDriver
 
 /// The configuration of `nmbridged --demo`: no hardware, no root, everything under one

@@ -2,6 +2,7 @@ import ArgumentParser
 import DoseCalibrator
 import NMBridgeCore
 import NMQualityControl
+import NMShipper
 
 // A choice on the command line is the library's own enum: ArgumentParser checks the value,
 // names the valid ones in its error, in --help and in shell completions, and the command

@@ -166,7 +166,8 @@ struct ConfigCommand: AsyncParsableCommand {
                 .deletingLastPathComponent
             do {
                 let config = try DaemonConfiguration.load(
-                    text: text, file: file, drivers: .standard, defaultNode: DaemonConfiguration.defaultNode, baseDirectory: base)
+                    text: text, file: file, drivers: .standard, sections: .standard, defaultNode: DaemonConfiguration.defaultNode,
+                    baseDirectory: base)
                 writeStdout(
                     "\(file): OK — node \(config.daemon.node), \(config.devices.count) device(s), journal \(config.journal.path), API \(config.api.socketPath)\n")
             } catch {

@@ -4,6 +4,7 @@ import Foundation
 import Synchronization
 import NMBridgeCore
 import NMClient
+import NMShipper
 
 struct Tail: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DicomStore
 import Foundation
 import Logging
 import NMBridgeCore
@@ -98,7 +99,7 @@ struct NMBridged: AsyncParsableCommand {
             }
             do {
                 configuration = try DaemonConfiguration.load(
-                    text: text, file: path, drivers: .standard, defaultNode: node,
+                    text: text, file: path, drivers: .standard, sections: .standard, defaultNode: node,
                     baseDirectory: (absolute(path) as NSString).deletingLastPathComponent)
             } catch {
                 FileHandle.standardError.write(Data("nmbridged: \(error.description)\n".utf8))

@@ -253,8 +253,11 @@ struct DatasetBuilder {
 }
 
 @Suite struct DicomConfigurationTests {
+    /// `[dicom]` read by its own section alone: the module's tests need no catalog.
     func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
-        try DaemonConfiguration.load(text: text, file: "nmbridge.toml", drivers: DriverCatalog([]), defaultNode: "test")
+        try DaemonConfiguration.load(
+            text: text, file: "nmbridge.toml", drivers: DriverCatalog([]),
+            sections: ConfigurationSectionCatalog([DaemonConfiguration.Dicom.self]), defaultNode: "test")
     }
 
     @Test func peersMapToDevices() throws {

@@ -141,6 +141,38 @@ import Testing
         }
     }
 
+    /// Which module owns which configuration section (`ConfigurationSection`, by type name):
+    /// the subsystem it configures. Core reads only its own tables.
+    static let sectionOwners: [String: String] = [
+        "Dicom": "DicomStore",
+        "QualityControl": "NMQualityControl",
+        "Shipper": "NMShipper",
+    ]
+    static let coreTables: Set<String> = ["daemon", "journal", "api", "supervisor", "device"]
+
+    @Test func eachSubsystemOwnsItsConfigurationSection() async throws {
+        let targets = try await Self.loadTargets()
+        let conformance = /(?:struct|enum|final class|class|extension)\s+(?:DaemonConfiguration\.)?([A-Za-z_][\w.]*)\s*:[^{]*\bConfigurationSection\b/
+        var found: [String: String] = [:]
+        for target in targets.values where target.kind != "test" {
+            let folder = repositoryRoot + "/" + (target.path ?? "Sources/\(target.name)")
+            guard let files = FileManager.default.enumerator(atPath: folder) else { continue }
+            for case let file as String in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOfFile: folder + "/" + file, encoding: .utf8)
+                for match in text.matches(of: conformance) {
+                    let type = String(match.1)
+                    #expect(found[type] == nil, "\(type) conforms to ConfigurationSection twice")
+                    found[type] = target.name
+                }
+            }
+        }
+        #expect(found == Self.sectionOwners, "sections found: \(found)")
+        // Core reads its own tables only: every other top-level table is some module's section.
+        let loader = try String(contentsOfFile: repositoryRoot + "/Sources/NMBridgeCore/DaemonConfiguration.swift", encoding: .utf8)
+        let tables = Set(loader.matches(of: /reader\.tables?\("([a-z_]+)"/).map { String($0.1) })
+        #expect(tables == Self.coreTables, "DaemonConfiguration.load reads \(tables.sorted())")
+    }
+
     /// Who declares which event kinds: a kind belongs to the module of its longest matching
     /// prefix here. A module declares the kinds it produces (`EventKindRegistry.<module>Kinds`,
     /// in its own sources); `NMCatalog` only assembles them into `EventKindRegistry.standard`.

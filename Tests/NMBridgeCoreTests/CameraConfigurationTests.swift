@@ -1,5 +1,6 @@
 import Foundation
 import NMBridgeCore
+import NMQualityControl
 import Testing
 
 /// `[[qc.camera]]` (camera QC): values, defaults, and every problem with key and line.

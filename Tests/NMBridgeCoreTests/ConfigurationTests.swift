@@ -1,5 +1,7 @@
+import DicomStore
 import Foundation
 import NMCatalog
+import NMQualityControl
 import ScriptDriver
 import TestSupport
 import Testing
@@ -9,7 +11,8 @@ import Testing
 let catalog = DriverCatalog([ScriptDriver.self], eventKinds: .standard)
 
 func load(_ text: String) throws(ConfigurationError) -> DaemonConfiguration {
-    try DaemonConfiguration.load(text: text, file: "test.toml", drivers: catalog, defaultNode: "host-a", baseDirectory: "/etc/nmbridge")
+    try DaemonConfiguration.load(
+        text: text, file: "test.toml", drivers: catalog, sections: .standard, defaultNode: "host-a", baseDirectory: "/etc/nmbridge")
 }
 
 @Suite struct ConfigurationTests {

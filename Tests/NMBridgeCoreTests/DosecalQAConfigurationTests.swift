@@ -1,4 +1,5 @@
 import Foundation
+import NMQualityControl
 import Testing
 
 @testable import NMBridgeCore

@@ -1,5 +1,6 @@
 import Foundation
 import NMBridgeCore
+import NMQualityControl
 import Testing
 
 /// The study-level `[[qc.protocol]]` keys (docs/configuration.md, docs/qc.md).

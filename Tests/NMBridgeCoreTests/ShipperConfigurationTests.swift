@@ -1,4 +1,5 @@
 import Foundation
+import NMShipper
 import TestSupport
 import Testing
 
@@ -32,7 +33,7 @@ import Testing
                 lag_alert_s = 120
                 lag_alert_events = 5000
                 retention_may_drop_unshipped = true
-                """, file: "test.toml", drivers: catalog, defaultNode: "host-a", baseDirectory: base
+                """, file: "test.toml", drivers: catalog, sections: .standard, defaultNode: "host-a", baseDirectory: base
             ).shipper)
         #expect(shipper.url.port == 6543)
         #expect(shipper.passwordFile == base + "/pg.password", "relative to the configuration file")

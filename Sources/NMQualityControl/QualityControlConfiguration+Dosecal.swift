@@ -1,4 +1,5 @@
 import Foundation
+import NMBridgeCore
 import NMTOML
 
 // Dose-calibrator QA beyond daily constancy (docs/qc.md, "Dose calibrator QA"): check-source

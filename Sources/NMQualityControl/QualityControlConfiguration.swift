@@ -1,9 +1,16 @@
 import Foundation
+import NMBridgeCore
 import NMTOML
 
 extension DaemonConfiguration {
     /// `[qc]`: the quality-control service (docs/qc.md). Absent or `enabled = false`: off.
-    public struct QualityControl: Sendable, Equatable {
+    public struct QualityControl: ConfigurationSection, Equatable {
+        public static let key = "qc"
+
+        public static func read(_ table: ConfigTableReader, context: ConfigurationContext) -> QualityControl? {
+            DaemonConfiguration.readQualityControl(table, context: context)
+        }
+
         /// A long-lived source measured every day of use on one calibrator.
         public struct CheckSource: Sendable, Equatable {
             public var device: String
@@ -107,9 +114,15 @@ extension DaemonConfiguration {
         public init(cursorFile: String) { self.cursorFile = cursorFile }
     }
 
-    /// Reads `[qc]`; problems go to `reader` with key and line. `nil` when absent or disabled.
-    static func readQualityControl(_ reader: ConfigTableReader, stateDirectory: String, deviceIDs: Set<String>) -> QualityControl? {
-        guard reader.has("qc"), let table = reader.table("qc") else { return nil }
+    /// The QC service, when `[qc]` is present and enabled.
+    public var qualityControl: QualityControl? {
+        get { self[QualityControl.self] }
+        set { self[QualityControl.self] = newValue }
+    }
+
+    /// Reads `[qc]`; problems go to `table` with key and line. `nil` when disabled.
+    static func readQualityControl(_ table: ConfigTableReader, context: ConfigurationContext) -> QualityControl? {
+        let (stateDirectory, deviceIDs) = (context.stateDirectory, context.deviceIDs)
         var qc = QualityControl(cursorFile: stateDirectory + "/qc-cursor.json")
         let enabled = table.bool("enabled") ?? true
         if let file = table.string("cursor_file") {
@@ -246,9 +259,8 @@ extension DaemonConfiguration {
             entry.reportUnknownKeys()
             qc.protocols.append(rule)
         }
-        qc.cameras = QualityControl.readCameras(table, root: reader)  // camera QC (QualityControlConfiguration+Camera.swift)
+        qc.cameras = QualityControl.readCameras(table, root: context.root)  // camera QC (QualityControlConfiguration+Camera.swift)
         QualityControl.readDosecal(table, deviceIDs: deviceIDs, into: &qc)  // QualityControlConfiguration+Dosecal.swift
-        table.reportUnknownKeys()
         return enabled ? qc : nil
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NMBridgeCore
 
 extension DaemonConfiguration.QualityControl {
     /// `[[qc.camera]]`: a gamma camera whose QC acquisitions (floods, COR) the QC service

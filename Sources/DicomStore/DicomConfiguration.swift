@@ -1,8 +1,16 @@
 import Foundation
+import NMBridgeCore
 
 extension DaemonConfiguration {
     /// `[dicom]`: the DICOM C-STORE receiver (docs/configuration.md). Absent: no receiver.
-    public struct Dicom: Sendable {
+    /// Its outbound part (destinations, routes) is in DicomOutboundConfiguration.swift.
+    public struct Dicom: ConfigurationSection {
+        public static let key = "dicom"
+
+        public static func read(_ table: ConfigTableReader, context: ConfigurationContext) -> Dicom? {
+            DaemonConfiguration.readDicom(table, stateDirectory: context.stateDirectory)
+        }
+
         /// A sender allowed to associate, and the device id its events carry.
         public struct Peer: Sendable, Equatable {
             public var aeTitle: String
@@ -76,9 +84,14 @@ extension DaemonConfiguration {
         }
     }
 
-    /// Reads `[dicom]`; problems go to `reader` with key and line.
-    static func readDicom(_ reader: ConfigTableReader, stateDirectory: String) -> Dicom? {
-        guard reader.has("dicom"), let table = reader.table("dicom") else { return nil }
+    /// The DICOM receiver, when `[dicom]` is present.
+    public var dicom: Dicom? {
+        get { self[Dicom.self] }
+        set { self[Dicom.self] = newValue }
+    }
+
+    /// Reads `[dicom]`; problems go to `table` with key and line.
+    static func readDicom(_ table: ConfigTableReader, stateDirectory: String) -> Dicom? {
         var dicom = Dicom(storage: stateDirectory + "/dicom")
         if let title = table.string("ae_title") {
             if isValidAETitle(title) {
@@ -124,9 +137,9 @@ extension DaemonConfiguration {
         }
         if let tls = table.table("tls") {
             let port = tls.int("port", in: 1...65535, required: true)
-            let certificate = tls.string("certificate", required: true).map(reader.resolvePath)
-            let key = tls.string("key", required: true).map(reader.resolvePath)
-            let clientCA = tls.string("client_ca").map(reader.resolvePath)
+            let certificate = tls.string("certificate", required: true).map(table.resolvePath)
+            let key = tls.string("key", required: true).map(table.resolvePath)
+            let clientCA = tls.string("client_ca").map(table.resolvePath)
             for (name, path) in [("certificate", certificate), ("key", key), ("client_ca", clientCA)] {
                 if let path, !FileManager.default.isReadableFile(atPath: path) { tls.problem(name, "cannot read \(path)") }
             }
@@ -163,7 +176,6 @@ extension DaemonConfiguration {
         if dicom.peers.isEmpty, !dicom.acceptAnyCallingAE {
             table.tableProblem("no [[dicom.peer]] is allowed to send: add one, or set accept_any_calling_ae = true")
         }
-        table.reportUnknownKeys()
         return dicom
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NMBridgeCore
 
 extension DaemonConfiguration.Dicom {
     /// What `[dicom]` says about sending onward: `[[dicom.destination]]`, `[[dicom.route]]`

@@ -1,4 +1,4 @@
-import NMBridgeCore
+import NMShipper
 import Testing
 
 @Suite struct PostgresURLTests {
