@@ -268,8 +268,6 @@ final class AssociationHandler: ChannelInboundHandler {
         perform(machine.received(pdu))
     }
 
-    static func name(_ pdu: PDU) -> String { pdu.name }
-
     /// Carries out what the state machine says; the DIMSE layer's part is called from here.
     private func perform(_ action: AssociationStateMachine.Action) {
         switch action {

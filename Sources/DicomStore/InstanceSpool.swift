@@ -151,8 +151,8 @@ final class InstanceSpool: @unchecked Sendable {
             var offset = Self.page
             while offset + Self.page <= segment.size {
                 let head = Self.read(fd, offset: offset, count: 138)
-                guard head.count == 138, [Self.recordMagic, Self.recordMagicSHA256].contains(Array(head[0..<8])),
-                    Self.u64(head, 8) == segment.generation
+                let magic = Array(head.prefix(8))
+                guard head.count == 138, [Self.recordMagic, Self.recordMagicSHA256].contains(magic), Self.u64(head, 8) == segment.generation
                 else { break }
                 let sequence = Self.u64(head, 16)
                 let length = Int(clamping: Self.u64(head, 24))
@@ -160,7 +160,7 @@ final class InstanceSpool: @unchecked Sendable {
                 let peer = String(decoding: head[74..<(74 + peerLength)], as: UTF8.self)
                 let whole =
                     length <= segment.size - offset - Self.page
-                    && (Array(head[0..<8]) == Self.recordMagic
+                    && (magic == Self.recordMagic
                         ? Self.crc32c(fd, offset: offset + Self.page, length: length) == UInt32(truncatingIfNeeded: Self.u64(head, 32))
                         : Self.sha256(fd, offset: offset + Self.page, length: length) == Array(head[32..<64]))
                 guard whole else {
@@ -175,18 +175,16 @@ final class InstanceSpool: @unchecked Sendable {
         return (found.sorted { $0.sequence < $1.sequence }, torn)
     }
 
-    /// Copies a found record's payload into `fd` (a new file). False on a read or write error.
-    func copy(_ record: Found, to fd: Int32) -> Bool {
-        guard let segment = segments.first(where: { $0.index == record.segment }) else { return false }
-        var done = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while done < record.length {
-            let count = min(buffer.count, record.length - done)
-            let n = buffer.withUnsafeMutableBytes { pread(segment.fd, $0.baseAddress, count, off_t(record.offset + Self.page + done)) }
-            guard n > 0, Self.writeAll(fd, buffer[0..<n]) else { return false }
-            done += n
+    /// Copies a found record's payload into `fd` (a new file); returns the payload's SHA-256
+    /// (hex), taken on the way, or nil on a read or write error.
+    func copy(_ record: Found, to fd: Int32) -> String? {
+        guard let segment = segments.first(where: { $0.index == record.segment }) else { return nil }
+        var hasher = SHA256()
+        let whole = Self.readChunks(segment.fd, offset: record.offset + Self.page, length: record.length) { chunk in
+            hasher.update(data: chunk)
+            return Self.writeAll(fd, chunk)
         }
-        return true
+        return whole ? Hex.encode(hasher.finalize()) : nil
     }
 
     /// Every record recovered: all segments become free (durably, so that they are not
@@ -416,17 +414,23 @@ final class InstanceSpool: @unchecked Sendable {
         return n > 0 ? Array(buffer.prefix(n)) : []
     }
 
-    static func sha256(_ fd: Int32, offset: Int, length: Int) -> [UInt8] {
-        var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    /// Reads `length` bytes of `fd` from `offset` in chunks of up to 1 MiB, handing each to
+    /// `body` until it returns false. True when every byte was read and accepted.
+    static func readChunks(_ fd: Int32, offset: Int, length: Int, _ body: (ArraySlice<UInt8>) -> Bool) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: min(1 << 20, max(length, 1)))
         var done = 0
         while done < length {
             let count = min(buffer.count, length - done)
             let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset + done)) }
-            guard n > 0 else { return [] }
-            hasher.update(data: buffer[0..<n])
+            guard n > 0, body(buffer[0..<n]) else { return false }
             done += n
         }
+        return true
+    }
+
+    static func sha256(_ fd: Int32, offset: Int, length: Int) -> [UInt8] {
+        var hasher = SHA256()
+        guard readChunks(fd, offset: offset, length: length, { hasher.update(data: $0); return true }) else { return [] }
         return Array(hasher.finalize())
     }
 
@@ -437,16 +441,11 @@ final class InstanceSpool: @unchecked Sendable {
 
     static func crc32c(_ fd: Int32, offset: Int, length: Int) -> UInt32? {
         var crc: UInt32 = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var done = 0
-        while done < length {
-            let count = min(buffer.count, length - done)
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset + done)) }
-            guard n > 0 else { return nil }
-            crc = buffer.withUnsafeBytes { nm_crc32c(crc, $0.baseAddress, n) }
-            done += n
+        let whole = readChunks(fd, offset: offset, length: length) { chunk in
+            crc = chunk.withUnsafeBytes { nm_crc32c(crc, $0.baseAddress, $0.count) }
+            return true
         }
-        return crc
+        return whole ? crc : nil
     }
 
     static func writeAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {

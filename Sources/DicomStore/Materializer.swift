@@ -215,10 +215,8 @@ final class Materializer: Sendable {
     ) {
         var ready = run.count
         var fault: String?
-        var digests: [String] = []
         for (index, instance) in run.enumerated() {
             do throws(StoreError) {
-                digests.append(try instance.file.sha256())
                 try instance.file.sync()
             } catch {
                 ready = index
@@ -231,9 +229,10 @@ final class Materializer: Sendable {
         for index in 0..<ready {
             let instance = run[index]
             do throws(StoreError) {
+                let sha256 = try instance.file.sha256()  // read back: a spooled file was not hashed on receipt
                 let committed = try StoragePath.commit(
-                    instance.file, sha256: digests[index], relativePath: instance.relativePath, policy: policy, directories: directories)
-                placed.append(.placed(instance, path: committed.path, sha256: digests[index], outcome: committed.outcome))
+                    instance.file, sha256: sha256, relativePath: instance.relativePath, policy: policy, directories: directories)
+                placed.append(.placed(instance, path: committed.path, sha256: sha256, outcome: committed.outcome))
             } catch where error.status == DICOM.Status.outOfResources {
                 ready = index
                 fault = error.message

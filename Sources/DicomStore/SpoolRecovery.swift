@@ -49,9 +49,10 @@ enum SpoolRecovery {
             let path = incoming + "/" + UUID().uuidString.lowercased() + ".part"
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
             guard fd >= 0 else { throw Failure(description: "cannot create \(path): \(InstanceFile.errorText())") }
-            let copied = spool.copy(record, to: fd) && fsync(fd) == 0
+            let copied = spool.copy(record, to: fd)
+            let synced = copied != nil && fsync(fd) == 0
             close(fd)
-            guard copied else {
+            guard let sha256 = copied, synced else {
                 unlink(path)
                 throw Failure(description: "cannot copy a record of the DICOM spool \(spool.directory) to \(path): \(InstanceFile.errorText())")
             }
@@ -66,10 +67,6 @@ enum SpoolRecovery {
             }
             let relative = StoragePath.relative(study: study, series: series, instance: instance)
             let target = root + "/" + relative
-            guard let sha256 = StoragePath.sha256OfFile(path) else {
-                unlink(path)
-                throw Failure(description: "cannot read back \(path), copied from the DICOM spool \(spool.directory): \(InstanceFile.errorText())")
-            }
             if let isJournaled {
                 let journaled: Bool
                 do {
