@@ -174,7 +174,7 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
     /// after the stall timeout.
     @Test func aStalledSubscriberIsCountedReleasedAndCutOff() async throws {
         try await withAPI(buffer: 64, stallTimeout: .seconds(2)) { journal, port in
-            let client = try StalledClient(port: port, path: "/v1/events/stream", stallSeconds: 8)
+            let client = try StalledClient(port: port, path: "/v1/events/stream")
             defer { client.stop() }
             try await client.waitUntilStalling()
             #expect(await waitFor { journal.statistics.liveSubscribers == 1 })
@@ -188,6 +188,7 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             #expect(await waitFor { journal.statistics.laggedSubscribers == 1 }, "counted when it overflowed, while the client still reads nothing")
             #expect(await waitFor { journal.statistics.liveSubscribers == 0 }, "its subscription and buffer are gone")
             #expect(client.isRunning, "the client has not read anything yet")
+            client.resume()
             let result = try await client.result()
             // Either its blocked write was cut off, or (when the overflow came before the socket
             // buffers were full) the stream ended with `event: lagged`: it holds nothing either way.
@@ -200,7 +201,7 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
     /// ends the stream after the stall timeout.
     @Test func aStalledSubscriberIsCutOffWhenAWriteWaitsTooLong() async throws {
         try await withAPI(stallTimeout: .seconds(1)) { journal, port in
-            let client = try StalledClient(port: port, path: "/v1/events/stream", stallSeconds: 8)
+            let client = try StalledClient(port: port, path: "/v1/events/stream")
             defer { client.stop() }
             try await client.waitUntilStalling()
             #expect(await waitFor { journal.statistics.liveSubscribers == 1 })
@@ -212,6 +213,7 @@ func appendSample(_ journal: Journal, count: Int, device: String = "dev-a", kind
             }
             #expect(await waitFor { journal.statistics.laggedSubscribers == 1 }, "cut off after a write waited 1 s")
             #expect(await waitFor { journal.statistics.liveSubscribers == 0 })
+            client.resume()
             let result = try await client.result()
             #expect(result["closed"] == .bool(true), "\(result)")
         }
@@ -364,19 +366,25 @@ func waitFor(seconds: Double = 60, _ condition: () -> Bool) async -> Bool {
     return condition()
 }
 
-/// Tests/Peers/sse_stall.py: a live-stream client that reads nothing for a while.
+/// Tests/Peers/sse_stall.py: a live-stream client that reads nothing until `resume()` (or until
+/// the test process ends and its stdin closes).
 final class StalledClient {
     let process: Process
     let output: Pipe
+    let input = Pipe()
 
-    init(port: Int, path: String, stallSeconds: Int) throws {
+    init(port: Int, path: String) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot + "/Tests/Peers/sse_stall.py", "127.0.0.1", "\(port)", path, "\(stallSeconds)"]
+        process.arguments = ["python3", repositoryRoot + "/Tests/Peers/sse_stall.py", "127.0.0.1", "\(port)", path]
         output = Pipe()
         process.standardOutput = output
+        process.standardInput = input
         try process.runBoundToTest()
     }
+
+    /// Ends the stall: the client reads what the server still sends, to the end.
+    func resume() { try? input.fileHandleForWriting.close() }
 
     var isRunning: Bool { process.isRunning }
 
@@ -399,5 +407,8 @@ final class StalledClient {
         return try JSONValue.parse(line)
     }
 
-    func stop() { stopProcess(process) }
+    func stop() {
+        resume()
+        stopProcess(process)
+    }
 }

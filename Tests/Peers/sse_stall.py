@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """A live-stream client that stops reading, for nmbridge's API tests (standard library only).
 
-    sse_stall.py HOST PORT PATH STALL_SECONDS [TOKEN]
+    sse_stall.py HOST PORT PATH [TOKEN]
 
-Sends `GET PATH` with a small receive buffer, reads nothing for STALL_SECONDS (writing
-"stalling" to stdout at once, so that the test knows the request is out), then reads until
-the server closes the connection (or 40 s pass) and prints {"closed": bool, "bytes": N,
+Sends `GET PATH` with a small receive buffer and writes "stalling" to stdout, so that the
+test knows the request is out. Then it reads nothing until a line (or end of file) arrives on
+stdin: the test decides when the stall ends, not a clock. Then it reads until the server
+ends the response or closes the connection (or 40 s pass) and prints {"closed": bool, "bytes": N,
 "lagged_event": bool}.
 """
 import json
@@ -13,8 +14,8 @@ import socket
 import sys
 import time
 
-host, port, path, stall = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-token = sys.argv[5] if len(sys.argv) > 5 else None
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+token = sys.argv[4] if len(sys.argv) > 4 else None
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 sock.connect((host, port))
@@ -23,7 +24,7 @@ if token:
     request += "Authorization: Bearer %s\r\n" % token
 sock.sendall((request + "\r\n").encode())
 print("stalling", flush=True)
-time.sleep(stall)
+sys.stdin.readline()
 # Reads for at most 40 s in all: a stream that is still alive (keep-alives) is not closed.
 deadline = time.monotonic() + 40
 received = b""
@@ -36,6 +37,8 @@ try:
             closed = True
             break
         received += chunk
+        if received.endswith(b"\r\n0\r\n\r\n"):
+            break  # the chunked response ended; the connection itself may stay open
 except ConnectionResetError:
     closed = True
 except socket.timeout:
