@@ -28,6 +28,9 @@ public final class SerialPort: Sendable {
         var failure: NMBridgeError?
         var waiter: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
         var nextWaiterID: UInt64 = 0
+        /// The last read whose timeout fired. A timer can fire before its read has
+        /// installed its waiter (a busy cooperative pool); that read must not wait then.
+        var expiredWaiterID: UInt64 = 0
         var closed = false
         var readerDone = false
     }
@@ -214,7 +217,7 @@ public final class SerialPort: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
-                    if !state.buffer.isEmpty || state.failure != nil || Task.isCancelled { return true }
+                    if !state.buffer.isEmpty || state.failure != nil || state.expiredWaiterID >= id || Task.isCancelled { return true }
                     state.waiter = (id, continuation)
                     return false
                 }
@@ -230,6 +233,7 @@ public final class SerialPort: Sendable {
 
     private func wake(_ id: UInt64) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.expiredWaiterID = max(state.expiredWaiterID, id)
             guard let waiter = state.waiter, waiter.id == id else { return nil }
             state.waiter = nil
             return waiter.continuation

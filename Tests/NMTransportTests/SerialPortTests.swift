@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import NMBridgeCore
 import Testing
 
@@ -43,6 +44,34 @@ import Testing
             #expect(error.message.contains(pty.path))
         }
         #expect(got == [0x31] || got.isEmpty)
+    }
+
+    /// A read's timer could fire before the read had installed its waiter (a busy
+    /// cooperative pool between the two); the read then waited until bytes came, however
+    /// long. A polled calibrator in a silence step never sends any: the driver hung, and
+    /// the simulator waited for its next request. Tiny timeouts make that order common;
+    /// a watchdog sends a byte when the loop stops moving, so a hung read returns it.
+    @Test func aTimerThatFiresBeforeTheReadWaitsStillEndsTheRead() async throws {
+        let pty = try PseudoTerminal()
+        let port = try SerialPort.open(path: pty.path, settings: SerialSettings(baud: 4800))
+        defer { port.close() }
+        let progress = Atomic<Int>(0)
+        let watchdog = Task.detached {
+            var seen = -1
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                let now = progress.load(ordering: .relaxed)
+                if now == seen { pty.write([0x55]) }
+                seen = now
+            }
+        }
+        defer { watchdog.cancel() }
+        var hung = 0
+        for i in 0..<3000 {
+            if try await !port.read(timeout: .nanoseconds(1)).isEmpty { hung += 1 }
+            progress.store(i, ordering: .relaxed)
+        }
+        #expect(hung == 0, "\(hung) reads waited past their timeout until the watchdog sent a byte")
     }
 
     @Test func secondOpenIsRefusedAndNamesThePort() throws {

@@ -21,7 +21,9 @@ public final class DoseCalibratorSimulator: Sendable {
 
     private struct State {
         var pty: PseudoTerminal?
+        var requests = 0
         var replies = 0
+        var step = 0
     }
 
     /// Creates the pty (and the symlink) at once, so `path` is usable on return.
@@ -39,6 +41,10 @@ public final class DoseCalibratorSimulator: Sendable {
 
     /// Replies sent so far (for tests and the benchmark).
     public var replies: Int { state.withLock { $0.replies } }
+
+    /// Where the session is, for a test's failure message: requests read, replies sent and
+    /// the script step (counted from 1).
+    public var progress: String { state.withLock { "\($0.requests) requests, \($0.replies) replies, at step \($0.step + 1)" } }
 
     public func start() {
         let thread = Thread { [self] in
@@ -95,6 +101,7 @@ public final class DoseCalibratorSimulator: Sendable {
         /// Enters step `index` now; `noise` and `disconnect` act on entry.
         func enter(_ index: Int) {
             position = Position(index: index, since: Date(), requests: 0)
+            state.withLock { $0.step = index }
             printed = false
             switch script.steps[index].action {
             case .noise(let count): send(Self.randomBytes(count))
@@ -134,6 +141,7 @@ public final class DoseCalibratorSimulator: Sendable {
             }
             guard let pty = state.withLock({ $0.pty }) else { return }
             for request in instrument.requests(in: pty.read(timeoutMs: 20)) {
+                state.withLock { $0.requests += 1 }
                 if position == nil { enter(0) }
                 advance()
                 guard var current = position else { continue }
