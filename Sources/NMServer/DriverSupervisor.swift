@@ -34,7 +34,12 @@ public struct DriverSupervisor: Service {
             await withDiscardingTaskGroup { group in
                 for device in devices where device.enabled {
                     guard let entry = catalog.entries[device.driver] else { continue }
-                    group.addTask { await supervise(device, entry) }
+                    // A thread per device: its polls keep their pace whatever else the daemon does.
+                    let executor = DeviceThreadExecutor(name: "driver \(device.id)")
+                    group.addTask(executorPreference: executor) {
+                        await supervise(device, entry)
+                        executor.shutdown()
+                    }
                 }
                 if devices.contains(where: { $0.staleAfter != nil }) {
                     group.addTask { await watchStaleness() }

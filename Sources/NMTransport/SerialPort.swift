@@ -9,9 +9,11 @@ import Synchronization
 /// termios and opened exclusively.
 ///
 /// Reads never block a cooperative thread: a reader thread owned by the port waits in
-/// `poll(2)` and hands bytes to `read(timeout:)`. The reader keeps at most
-/// `bufferLimit` unread bytes (older ones are dropped and counted), so a chatty device
-/// nobody reads cannot grow memory.
+/// `poll(2)` and hands bytes to `read(timeout:)`. The same thread ends a read whose
+/// timeout has passed, so a read times out on time even when every cooperative thread is
+/// busy (a timer task would wait for one). The reader keeps at most `bufferLimit` unread
+/// bytes (older ones are dropped and counted), so a chatty device nobody reads cannot grow
+/// memory.
 public final class SerialPort: Sendable {
     public let path: String
     public let settings: SerialSettings
@@ -19,6 +21,9 @@ public final class SerialPort: Sendable {
     /// A pipe: writing to `stopWrite` stops the reader thread.
     private let stopRead: Int32
     private let stopWrite: Int32
+    /// A pipe: writing to `wakeWrite` makes the reader thread look at a new read's deadline.
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
     private let state = Mutex(State())
     public static let bufferLimit = 65536
 
@@ -26,7 +31,7 @@ public final class SerialPort: Sendable {
         var buffer: [UInt8] = []
         var droppedBytes = 0
         var failure: NMBridgeError?
-        var waiter: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
+        var waiter: (id: UInt64, deadline: ContinuousClock.Instant, continuation: CheckedContinuation<Void, Never>)?
         var nextWaiterID: UInt64 = 0
         /// The last read whose timeout fired. A timer can fire before its read has
         /// installed its waiter (a busy cooperative pool); that read must not wait then.
@@ -64,24 +69,37 @@ public final class SerialPort: Sendable {
             throw error
         }
         var stopPipe: [Int32] = [-1, -1]
+        var wakePipe: [Int32] = [-1, -1]
         guard pipe(&stopPipe) == 0 else {
             Glibc.close(fd)
             throw NMBridgeError(.transportFailed, "cannot create a pipe for serial port \(path): \(String(cString: strerror(errno)))")
         }
-        for end in stopPipe { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
-        let port = SerialPort(path: path, settings: settings, fd: fd, stopRead: stopPipe[0], stopWrite: stopPipe[1])
+        guard pipe(&wakePipe) == 0 else {
+            let reason = String(cString: strerror(errno))
+            for end in stopPipe + [fd] { Glibc.close(end) }
+            throw NMBridgeError(.transportFailed, "cannot create a pipe for serial port \(path): \(reason)")
+        }
+        for end in stopPipe + wakePipe { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        for end in wakePipe { _ = fcntl(end, F_SETFL, O_NONBLOCK) }
+        let port = SerialPort(
+            path: path, settings: settings, fd: fd, stopRead: stopPipe[0], stopWrite: stopPipe[1], wakeRead: wakePipe[0],
+            wakeWrite: wakePipe[1])
         let thread = Thread { [port] in port.readLoop() }
         thread.name = "serial \(path)"
         thread.start()
         return port
     }
 
-    private init(path: String, settings: SerialSettings, fd: Int32, stopRead: Int32, stopWrite: Int32) {
+    private init(
+        path: String, settings: SerialSettings, fd: Int32, stopRead: Int32, stopWrite: Int32, wakeRead: Int32, wakeWrite: Int32
+    ) {
         self.path = path
         self.settings = settings
         self.fd = fd
         self.stopRead = stopRead
         self.stopWrite = stopWrite
+        self.wakeRead = wakeRead
+        self.wakeWrite = wakeWrite
     }
 
     deinit {
@@ -148,11 +166,13 @@ public final class SerialPort: Sendable {
 
     private func readLoop() {
         var chunk = [UInt8](repeating: 0, count: 4096)
-        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopRead, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopRead, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
+        ]
         while true {
-            fds[0].revents = 0
-            fds[1].revents = 0
-            let ready = poll(&fds, 2, -1)
+            for i in fds.indices { fds[i].revents = 0 }
+            let ready = poll(&fds, 3, pollTimeoutMs())
             if ready < 0 {
                 if errno == EINTR { continue }
                 finishReading(NMBridgeError(.transportFailed, "serial port \(path): poll failed: \(String(cString: strerror(errno)))"))
@@ -162,19 +182,46 @@ public final class SerialPort: Sendable {
                 finishReading(nil)
                 return
             }
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n > 0 {
-                deliver(chunk[0..<n])
-            } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
-                // A pty whose other end closed reads EIO; an unplugged adapter EIO or ENODEV.
-                let reason = n == 0 ? "end of file" : String(cString: strerror(errno))
-                finishReading(NMBridgeError(.transportFailed, "serial port \(path) went away (\(reason))"))
-                return
-            } else if fds[0].revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
-                finishReading(NMBridgeError(.transportFailed, "serial port \(path) hung up"))
-                return
+            if fds[2].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 64)
+                while drain.withUnsafeMutableBytes({ Glibc.read(wakeRead, $0.baseAddress, $0.count) }) > 0 {}
             }
+            if fds[0].revents != 0 {
+                let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    deliver(chunk[0..<n])
+                } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                    // A pty whose other end closed reads EIO; an unplugged adapter EIO or ENODEV.
+                    let reason = n == 0 ? "end of file" : String(cString: strerror(errno))
+                    finishReading(NMBridgeError(.transportFailed, "serial port \(path) went away (\(reason))"))
+                    return
+                } else if fds[0].revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 {
+                    finishReading(NMBridgeError(.transportFailed, "serial port \(path) hung up"))
+                    return
+                }
+            }
+            expireWaiter()
         }
+    }
+
+    /// How long `poll` may wait: until the waiting read's deadline, or for ever.
+    private func pollTimeoutMs() -> Int32 {
+        guard let deadline = state.withLock({ $0.waiter?.deadline }) else { return -1 }
+        let remaining = ContinuousClock.now.duration(to: deadline)
+        if remaining <= .zero { return 0 }
+        let (seconds, attoseconds) = remaining.components
+        // Rounded up, so that the read is never ended before its deadline.
+        return Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+    }
+
+    /// Ends the waiting read if its deadline has passed.
+    private func expireWaiter() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let waiter = state.waiter, ContinuousClock.now >= waiter.deadline else { return nil }
+            state.waiter = nil
+            return waiter.continuation
+        }
+        waiter?.resume()
     }
 
     private func deliver(_ bytes: ArraySlice<UInt8>) {
@@ -206,39 +253,36 @@ public final class SerialPort: Sendable {
     /// closed) or closed, after the bytes received before that were read.
     public func read(timeout: Duration) async throws -> [UInt8] {
         if let ready = try takeBuffered() { return ready }
+        let deadline = ContinuousClock.now + timeout
         let id = state.withLock { state -> UInt64 in
             state.nextWaiterID += 1
             return state.nextWaiterID
         }
-        let timer = Task {
-            try? await Task.sleep(for: timeout)
-            self.wake(id)
-        }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
-                    if !state.buffer.isEmpty || state.failure != nil || state.expiredWaiterID >= id || Task.isCancelled { return true }
-                    state.waiter = (id, continuation)
+                    if !state.buffer.isEmpty || state.failure != nil || Task.isCancelled || timeout <= .zero { return true }
+                    state.waiter = (id, deadline, continuation)
                     return false
                 }
-                if resumeNow { continuation.resume() }
+                if resumeNow {
+                    continuation.resume()
+                } else {
+                    // The reader thread may be in a poll without a deadline: make it look.
+                    var one: UInt8 = 1
+                    _ = Glibc.write(wakeWrite, &one, 1)
+                }
             }
         } onCancel: {
-            self.wake(id)
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard let waiter = state.waiter, waiter.id == id else { return nil }
+                state.waiter = nil
+                return waiter.continuation
+            }
+            waiter?.resume()
         }
-        timer.cancel()
         try Task.checkCancellation()
         return try takeBuffered() ?? []
-    }
-
-    private func wake(_ id: UInt64) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.expiredWaiterID = max(state.expiredWaiterID, id)
-            guard let waiter = state.waiter, waiter.id == id else { return nil }
-            state.waiter = nil
-            return waiter.continuation
-        }
-        waiter?.resume()
     }
 
     private func takeBuffered() throws -> [UInt8]? {
@@ -303,8 +347,6 @@ public final class SerialPort: Sendable {
         _ = Glibc.write(stopWrite, &one, 1)
         // The reader thread closes nothing; wait for it to leave poll before closing.
         while !state.withLock({ $0.readerDone }) { usleep(200) }
-        Glibc.close(fd)
-        Glibc.close(stopRead)
-        Glibc.close(stopWrite)
+        for descriptor in [fd, stopRead, stopWrite, wakeRead, wakeWrite] { Glibc.close(descriptor) }
     }
 }

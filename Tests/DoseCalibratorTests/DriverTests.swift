@@ -41,7 +41,12 @@ struct DriverRig {
         if let hotplug { settings.hotplug = hotplug }
         let service = entry.make(settings, context)
         simulator.start()
-        task = Task { try await service.run() }
+        // As the daemon's supervisor runs a driver: on a thread of its own.
+        let executor = DeviceThreadExecutor(name: "driver test")
+        task = Task(executorPreference: executor) {
+            defer { executor.shutdown() }
+            try await service.run()
+        }
     }
 
     /// The simulator's progress and what the driver reported, for failure messages.
@@ -168,12 +173,13 @@ struct DriverRig {
             return heartbeats >= 15
         }
         let heartbeats = rig.sink.heartbeats.load(ordering: .relaxed)
+        let diagnosis = rig.diagnosis
         await rig.stop()
         #expect(excess.isEmpty, "heartbeats without answers: \(excess.prefix(5))")
         // In full fresh-clone runs (load ~15) heartbeats once never resumed: a read whose
         // timer fired before it waited hung until bytes came, and in a silence nothing comes
         // (SerialPortTests.aTimerThatFiresBeforeTheReadWaitsStillEndsTheRead).
-        #expect(resumed, "heartbeats did not resume after the silence: \(heartbeats) heartbeats; simulator: \(rig.diagnosis)")
+        #expect(resumed, "heartbeats did not resume after the silence: \(heartbeats) heartbeats; simulator: \(diagnosis)")
     }
 
     @Test func unplugAndReplugReopensThePort() async throws {

@@ -46,32 +46,46 @@ import Testing
         #expect(got == [0x31] || got.isEmpty)
     }
 
-    /// A read's timer could fire before the read had installed its waiter (a busy
-    /// cooperative pool between the two); the read then waited until bytes came, however
-    /// long. A polled calibrator in a silence step never sends any: the driver hung, and
-    /// the simulator waited for its next request. Tiny timeouts make that order common;
-    /// a watchdog sends a byte when the loop stops moving, so a hung read returns it.
-    @Test func aTimerThatFiresBeforeTheReadWaitsStillEndsTheRead() async throws {
+    /// A read's timeout was a timer task on the cooperative pool. It could fire before the
+    /// read waited (the read then hung until bytes came: in a silence, never), and on a busy
+    /// pool it fired seconds late (a full test run: one calibrator poll in five seconds).
+    /// The port's reader thread now ends reads at their deadline. Tiny timeouts, many times:
+    /// none may wait for bytes. A watchdog sends a byte when the loop stops moving for 10 s,
+    /// so a hung read returns it instead of hanging the test.
+    @Test func readsEndAtTheirDeadlineWithoutATimerTask() async throws {
         let pty = try PseudoTerminal()
         let port = try SerialPort.open(path: pty.path, settings: SerialSettings(baud: 4800))
         defer { port.close() }
-        let progress = Atomic<Int>(0)
+        final class Counter: Sendable { let value = Atomic<Int>(0) }
+        let progress = Counter()
         let watchdog = Task.detached {
             var seen = -1
             while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(2))
-                let now = progress.load(ordering: .relaxed)
+                try? await Task.sleep(for: .seconds(10))
+                let now = progress.value.load(ordering: .relaxed)
                 if now == seen { pty.write([0x55]) }
                 seen = now
             }
         }
         defer { watchdog.cancel() }
-        var hung = 0
-        for i in 0..<3000 {
-            if try await !port.read(timeout: .nanoseconds(1)).isEmpty { hung += 1 }
-            progress.store(i, ordering: .relaxed)
-        }
+        // On a thread of its own, as the daemon runs drivers: a loaded test process cannot
+        // stall the loop itself.
+        let executor = DeviceThreadExecutor(name: "serial test")
+        defer { executor.shutdown() }
+        let hung = try await Task(executorPreference: executor) {
+            var hung = 0
+            for i in 0..<3000 {
+                if try await !port.read(timeout: .nanoseconds(i % 3 == 0 ? 0 : 1 + i % 2000)).isEmpty { hung += 1 }
+                progress.value.store(i, ordering: .relaxed)
+            }
+            return hung
+        }.value
         #expect(hung == 0, "\(hung) reads waited past their timeout until the watchdog sent a byte")
+        // Never early either.
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(try await port.read(timeout: .milliseconds(200)).isEmpty)
+        #expect(started.duration(to: clock.now) >= .milliseconds(200))
     }
 
     @Test func secondOpenIsRefusedAndNamesThePort() throws {
