@@ -57,7 +57,7 @@ struct CalibratorSession {
         if !leftover.isEmpty {
             // Bytes after the last reply put that reply in doubt: it no longer counts
             // towards settling.
-            settlers.removeAll()
+            doubtReadings()
             try await handle(.violation(ProtocolViolation("unexpected bytes between replies", bytes: Array(leftover.prefix(64)))))
         }
         for request in family.pollRequests {
@@ -94,7 +94,7 @@ struct CalibratorSession {
             // either (a noisy line, another talker). Such a reply is an error only, never a
             // reading that counts towards settling.
             if reply.count > length {
-                settlers.removeAll()
+                doubtReadings()
                 try await handle(.violation(ProtocolViolation("bytes after the reply", bytes: Array(reply.prefix(64)))))
                 return .rejected
             }
@@ -176,6 +176,10 @@ struct CalibratorSession {
         throw NMBridgeError(
             .transportFailed,
             "USB adapter \(tty) " + (attempt.succeeded ? "was reset" : "reset failed") + " after \(count) unanswered polls; reopening")
+    }
+
+    private mutating func doubtReadings() {
+        for chamber in settlers.keys { settlers[chamber]?.doubt() }
     }
 
     // MARK: - Journaling

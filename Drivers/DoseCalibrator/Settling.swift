@@ -32,6 +32,8 @@ public struct Settler: Sendable {
     public let rule: SettleRule
     private var run: [ActivityReading] = []
     private var emittedForRun = false
+    /// The measurement emitted for the vial in the chamber, while it stays there.
+    private var emitted: ActivityReading?
 
     public init(rule: SettleRule) {
         self.rule = rule
@@ -47,7 +49,9 @@ public struct Settler: Sendable {
         case .device:
             return reading.final ? reading : nil
         case .polls(let count, let band):
-            if let previous = run.last {
+            // After a doubtful reply the run starts again, but the vial already measured is
+            // still that vial: its readings are compared with its measurement.
+            if let previous = run.last ?? emitted {
                 let sameSource = previous.nuclide == reading.nuclide && previous.chamber == reading.chamber
                 let step = abs(reading.activityBq - previous.activityBq)
                 if !sameSource || step > band * previous.activityBq {
@@ -58,6 +62,7 @@ public struct Settler: Sendable {
             if run.count > count { run.removeFirst(run.count - count) }
             guard run.count >= count, !emittedForRun else { return nil }
             emittedForRun = true
+            emitted = reading
             return reading
         }
     }
@@ -67,5 +72,14 @@ public struct Settler: Sendable {
     public mutating func reset() {
         run.removeAll(keepingCapacity: true)
         emittedForRun = false
+        emitted = nil
+    }
+
+    /// A reply was in doubt (bytes between replies, a late reply): the readings so far no
+    /// longer count towards a measurement. A vial already measured is not measured again
+    /// unless its readings show another vial (a late reply on a loaded machine once made
+    /// one vial two measurements).
+    public mutating func doubt() {
+        run.removeAll(keepingCapacity: true)
     }
 }

@@ -36,6 +36,23 @@ import Testing
         #expect(count == 3)
     }
 
+    /// A doubtful reply (bytes between replies: a late reply on a loaded machine) restarts
+    /// the run. Before a measurement that delays it; after one, the same vial is not measured
+    /// again (a daemon test once journaled one vial twice), but another vial still is.
+    @Test func aDoubtfulReplyNeverMakesOneVialTwoMeasurements() {
+        var settler = Settler(rule: SettleRule(mode: .polls(count: 3, band: 0.01)))
+        #expect(settler.add(tc(740)) == nil)
+        #expect(settler.add(tc(740)) == nil)
+        settler.doubt()
+        #expect(settler.add(tc(740)) == nil, "the run starts again after the doubt")
+        #expect(settler.add(tc(740)) == nil)
+        #expect(settler.add(tc(740))?.activityBq == 740e6)
+        settler.doubt()
+        #expect([740, 739.9, 739.8, 739.8].compactMap { settler.add(tc($0)) }.isEmpty, "the same vial, still in the chamber")
+        settler.doubt()
+        #expect([500, 500, 500].compactMap { settler.add(tc($0)) }.map(\.activityBq) == [500e6], "another vial")
+    }
+
     @Test func backgroundNeverSettles() {
         var settler = Settler(rule: SettleRule(mode: .polls(count: 3, band: 0.01), minActivityBq: 1e5))
         #expect((0..<20).compactMap { _ in settler.add(tc(0.05)) }.isEmpty)
