@@ -96,8 +96,9 @@ extension OutboundService {
             ) { association in
                 for (job, instance) in sendable {
                     let status: UInt16
+                    let syntax: String
                     do {
-                        status = try await association.store(instance)
+                        (status, syntax) = try await association.store(instance)
                     } catch let error as RequesterError where !error.isTransient {
                         finished.append(gaveUp(job, reason: error.message))
                         rejected.insert(job.id)
@@ -108,7 +109,7 @@ extension OutboundService {
                     if outcome.isDelivered {
                         var data: [String: JSONValue] = [
                             "job": .int(job.id), "destination": .string(destination.name), "sop_instance_uid": .string(job.sopInstance),
-                            "status": .string(hex), "attempts": .int(Int64(job.attempts)), "transfer_syntax": .string(instance.transferSyntax),
+                            "status": .string(hex), "attempts": .int(Int64(job.attempts)), "transfer_syntax": .string(syntax),
                         ]
                         if outcome == .duplicate { data["duplicate"] = .bool(true) }
                         finished.append(EventDraft(driver: "outbound", kind: "dicom.forward.delivered", data: data))

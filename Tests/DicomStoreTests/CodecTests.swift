@@ -367,3 +367,84 @@ struct DatasetBuilder {
         }
     }
 }
+
+/// Explicit → implicit VR little endian, against bytes written out by hand from PS3.5 §7.1.
+@Suite struct ImplicitVRTranscoderTests {
+    func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8(v >> 8 & 0xFF)] }
+    func le32(_ v: UInt32) -> [UInt8] { le16(Int(v & 0xFFFF)) + le16(Int(v >> 16)) }
+    func tag(_ g: Int, _ e: Int) -> [UInt8] { le16(g) + le16(e) }
+    let undefined: UInt32 = 0xFFFF_FFFF
+
+    /// Explicit: short VR (2-byte length) or long VR (2 reserved bytes, 4-byte length).
+    func explicit(_ g: Int, _ e: Int, _ vr: String, _ value: [UInt8], length: UInt32? = nil) -> [UInt8] {
+        let long = ["OB", "OW", "SQ", "UN", "UT"].contains(vr)
+        let n = length ?? UInt32(value.count)
+        return tag(g, e) + Array(vr.utf8) + (long ? [0, 0] + le32(n) : le16(Int(n))) + value
+    }
+    func implicit(_ g: Int, _ e: Int, _ value: [UInt8], length: UInt32? = nil) -> [UInt8] {
+        tag(g, e) + le32(length ?? UInt32(value.count)) + value
+    }
+
+    @Test func headersChangeValuesStaySequencesGetDelimiters() throws {
+        let name = Array("DOE^JANE".utf8)
+        let uid = Array("1.2.3.4".utf8) + [0]
+        let pixels: [UInt8] = [1, 0, 2, 0, 3, 0, 4, 0]
+        // An item of defined length and one of undefined length, in a sequence of defined length.
+        let inner = explicit(0x0054, 0x0300, "SQ", [], length: undefined) + tag(0xFFFE, 0xE000) + le32(undefined)
+            + explicit(0x0008, 0x0100, "SH", Array("C-163A8 ".utf8)) + tag(0xFFFE, 0xE00D) + le32(0)
+            + tag(0xFFFE, 0xE0DD) + le32(0)
+        let firstItem = explicit(0x0018, 0x0031, "LO", Array("Tc99m Oxidronate".utf8))
+        let items = tag(0xFFFE, 0xE000) + le32(UInt32(firstItem.count)) + firstItem
+            + tag(0xFFFE, 0xE000) + le32(undefined) + inner + tag(0xFFFE, 0xE00D) + le32(0)
+        let input = explicit(0x0008, 0x0000, "UL", le32(99)) + explicit(0x0008, 0x0018, "UI", uid)
+            + explicit(0x0010, 0x0010, "PN", name) + explicit(0x0054, 0x0016, "SQ", items)
+            + explicit(0x7FE0, 0x0010, "OW", pixels)
+
+        let expectedInner = implicit(0x0054, 0x0300, [], length: undefined) + tag(0xFFFE, 0xE000) + le32(undefined)
+            + implicit(0x0008, 0x0100, Array("C-163A8 ".utf8)) + tag(0xFFFE, 0xE00D) + le32(0) + tag(0xFFFE, 0xE0DD) + le32(0)
+        let expected = implicit(0x0008, 0x0018, uid) + implicit(0x0010, 0x0010, name)
+            + implicit(0x0054, 0x0016, [], length: undefined)
+            + tag(0xFFFE, 0xE000) + le32(undefined) + implicit(0x0018, 0x0031, Array("Tc99m Oxidronate".utf8)) + tag(0xFFFE, 0xE00D) + le32(0)
+            + tag(0xFFFE, 0xE000) + le32(undefined) + expectedInner + tag(0xFFFE, 0xE00D) + le32(0)
+            + tag(0xFFFE, 0xE0DD) + le32(0)
+            + implicit(0x7FE0, 0x0010, pixels)
+        #expect(try ImplicitVRTranscoder.transcode(input) == expected)
+        // And our reader finds the same values in both.
+        var explicitReader = DatasetReader(bytes: input, encoding: .explicitLittle)
+        var implicitReader = DatasetReader(bytes: expected, encoding: .implicitLittle)
+        let a = try explicitReader.read()
+        let b = try implicitReader.read()
+        #expect(a.string(Tag(0x0010, 0x0010)) == b.string(Tag(0x0010, 0x0010)))
+        #expect(b.items(Tag(0x0054, 0x0016)).count == 2)
+    }
+
+    @Test func whatCannotBeConvertedIsAnErrorNamingTheElement() {
+        // Encapsulated pixel data (undefined-length OB) only exists in compressed syntaxes.
+        let encapsulated = explicit(0x7FE0, 0x0010, "OB", [], length: undefined) + tag(0xFFFE, 0xE0DD) + le32(0)
+        #expect { try ImplicitVRTranscoder.transcode(encapsulated) } throws: { "\($0)".contains("(7FE0,0010) OB of undefined length") }
+        let overlong = explicit(0x0010, 0x0010, "PN", [], length: 400) + Array("DOE".utf8)
+        #expect { try ImplicitVRTranscoder.transcode(overlong) } throws: { "\($0)".contains("(0010,0010) claims 400 bytes") }
+        // Deep nesting is refused, not recursed into.
+        var deep = explicit(0x0010, 0x0010, "PN", Array("X ".utf8))
+        for _ in 0..<40 {
+            deep = explicit(0x0040, 0xA730, "SQ", [], length: undefined) + tag(0xFFFE, 0xE000) + le32(undefined)
+                + deep + tag(0xFFFE, 0xE00D) + le32(0) + tag(0xFFFE, 0xE0DD) + le32(0)
+        }
+        #expect { try ImplicitVRTranscoder.transcode(deep) } throws: { "\($0)".contains("nested deeper") }
+    }
+
+    /// Total: every cut and many random bytes give a dataset or an error, never a crash.
+    @Test func everyCutAndRandomDamageIsAnErrorOrADataset() {
+        let item = explicit(0x0018, 0x0031, "LO", Array("Tc99m".utf8) + [0x20])
+        let input = explicit(0x0010, 0x0010, "PN", Array("DOE^JANE".utf8))
+            + explicit(0x0054, 0x0016, "SQ", tag(0xFFFE, 0xE000) + le32(UInt32(item.count)) + item)
+            + explicit(0x7FE0, 0x0010, "OW", [1, 0, 2, 0])
+        var generator = SystemRandomNumberGenerator()
+        for cut in 0...input.count { _ = try? ImplicitVRTranscoder.transcode(Array(input[..<cut])) }
+        for _ in 0..<2000 {
+            var damaged = input
+            for _ in 0..<3 { damaged[Int.random(in: 0..<damaged.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+            if let output = try? ImplicitVRTranscoder.transcode(damaged) { #expect(output.count <= damaged.count + 64) }
+        }
+    }
+}

@@ -91,7 +91,7 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         let statuses = try await DicomRequester.withAssociation(to: Self.destination(port: scp.port), contexts: contexts, logger: Logger(label: "test")) {
             association in
             var statuses = [try await association.echo()]
-            for instance in instances { statuses.append(try await association.store(instance)) }
+            for instance in instances { statuses.append(try await association.store(instance).status) }
             return statuses
         }
         #expect(statuses == [UInt16](repeating: 0, count: files.count + 1))
@@ -104,23 +104,41 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         }
     }
 
-    @Test func aRefusedContextIsNotAcceptedAndAnUnreachablePeerIsAConnectionError() async throws {
+    /// +xi: storescp takes implicit VR little endian only. An explicit VR file goes converted
+    /// (pydicom finds the same dataset in what arrived); an RLE-compressed one, which cannot
+    /// be converted without decoding, is refused with the peer's reason.
+    @Test func implicitOnlyPeersGetExplicitDatasetsConvertedAndRefuseCompressedOnes() async throws {
         let dir = try DicomPeers.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let files = try await Self.makeStudy(dir, count: 1)
-        // +xi: storescp takes implicit VR little endian only; the files are explicit.
         let scp = try await StoreSCP(directory: dir, arguments: ["+xi"])
         defer { scp.stop() }
-        // pydicom wrote implicit VR; DCMTK's dcmconv makes an explicit VR copy.
-        let converted = try await DicomPeers.run("/usr/bin/dcmconv", ["+te", files[0], dir + "/explicit.dcm"])
-        #expect(converted.status == 0, "\(converted.output)")
-        let instance = try StoredInstance.open(path: dir + "/explicit.dcm")
+        // An NM image with nested sequences (pydicom, implicit VR); DCMTK's dcmconv makes an
+        // explicit VR copy.
+        let made = try await DicomPeers.python(["make-nm", dir + "/made.dcm", "--frames", "2"])
+        #expect(made.status == 0, "\(made.output)")
+        let explicit = try await DicomPeers.run("/usr/bin/dcmconv", ["+te", dir + "/made.dcm", dir + "/nm.dcm"])
+        #expect(explicit.status == 0, "\(explicit.output)")
+        let instance = try StoredInstance.open(path: dir + "/nm.dcm")
         #expect(instance.transferSyntax == DICOM.TransferSyntax.explicitLittle)
+        let sent = try await DicomRequester.withAssociation(
+            to: Self.destination(port: scp.port), contexts: PresentationContextRequest.forSending([instance]), logger: Logger(label: "test")
+        ) { association in try await association.store(instance) }
+        #expect(sent.status == 0 && sent.transferSyntax == DICOM.TransferSyntax.implicitLittle, "\(sent)")
+        let copy = try #require(scp.files.first { $0.contains(instance.sopInstance) })
+        let same = try await DicomPeers.python(["same", dir + "/nm.dcm", copy])
+        #expect(same.status == 0, "what arrived is not the same dataset: \(same.output)")
+        let dump = try await DicomPeers.run("/usr/bin/dcmdump", ["-M", copy])
+        #expect(dump.output.contains("Little Endian Implicit"), "\(dump.output.prefix(600))")
+
+        // DCMTK's dcmcrle makes an RLE lossless copy: no lossless path to implicit VR.
+        let compressed = try await DicomPeers.run("/usr/bin/dcmcrle", [dir + "/nm.dcm", dir + "/rle.dcm"])
+        #expect(compressed.status == 0, "\(compressed.output)")
+        let rle = try StoredInstance.open(path: dir + "/rle.dcm")
         let error = await #expect(throws: RequesterError.self) {
             try await DicomRequester.withAssociation(
-                to: Self.destination(port: scp.port), contexts: PresentationContextRequest.forSending([instance]), logger: Logger(label: "test")
+                to: Self.destination(port: scp.port), contexts: PresentationContextRequest.forSending([rle]), logger: Logger(label: "test")
             ) { association in
-                _ = try await association.store(instance)
+                _ = try await association.store(rle)
             }
         }
         #expect(error?.code == .notAccepted && error?.isTransient == false, "\(String(describing: error))")
@@ -157,7 +175,7 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
             to: destination, contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")
         ) { association in
             var statuses: [UInt16] = []
-            for instance in instances { statuses.append(try await association.store(instance)) }
+            for instance in instances { statuses.append(try await association.store(instance).status) }
             return statuses
         }
         #expect(statuses == [0, 0])
@@ -198,7 +216,7 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
             to: Self.destination(port: port, aeTitle: "ORTHANC"), contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")
         ) { association in
             var statuses: [UInt16] = []
-            for instance in instances { statuses.append(try await association.store(instance)) }
+            for instance in instances { statuses.append(try await association.store(instance).status) }
             return statuses
         }
         #expect(statuses == [UInt16](repeating: 0, count: files.count))

@@ -62,11 +62,13 @@ import Testing
         return Array(bytes[min(bytes.count, 144 + length)...])
     }
 
-    static func send(_ files: [String], port: Int) async throws {
+    /// `options`: e.g. `-xr` to propose RLE lossless (storescu proposes only uncompressed
+    /// syntaxes by default).
+    static func send(_ files: [String], port: Int, options: [String] = []) async throws {
         // One storescu per 100 files: the argument list stays short.
         for start in stride(from: 0, to: files.count, by: 100) {
             let sent = try await runProgram(
-                "/usr/bin/storescu", ["-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)"] + files[start..<min(files.count, start + 100)],
+                "/usr/bin/storescu", options + ["-aet", "CONSOLE1", "-aec", "NMBRIDGE", "127.0.0.1", "\(port)"] + files[start..<min(files.count, start + 100)],
                 environment: ProcessInfo.processInfo.environment.merging(["TCP_NODELAY": "1"]) { _, new in new })
             #expect(sent.status == 0, "storescu: \(sent.stdout)\(sent.stderr)")
         }
@@ -140,22 +142,36 @@ import Testing
         #expect(after["waiting"]?.intValue == 0, "\(after.jsonText)")
     }
 
+    /// +xi: the destination takes implicit VR little endian only. An explicit VR instance is
+    /// converted on the way (losslessly: the same dataset arrives); an RLE-compressed one
+    /// cannot be, and ends in a journaled give-up.
     @Test func aRejectingDestinationEndsInAJournaledGiveUpAndADropAndRetryAreJournaled() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let made = try await runProgram(testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct", dir + "/ct.dcm", "--rows", "16"])
-        #expect(made.status == 0, "\(made.stderr)")
+        for name in ["ct", "ct2"] {
+            let made = try await runProgram(testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct", dir + "/\(name).dcm", "--rows", "16"])
+            #expect(made.status == 0, "\(made.stderr)")
+        }
+        let compressed = try await runProgram("/usr/bin/dcmcrle", [dir + "/ct2.dcm", dir + "/rle.dcm"])
+        #expect(compressed.status == 0, "\(compressed.stderr)")
         let port = try freeTCPPort()
         let pacsPort = try freeTCPPort()
-        // +xi: the destination takes implicit VR little endian only; the file is explicit.
         let pacs = try await Self.startStoreSCP(port: pacsPort, output: dir + "/pacs", log: dir + "/pacs.log", arguments: ["+xi"])
         defer { stopProcess(pacs) }
         let daemon = try await DaemonProcess.start(directory: dir, config: Self.config(dir, port: port, destinationPort: pacsPort))
         defer { daemon.signal(SIGKILL) }
         try await Self.send([dir + "/ct.dcm"], port: port)
+        let converted = try await daemon.waitForEvents(timeout: .seconds(60)) { $0.contains { $0.kind == "dicom.forward.delivered" } }
+        let delivery = try #require(converted.first { $0.kind == "dicom.forward.delivered" })
+        #expect(delivery.data["transfer_syntax"] == .string("1.2.840.10008.1.2"), "\(delivery.dataJSON)")
+        let copy = try #require(try FileManager.default.contentsOfDirectory(atPath: dir + "/pacs").first.map { dir + "/pacs/" + $0 })
+        let same = try await runProgram(testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "same", dir + "/ct.dcm", copy])
+        #expect(same.status == 0, "the converted copy holds another dataset: \(same.stderr)")
+
+        try await Self.send([dir + "/rle.dcm"], port: port, options: ["-xr"])
         let events = try await daemon.waitForEvents(timeout: .seconds(60)) { $0.contains { $0.kind == "dicom.forward.gave_up" } }
         let gaveUp = try #require(events.first { $0.kind == "dicom.forward.gave_up" })
-        let job = try #require(events.first { $0.kind == "dicom.forward.queued" })
+        let job = try #require(events.last { $0.kind == "dicom.forward.queued" })
         #expect(gaveUp.data["job"]?.intValue == job.seq)
         #expect(gaveUp.data["reason"]?.stringValue?.contains("transfer syntax not supported") == true, "\(gaveUp.dataJSON)")
         #expect(!events.contains { $0.kind == "dicom.forward.attempt_failed" }, "a rejection is not retried")

@@ -98,18 +98,23 @@ public struct PresentationContextRequest: Sendable, Hashable {
     }
 
     /// The contexts needed to send `instances`: one per SOP class and stored transfer syntax,
-    /// each offering only the syntax the file is in (the dataset is sent as stored, never
-    /// converted). At most 128, the most an association can carry.
+    /// offering the syntax the file is in first (its dataset is then sent exactly as
+    /// stored) and, for explicit VR little endian, implicit VR little endian as the lossless
+    /// fallback (``ImplicitVRTranscoder``). At most 128, the most an association can carry.
     public static func forSending(_ instances: [StoredInstance]) -> [PresentationContextRequest] {
         var seen = Set<PresentationContextRequest>()
         var out: [PresentationContextRequest] = []
         for instance in instances {
-            let request = PresentationContextRequest(abstractSyntax: instance.sopClass, transferSyntaxes: [instance.transferSyntax])
+            let request = PresentationContextRequest(
+                abstractSyntax: instance.sopClass, transferSyntaxes: [instance.transferSyntax] + (fallbacks[instance.transferSyntax] ?? []))
             if seen.insert(request).inserted { out.append(request) }
             if out.count == 128 { break }
         }
         return out
     }
+
+    /// Syntaxes a dataset can be converted to without loss, by stored syntax.
+    static let fallbacks = [DICOM.TransferSyntax.explicitLittle: [DICOM.TransferSyntax.implicitLittle]]
 }
 
 /// The requestor side of the DICOM upper layer (PS3.8) on SwiftNIO: opens an association
@@ -310,11 +315,18 @@ public struct RequesterAssociation {
         return try await response(to: id, field: Command.cEchoResponse).status ?? 0xFFFF
     }
 
-    /// C-STORE of a stored file, its dataset streamed from disk in PDUs the peer takes.
-    /// Returns the peer's status; throws ``RequesterError`` `.notAccepted` when no context
-    /// for its SOP class and transfer syntax was accepted.
-    public mutating func store(_ instance: StoredInstance) async throws -> UInt16 {
-        guard let context = accepted[instance.sopClass]?[instance.transferSyntax] else {
+    /// The largest dataset converted in memory for a destination that refuses the stored
+    /// syntax; a larger one is refused with a message saying so.
+    public static let conversionLimit = 512 << 20
+
+    /// C-STORE of a stored file, its dataset streamed from disk in PDUs the peer takes, or,
+    /// when the peer accepted only the lossless fallback, converted first. Returns the peer's
+    /// status and the syntax the dataset went in; throws ``RequesterError`` `.notAccepted`
+    /// when no context for its SOP class and transfer syntax was accepted.
+    public mutating func store(_ instance: StoredInstance) async throws -> (status: UInt16, transferSyntax: String) {
+        let forSOPClass = accepted[instance.sopClass] ?? [:]
+        let candidates = [instance.transferSyntax] + (PresentationContextRequest.fallbacks[instance.transferSyntax] ?? [])
+        guard let syntax = candidates.first(where: { forSOPClass[$0] != nil }), let context = forSOPClass[syntax] else {
             let why = refused[instance.sopClass] ?? "not proposed on this association"
             throw RequesterError(
                 .notAccepted, "\(peer) accepts no context for SOP class \(instance.sopClass) in \(instance.transferSyntax) (\(why))")
@@ -322,6 +334,10 @@ public struct RequesterAssociation {
         let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        var converted: [UInt8]?
+        if syntax != instance.transferSyntax {
+            converted = try Self.converted(instance, fd: fd)
+        }
         try requireDataTransfer()
         let id = takeMessageID()
         let command = Command(
@@ -332,37 +348,67 @@ public struct RequesterAssociation {
         let writeLimit = 1 << 20
         var buffer = ByteBufferAllocator().buffer(capacity: writeLimit + 4096)
         buffer.writeBytes(PDU.data([PDV(contextID: context, isCommand: true, isLast: true, bytes: command.encoded())]).encoded())
-        var offset = instance.datasetOffset
+        let (first, end) = converted.map { (0, $0.count) } ?? (instance.datasetOffset, instance.size)
+        var offset = first
         let chunkLimit = max(1, min(maxPDVData, DicomRequester.unlimitedPDU))
         repeat {
-            let count = min(chunkLimit, instance.size - offset)
-            let isLast = offset + count >= instance.size
+            let count = min(chunkLimit, end - offset)
+            let isLast = offset + count >= end
             buffer.writeInteger(UInt8(0x04))
             buffer.writeInteger(UInt8(0))
             buffer.writeInteger(UInt32(6 + count))
             buffer.writeInteger(UInt32(2 + count))
             buffer.writeInteger(context)
             buffer.writeInteger(UInt8(isLast ? 0x02 : 0x00))
-            let start = offset
-            let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
-                var done = 0
-                while done < count {
-                    let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(start + done))
-                    if n <= 0 { break }
-                    done += n
+            if let converted {
+                buffer.writeBytes(converted[offset..<(offset + count)])
+            } else {
+                let start = offset
+                let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
+                    var done = 0
+                    while done < count {
+                        let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(start + done))
+                        if n <= 0 { break }
+                        done += n
+                    }
+                    return done
                 }
-                return done
-            }
-            guard read == count else {
-                throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(offset + read) of \(instance.size)")
+                guard read == count else {
+                    throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(offset + read) of \(instance.size)")
+                }
             }
             offset += count
             if isLast || buffer.readableBytes >= writeLimit {
                 try await write(buffer)
                 buffer = ByteBufferAllocator().buffer(capacity: isLast ? 0 : writeLimit + 4096)
             }
-        } while offset < instance.size
-        return try await response(to: id, field: Command.cStoreResponse).status ?? 0xFFFF
+        } while offset < end
+        return (try await response(to: id, field: Command.cStoreResponse).status ?? 0xFFFF, syntax)
+    }
+
+    /// The file's dataset in implicit VR little endian.
+    private static func converted(_ instance: StoredInstance, fd: Int32) throws(RequesterError) -> [UInt8] {
+        let count = instance.size - instance.datasetOffset
+        guard count <= conversionLimit else {
+            throw RequesterError(
+                .notAccepted, "\(instance.path): the destination takes only implicit VR little endian, and a dataset of \(count) bytes is more than the \(conversionLimit >> 20) MiB converted in memory")
+        }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let read = bytes.withUnsafeMutableBytes { pointer in
+            var done = 0
+            while done < count {
+                let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(instance.datasetOffset + done))
+                if n <= 0 { break }
+                done += n
+            }
+            return done
+        }
+        guard read == count else { throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(read) of \(count)") }
+        do {
+            return try ImplicitVRTranscoder.transcode(bytes)
+        } catch {
+            throw RequesterError(.notAccepted, "\(instance.path): \(error.message)")
+        }
     }
 
     private mutating func takeMessageID() -> UInt16 {
