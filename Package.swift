@@ -245,6 +245,8 @@ let package = Package(
                 "ModbusGantry",
                 "NMShipper",
                 "NMQualityControl",
+                "NMForward",
+                "DicomStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -265,7 +267,10 @@ let package = Package(
         .testTarget(name: "NMJournalTests", dependencies: ["NMJournal", "NMBridgeCore", "NMCatalog", "TestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "NMServerTests",
-            dependencies: ["NMServer", "NMCatalog", "NMClient", "NMJournal", "NMBridgeCore", "TestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: [
+                "NMServer", "NMCatalog", "NMClient", "NMJournal", "NMForward", "DicomStore", "NMBridgeCore", "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
         ),
         .testTarget(name: "NMClientTests", dependencies: ["NMClient", "TestSupport"]),
         .testTarget(name: "NMTransportTests", dependencies: ["NMTransport", "NMBridgeCore", "NMTOML", "TestSupport"]),

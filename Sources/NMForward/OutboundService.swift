@@ -51,11 +51,12 @@ public struct OutboundService: Service {
         var pause = 1.0
         while !Task.isCancelled, !journal.followersClosed {
             do {
-                let cursor = try await rebuild()
+                let (cursor, state, _) = try await rebuild()
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for destination in settings.destinations {
                         group.addTask { await worker(destination) }
                     }
+                    group.addTask { await keepSnapshot(state) }
                     group.addTask { try await follow(from: cursor) }
                     // The follower ends at shutdown (the journal closes its followers); the workers then stop.
                     try await group.next()
@@ -74,33 +75,27 @@ public struct OutboundService: Service {
 
     // MARK: Rebuilding the queue from the journal
 
-    /// Queues every job without an end, and returns the cursor to follow from.
-    func rebuild() async throws -> Int64 {
-        var open: [Int64: OutboundJob] = [:]
+    /// What the journal says of the queue through `throughSeq` (the last `dicom.forward.*` or
+    /// `dicom.rrdsr.*` event read): the jobs without an end, by their queued event, and the
+    /// last input that caused one.
+    public struct QueueState: Equatable, Sendable {
+        var throughSeq: Int64 = 0
+        var open: [Int64: Event] = [:]
         var lastSource: Int64 = 0
-        var after: Int64 = 0
-        let pageSize = 10_000
-        while true {
-            let page = try await journal.events(
-                EventQuery(after: after, filter: EventFilter(kinds: ["dicom.forward.*", "dicom.rrdsr.*"]), limit: pageSize))
-            for event in page.events {
-                switch event.kind {
-                case "dicom.forward.queued":
-                    if let job = OutboundJob(queued: event) { open[event.seq] = job }
-                    lastSource = max(lastSource, event.data["source_seq"]?.intValue ?? 0)
-                case "dicom.forward.delivered", "dicom.forward.gave_up", "dicom.forward.dropped":
-                    if let job = event.data["job"]?.intValue { open[job] = nil }
-                case "dicom.rrdsr.created", "dicom.rrdsr.skipped":
-                    lastSource = max(lastSource, event.data["source_seq"]?.intValue ?? 0)
-                default:
-                    break
-                }
-            }
-            guard let last = page.events.last, page.events.count == pageSize else { break }
-            after = last.seq
-        }
+    }
+
+    /// Queues every job without an end, and returns the cursor to follow from and the
+    /// queue's state (which `keepSnapshot` carries on). Reads the journal from the snapshot's
+    /// seq on (docs/dicom.md, "The queue is the journal"), or from the start without one.
+    public func rebuild() async throws -> (cursor: Int64, state: QueueState, eventsRead: Int) {
+        let clock = ContinuousClock()
+        let started = clock.now
+        let snapshot = loadSnapshot()
+        var state = snapshot ?? QueueState()
+        let scanned = try await advance(&state)
+        saveSnapshot(state)
         let known = Set(settings.destinations.map(\.name))
-        let jobs = open.values.sorted { $0.id < $1.id }
+        let jobs = state.open.values.compactMap(OutboundJob.init(queued:)).sorted { $0.id < $1.id }
         let orphans = jobs.filter { !known.contains($0.destination) }
         if !orphans.isEmpty {
             logger.warning(
@@ -108,12 +103,60 @@ public struct OutboundService: Service {
                 metadata: ["outbound.jobs": "\(orphans.count)", "outbound.destinations": "\(Set(orphans.map(\.destination)).sorted())"])
         }
         queue.replaceJobs(jobs.filter { known.contains($0.destination) })
-        let cursor = max(loadCursor(), lastSource)
+        let cursor = max(loadCursor(), state.lastSource)
         logger.info(
             "outbound queue rebuilt from the journal",
-            metadata: ["outbound.waiting": "\(queue.waiting)", "outbound.cursor": "\(cursor)", "outbound.destinations": "\(known.sorted())"])
-        return min(cursor, journal.lastSeq)
+            metadata: [
+                "outbound.waiting": "\(queue.waiting)", "outbound.cursor": "\(cursor)", "outbound.destinations": "\(known.sorted())",
+                "outbound.snapshot_seq": "\(snapshot?.throughSeq ?? 0)", "outbound.events_read": "\(scanned)",
+                "outbound.rebuild_ms": "\(Int((started.duration(to: clock.now) / .milliseconds(1)).rounded()))",
+            ])
+        return (min(cursor, journal.lastSeq), state, scanned)
     }
+
+    /// Applies the queue's events after `state.throughSeq`; returns how many were read.
+    func advance(_ state: inout QueueState) async throws -> Int {
+        let pageSize = 10_000
+        var read = 0
+        while true {
+            let page = try await journal.events(
+                EventQuery(after: state.throughSeq, filter: EventFilter(kinds: ["dicom.forward.*", "dicom.rrdsr.*"]), limit: pageSize))
+            for event in page.events {
+                switch event.kind {
+                case "dicom.forward.queued":
+                    state.open[event.seq] = event
+                    state.lastSource = max(state.lastSource, event.data["source_seq"]?.intValue ?? 0)
+                case "dicom.forward.delivered", "dicom.forward.gave_up", "dicom.forward.dropped":
+                    if let job = event.data["job"]?.intValue { state.open[job] = nil }
+                case "dicom.rrdsr.created", "dicom.rrdsr.skipped":
+                    state.lastSource = max(state.lastSource, event.data["source_seq"]?.intValue ?? 0)
+                default:
+                    break
+                }
+                state.throughSeq = event.seq
+            }
+            read += page.events.count
+            guard page.events.count == pageSize else { return read }
+        }
+    }
+
+    /// Every `snapshotInterval`, reads the queue's new events and saves the snapshot, so
+    /// that a start after months of forwarding reads only what came since.
+    func keepSnapshot(_ state: QueueState) async {
+        var state = state
+        while !Task.isCancelled {
+            guard (try? await Task.sleep(for: Self.snapshotInterval)) != nil else { return }
+            do {
+                let before = state
+                _ = try await advance(&state)
+                if state != before { saveSnapshot(state) }
+            } catch {
+                logger.warning("cannot read the journal for the outbound queue's snapshot", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    static let snapshotInterval = Duration.seconds(600)
 
     // MARK: Following the journal
 
@@ -228,6 +271,64 @@ public struct OutboundService: Service {
             }
         } catch {
             logger.error("cannot save the outbound cursor", metadata: ["outbound.cursor_file": "\(settings.cursorFile)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Snapshot file
+
+    /// Beside the cursor file: a header line (journal id, seq, last source, job count), then
+    /// each open job's `dicom.forward.queued` event, one JSON object per line.
+    public var snapshotFile: String {
+        URL(fileURLWithPath: settings.cursorFile).deletingLastPathComponent().appendingPathComponent(".outbound-queue.jsonl").path
+    }
+
+    struct SnapshotHeader: Codable {
+        var journal: String
+        var throughSeq: Int64
+        var lastSource: Int64
+        var jobs: Int
+    }
+
+    /// The saved state, if it belongs to this journal and is whole; else nil (a full scan).
+    func loadSnapshot() -> QueueState? {
+        guard let bytes = FileManager.default.contents(atPath: snapshotFile) else { return nil }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+        func unusable(_ why: String) -> QueueState? {
+            logger.warning("outbound queue snapshot not used; reading the whole journal", metadata: ["file": "\(snapshotFile)", "reason": "\(why)"])
+            return nil
+        }
+        guard let first = lines.first, let header = try? JSONDecoder().decode(SnapshotHeader.self, from: Data(first.utf8)) else {
+            return unusable("line 1 is not its header")
+        }
+        guard header.journal == journal.id.uuidString.lowercased() else { return nil }  // another journal's: silently stale
+        guard header.throughSeq <= journal.lastSeq else { return unusable("seq \(header.throughSeq) is past the journal's end") }
+        guard lines.count == header.jobs + 1 else { return unusable("\(lines.count - 1) jobs where the header says \(header.jobs)") }
+        var state = QueueState(throughSeq: header.throughSeq, lastSource: header.lastSource)
+        for (index, line) in lines.dropFirst().enumerated() {
+            guard let event = try? Event(json: String(line)), event.kind == "dicom.forward.queued" else {
+                return unusable("line \(index + 2) is not a dicom.forward.queued event")
+            }
+            state.open[event.seq] = event
+        }
+        return state
+    }
+
+    func saveSnapshot(_ state: QueueState) {
+        let header = SnapshotHeader(
+            journal: journal.id.uuidString.lowercased(), throughSeq: state.throughSeq, lastSource: state.lastSource, jobs: state.open.count)
+        var text = String(decoding: (try? JSONEncoder().encode(header)) ?? Data(), as: UTF8.self) + "\n"
+        for (_, event) in state.open.sorted(by: { $0.key < $1.key }) { text += event.jsonText + "\n" }
+        // Not synced: a snapshot lost in a crash only means reading more of the journal.
+        let temporary = snapshotFile + ".tmp"
+        var failure: String?
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
+            if rename(temporary, snapshotFile) != 0 { failure = "rename: \(String(cString: strerror(errno)))" }
+        } catch {
+            failure = "\(error)"
+        }
+        if let failure {
+            logger.warning("cannot save the outbound queue's snapshot", metadata: ["file": "\(snapshotFile)", "error": "\(failure)"])
         }
     }
 

@@ -10,7 +10,7 @@ struct NMBridgeBench: AsyncParsableCommand {
         abstract: "Measures nmbridge's journal, live API, drivers and shipper (see docs/performance.md).",
         subcommands: [
             JournalAppend.self, SSELatency.self, DosecalLatency.self, DosecalCPU.self, ModbusPoll.self, ModbusCPU.self,
-            ShipperCatchUp.self, ShipperLatency.self, QualityControlCatchUp.self,
+            ShipperCatchUp.self, ShipperLatency.self, QualityControlCatchUp.self, OutboundRebuild.self,
         ])
 }
 
