@@ -12,20 +12,10 @@ import Testing
 /// The outbound queue is rebuilt from the journal at start; its snapshot file lets a start
 /// read only the queue's events since the snapshot, with the same result as reading all.
 @Suite struct OutboundSnapshotTests {
-    static func service(_ dir: String, journal: Journal) throws -> OutboundService {
-        let configuration = try DaemonConfiguration.load(
-            text: """
-                [daemon]
-                state_dir = "\(dir)"
-                [dicom]
-                accept_any_calling_ae = true
-                [[dicom.destination]]
-                name = "pacs"
-                ae_title = "PACS"
-                host = "127.0.0.1"
-                port = 104
-                """, file: "test.toml", drivers: DriverCatalog([]), sections: .standard, defaultNode: "test")
-        let dicom = try #require(configuration.dicom)
+    static func service(_ dir: String, journal: Journal) -> OutboundService {
+        var dicom = DaemonConfiguration.Dicom(storage: dir + "/dicom")
+        dicom.outbound = .init(cursorFile: dir + "/dicom/.outbound-cursor.json")
+        dicom.outbound.destinations = [.init(name: "pacs", aeTitle: "PACS", host: "127.0.0.1", port: 104, callingAE: "NMBRIDGE")]
         return OutboundService(journal: journal, dicom: dicom, qualityControl: nil, zone: .gmt, node: "test", logger: Logger(label: "test"))
     }
 
@@ -51,7 +41,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let journal = try Journal.open(JournalOptions(path: dir + "/journal.db", node: "test", registry: .standard, sync: .normal), logger: Logger(label: "test"))
         defer { journal.closeFollowers() }
-        let service = try Self.service(dir, journal: journal)
+        let service = Self.service(dir, journal: journal)
         try FileManager.default.createDirectory(atPath: dir + "/dicom", withIntermediateDirectories: true)  // the receiver makes it
 
         // 300 jobs, two thirds of them ended; then a snapshot at start.

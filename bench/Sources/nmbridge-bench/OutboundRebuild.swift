@@ -34,19 +34,9 @@ struct OutboundRebuild: BenchCommand {
         let journal = try Journal.open(
             JournalOptions(path: dir + "/journal.db", node: "bench", registry: .standard, sync: .normal), logger: benchLogger())
         defer { journal.closeFollowers() }
-        let configuration = try DaemonConfiguration.load(
-            text: """
-                [daemon]
-                state_dir = "\(dir)"
-                [dicom]
-                accept_any_calling_ae = true
-                [[dicom.destination]]
-                name = "pacs"
-                ae_title = "PACS"
-                host = "127.0.0.1"
-                port = 104
-                """, file: "bench.toml", drivers: DriverCatalog([]), sections: .standard, defaultNode: "bench")
-        guard let dicom = configuration.dicom else { throw ValidationError("no [dicom] section") }
+        var dicom = DaemonConfiguration.Dicom(storage: dir + "/dicom")
+        dicom.outbound = .init(cursorFile: dir + "/dicom/.outbound-cursor.json")
+        dicom.outbound.destinations = [.init(name: "pacs", aeTitle: "PACS", host: "127.0.0.1", port: 104, callingAE: "NMBRIDGE")]
         let service = OutboundService(journal: journal, dicom: dicom, qualityControl: nil, zone: .gmt, node: "bench", logger: benchLogger())
 
         try await fill(journal, from: 0, count: jobs, open: open)
