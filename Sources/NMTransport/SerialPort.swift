@@ -33,9 +33,6 @@ public final class SerialPort: Sendable {
         var failure: NMBridgeError?
         var waiter: (id: UInt64, deadline: ContinuousClock.Instant, continuation: CheckedContinuation<Void, Never>)?
         var nextWaiterID: UInt64 = 0
-        /// The last read whose timeout fired. A timer can fire before its read has
-        /// installed its waiter (a busy cooperative pool); that read must not wait then.
-        var expiredWaiterID: UInt64 = 0
         var closed = false
         var readerDone = false
     }
@@ -261,17 +258,15 @@ public final class SerialPort: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
-                    if !state.buffer.isEmpty || state.failure != nil || Task.isCancelled || timeout <= .zero { return true }
+                    if !state.buffer.isEmpty || state.failure != nil || state.closed || Task.isCancelled || timeout <= .zero { return true }
                     state.waiter = (id, deadline, continuation)
-                    return false
-                }
-                if resumeNow {
-                    continuation.resume()
-                } else {
                     // The reader thread may be in a poll without a deadline: make it look.
+                    // Under the lock, so `close` cannot have closed the pipe yet.
                     var one: UInt8 = 1
                     _ = Glibc.write(wakeWrite, &one, 1)
+                    return false
                 }
+                if resumeNow { continuation.resume() }
             }
         } onCancel: {
             let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
