@@ -143,7 +143,9 @@ public struct DoseCalibratorDriver<Family: DoseCalibratorFamily>: Driver {
                 _ = await session?.result
                 guard let devnode = info.devnode else { continue }
                 context.logger.info("dose calibrator attached", metadata: ["path": "\(devnode)", "reason": "\(reason)"])
-                session = Task { try await serve(path: devnode, tty: info, reason: reason.rawValue) }
+                // On the driver's thread: a session on the shared pool once polled every ten
+                // seconds while the pool was busy.
+                session = Task(executorPreference: context.executor) { try await serve(path: devnode, tty: info, reason: reason.rawValue) }
             case .detach(let info, let reason):
                 session?.cancel()
                 _ = await session?.result

@@ -119,6 +119,10 @@ public struct DriverContext: Sendable {
     public let logger: Logger
     /// The clock to sleep and time with (a manual clock in tests).
     public let clock: any Clock<Duration>
+    /// The driver's own thread, when the supervisor gave it one (`DeviceThreadExecutor`).
+    /// Child tasks run there by themselves; a task a driver starts unstructured should ask
+    /// for it: `Task(executorPreference: context.executor)`.
+    public var executor: (any TaskExecutor)?
     private let sink: any DriverEventSink
 
     public init(deviceID: String, driverName: String, logger: Logger, clock: any Clock<Duration>, sink: any DriverEventSink) {

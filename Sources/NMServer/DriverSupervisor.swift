@@ -37,7 +37,7 @@ public struct DriverSupervisor: Service {
                     // A thread per device: its polls keep their pace whatever else the daemon does.
                     let executor = DeviceThreadExecutor(name: "driver \(device.id)")
                     group.addTask(executorPreference: executor) {
-                        await supervise(device, entry)
+                        await supervise(device, entry, on: executor)
                         executor.shutdown()
                     }
                 }
@@ -56,14 +56,15 @@ public struct DriverSupervisor: Service {
         min(maximum, initial * pow(2, Double(min(attempt - 1, 60))))
     }
 
-    private func supervise(_ device: DaemonConfiguration.Device, _ entry: DriverCatalogEntry) async {
+    private func supervise(_ device: DaemonConfiguration.Device, _ entry: DriverCatalogEntry, on executor: DeviceThreadExecutor) async {
         var logger = logger
         logger[metadataKey: "device.id"] = "\(device.id)"
         var attempt = 0
         while !Task.isCancelled {
-            let context = DriverContext(
+            var context = DriverContext(
                 deviceID: device.id, driverName: device.driver, logger: logger, clock: clock,
                 sink: InstrumentIdentitySink.wrapping(monitor, for: device))
+            context.executor = executor
             let driver = entry.make(device.settings, context)
             monitor.driverStarted(device.id)
             let started = ContinuousClock.now

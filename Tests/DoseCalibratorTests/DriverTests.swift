@@ -35,14 +35,15 @@ struct DriverRig {
             text: toml, file: "test.toml", drivers: DriverCatalog(doseCalibratorDrivers), defaultNode: "test")
         let device = configuration.devices[0]
         let entry = DriverCatalog(doseCalibratorDrivers).entries[driver]!
-        let context = DriverContext(
+        var context = DriverContext(
             deviceID: device.id, driverName: driver, logger: Logger(label: "test"), clock: ContinuousClock(), sink: sink)
+        // As the daemon's supervisor runs a driver: on a thread of its own.
+        let executor = DeviceThreadExecutor(name: "driver test")
+        context.executor = executor
         var settings = device.settings as! DoseCalibratorSettings
         if let hotplug { settings.hotplug = hotplug }
         let service = entry.make(settings, context)
         simulator.start()
-        // As the daemon's supervisor runs a driver: on a thread of its own.
-        let executor = DeviceThreadExecutor(name: "driver test")
         task = Task(executorPreference: executor) {
             defer { executor.shutdown() }
             try await service.run()
