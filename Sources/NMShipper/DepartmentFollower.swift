@@ -124,6 +124,10 @@ public struct DepartmentFollower: Sendable {
     ) async throws {
         var cursors = initial
         var firstRound = true
+        // Without `follow`: where each history ended at the first read. Reading stops there,
+        // so that a busy department (events arriving faster than they are printed) cannot
+        // keep a one-off `tail` running for ever.
+        var ends: [HistoryKey: Int64]?
         var backoff = 0.25
         while !Task.isCancelled {
             let connection: PostgresConnection
@@ -154,10 +158,14 @@ public struct DepartmentFollower: Sendable {
                             // Read until nothing new is left, then wait for a wake-up.
                             while true {
                                 let follower = self
-                                let histories: [HistoryKey: Int64] = try await withDeadline(
+                                var histories: [HistoryKey: Int64] = try await withDeadline(
                                     Self.queryDeadline, "reading nmbridge.cursors", closing: connection
                                 ) {
                                     try await follower.histories(connection)
+                                }
+                                if !follow {
+                                    if ends == nil { ends = histories }
+                                    histories = ends ?? histories
                                 }
                                 if firstRound {
                                     firstRound = false

@@ -199,6 +199,46 @@ import Testing
         await server.destroy()
     }
 
+    /// `nmbridge tail --postgres` without `-f` ends at what was there when it started. It
+    /// used to read until nothing new was left, so a department producing events faster than
+    /// they were printed kept it running for ever (a fresh-clone run under load: 18 minutes).
+    /// Here each delivered event makes the node journal another one.
+    @Test func aOneOffReadEndsWhereTheTableEndedAtItsStart() async throws {
+        let server = try await startServer()
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        do {
+            let journal = try openJournal(dir + "/ws-a.db", node: "ws-a")
+            let shipper = try RunningShipper(journal: journal, server: server)
+            // More than a page (1000), so that the reader asks again after its first page.
+            try await journal.append((0..<1500).map { _ in EventDraft(kind: "experimental.before") })
+            try await waitUntil("1500 events shipped") { try await centralRows(server).count >= 1500 }
+            let follower = DepartmentFollower(connector: try connector(server), nodes: [], filter: EventFilter(), logger: quietLogger)
+            let delivered = Shared<[Event]>([])
+            // One new event per event read, all shipped before the next page is read: faster
+            // than the reader. Bounded at 2000, so that the old behaviour ended too (with too
+            // many events) instead of hanging.
+            try await follower.run(cursors: [:], backlog: nil, follow: false) { event, _ in
+                let count = delivered.withLock { events in
+                    events.append(event)
+                    return events.count
+                }
+                guard count <= 2000 else { return }
+                try await journal.append(EventDraft(kind: "experimental.during"))
+                if count % 1000 == 0 {
+                    try await waitUntil("the new events shipped") { try await centralRows(server).count >= 1500 + count }
+                }
+            }
+            let kinds = delivered.current.map(\.kind)
+            #expect(kinds.count == 1500 && kinds.allSatisfy { $0 == "experimental.before" }, "\(kinds.count) events, \(Set(kinds))")
+            await shipper.stop()
+        } catch {
+            await server.destroy()
+            throw error
+        }
+        await server.destroy()
+    }
+
     @Test func schemaIsVersionedAndANewerOneIsRefused() async throws {
         let server = try await startServer()
         do {
