@@ -84,7 +84,10 @@ struct DriverRig {
         (.line, "dosecal-line"),
     ])
     func measurementArrivesWithBecquerel(model: SimulatedModel, driver: String) async throws {
-        let rig = try DriverRig(model: model, driver: driver, script: Self.vial(model), extra: model == .line ? "" : "poll_ms = 250")
+        // A 1 s reply timeout: the simulator's thread, in a test process under load, can answer
+        // later than 250 ms, and a late reply taken for the next one's is a protocol error
+        // this test does not expect (a fresh-clone run at load 7). Timeouts are tested below.
+        let rig = try DriverRig(model: model, driver: driver, script: Self.vial(model), extra: model == .line ? "" : "poll_ms = 1000")
         let arrived = await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty }
         // Let a few more polls pass: the same vial must not count twice.
         try await Task.sleep(for: .milliseconds(600))
@@ -207,7 +210,7 @@ struct DriverRig {
     @Test func aVialShowsOnlyInItsChamber() async throws {
         let rig = try DriverRig(
             model: .crc35r, driver: "capintec-crc35r", script: "show F-18 370 MBq for 600s chamber 3",
-            extra: "poll_ms = 250\nchambers = [1, 3]")
+            extra: "poll_ms = 1000\nchambers = [1, 3]")  // 1 s reply timeout, as above
         let arrived = await rig.sink.wait { !rig.sink.events("dosecal.measurement").isEmpty }
         try await Task.sleep(for: .milliseconds(500))
         await rig.stop()
@@ -217,7 +220,7 @@ struct DriverRig {
 
     @Test func multiChamberCRC35R() async throws {
         let rig = try DriverRig(
-            model: .crc35r, driver: "capintec-crc35r", script: "show Ga-68 1.2 GBq for 600s", extra: "poll_ms = 250\nchambers = [1, 3]")
+            model: .crc35r, driver: "capintec-crc35r", script: "show Ga-68 1.2 GBq for 600s", extra: "poll_ms = 1000\nchambers = [1, 3]")
         let both = await rig.sink.wait { Set(rig.sink.events("dosecal.measurement").compactMap { $0.data["chamber"] }).count == 2 }
         await rig.stop()
         #expect(both)
