@@ -31,7 +31,6 @@ public struct SettleRule: Sendable, Equatable {
 public struct Settler: Sendable {
     public let rule: SettleRule
     private var run: [ActivityReading] = []
-    private var emittedForRun = false
     /// The measurement emitted for the vial in the chamber, while it stays there.
     private var emitted: ActivityReading?
 
@@ -60,8 +59,7 @@ public struct Settler: Sendable {
             }
             run.append(reading)
             if run.count > count { run.removeFirst(run.count - count) }
-            guard run.count >= count, !emittedForRun else { return nil }
-            emittedForRun = true
+            guard run.count >= count, emitted == nil else { return nil }
             emitted = reading
             return reading
         }
@@ -71,7 +69,6 @@ public struct Settler: Sendable {
     /// a new measurement.
     public mutating func reset() {
         run.removeAll(keepingCapacity: true)
-        emittedForRun = false
         emitted = nil
     }
 

@@ -483,14 +483,9 @@ enum StoragePath {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        var hasher = SHA256()
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { return nil }
-            if n == 0 { break }
-            hasher.update(data: buffer[0..<n])
-        }
-        return Hex.encode(hasher.finalize())
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { return nil }
+        let digest = InstanceSpool.sha256(fd, offset: 0, length: Int(info.st_size))
+        return digest.isEmpty ? nil : Hex.encode(digest)
     }
 }

@@ -428,6 +428,7 @@ final class InstanceSpool: @unchecked Sendable {
         return true
     }
 
+    /// The SHA-256 of `length` bytes of `fd` from `offset`; empty on a read error.
     static func sha256(_ fd: Int32, offset: Int, length: Int) -> [UInt8] {
         var hasher = SHA256()
         guard readChunks(fd, offset: offset, length: length, { hasher.update(data: $0); return true }) else { return [] }

@@ -93,7 +93,7 @@ public struct OutboundService: Service {
         let snapshot = loadSnapshot()
         var state = snapshot ?? QueueState()
         let scanned = try await advance(&state)
-        saveSnapshot(state)
+        if state != snapshot { saveSnapshot(state) }
         let known = Set(settings.destinations.map(\.name))
         let jobs = state.open.values.compactMap(OutboundJob.init(queued:)).sorted { $0.id < $1.id }
         let orphans = jobs.filter { !known.contains($0.destination) }
@@ -234,17 +234,7 @@ public struct OutboundService: Service {
     /// Appends; a failing journal (disk full) is retried, never skipped.
     @discardableResult
     func appendRetrying(_ drafts: [EventDraft]) async throws -> [Event] {
-        var delay = 0.5
-        while true {
-            do {
-                return try await journal.append(drafts)
-            } catch {
-                if Task.isCancelled || journal.followersClosed { throw error }
-                logger.error("cannot journal outbound events; retrying", metadata: ["error": "\(error)", "retry_s": "\(delay)"])
-                try await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 30)
-            }
-        }
+        try await journal.appendRetrying(drafts, what: "outbound events", logger: logger)
     }
 
     // MARK: Cursor file

@@ -80,20 +80,7 @@ public struct QualityControlService: Service {
 
     /// Appends the findings of one event; a failing journal (disk full) is retried, never skipped.
     private func appendRetrying(_ findings: [EventDraft], for event: Event) async throws {
-        var delay = 0.5
-        while true {
-            do {
-                try await journal.append(findings)
-                return
-            } catch {
-                if Task.isCancelled || journal.followersClosed { throw error }
-                logger.error(
-                    "cannot journal QC findings; retrying",
-                    metadata: ["qc.source_seq": "\(event.seq)", "error": "\(error)", "retry_s": "\(delay)"])
-                try await Task.sleep(for: .seconds(delay))
-                delay = min(delay * 2, 30)
-            }
-        }
+        try await journal.appendRetrying(findings, what: "QC findings", logger: logger, metadata: ["qc.source_seq": "\(event.seq)"])
     }
 
     // MARK: Cursor

@@ -122,26 +122,10 @@ public struct DriverSupervisor: Service {
         }
     }
 
-    /// Journals supervisor events; if the journal itself fails (disk full), the failure
-    /// is logged and supervision goes on.
     /// Journals the supervisor's events, retrying while the journal refuses (a full disk):
     /// the driver is not restarted before its crash is on record, and a restart while its
     /// events cannot be journaled would only crash again. Ends early only at shutdown.
     private func journal(_ drafts: [EventDraft], logger: Logger) async {
-        var delay = 0.1
-        var reported = false
-        while true {
-            do {
-                try await monitor.journal.append(drafts)
-                return
-            } catch {
-                if !reported {
-                    logger.error("cannot journal supervisor event; retrying", metadata: ["error": "\(error)"])
-                    reported = true
-                }
-                guard (try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))) != nil else { return }
-                delay = min(delay * 2, 5)
-            }
-        }
+        _ = try? await monitor.journal.appendRetrying(drafts, what: "supervisor events", logger: logger, initialDelay: 0.1, maxDelay: 5)
     }
 }

@@ -24,7 +24,6 @@ public final class DoseCalibratorSimulator: Sendable {
         var requests = 0
         var replies = 0
         var step = 0
-        var loops = 0
     }
 
     /// Creates the pty (and the symlink) at once, so `path` is usable on return.
@@ -45,7 +44,7 @@ public final class DoseCalibratorSimulator: Sendable {
 
     /// Where the session is, for a test's failure message: requests read, replies sent and
     /// the script step (counted from 1).
-    public var progress: String { state.withLock { "\($0.requests) requests, \($0.replies) replies, at step \($0.step + 1), loops \($0.loops)" } }
+    public var progress: String { state.withLock { "\($0.requests) requests, \($0.replies) replies, at step \($0.step + 1)" } }
 
     public func start() {
         let thread = Thread { [self] in
@@ -140,7 +139,7 @@ public final class DoseCalibratorSimulator: Sendable {
                 printed = true
                 respond(to: SimulatedRequest(), at: current, instrument)
             }
-            guard let pty = state.withLock({ $0.loops += 1; return $0.pty }) else { return }
+            guard let pty = state.withLock({ $0.pty }) else { return }
             for request in instrument.requests(in: pty.read(timeoutMs: 20)) {
                 state.withLock { $0.requests += 1 }
                 if position == nil { enter(0) }

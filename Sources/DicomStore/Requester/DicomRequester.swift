@@ -393,17 +393,11 @@ public struct RequesterAssociation {
             throw RequesterError(
                 .notAccepted, "\(instance.path): the destination takes only implicit VR little endian, and a dataset of \(count) bytes is more than the \(conversionLimit >> 20) MiB converted in memory")
         }
-        var bytes = [UInt8](repeating: 0, count: count)
-        let read = bytes.withUnsafeMutableBytes { pointer in
-            var done = 0
-            while done < count {
-                let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(instance.datasetOffset + done))
-                if n <= 0 { break }
-                done += n
-            }
-            return done
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        guard InstanceSpool.readChunks(fd, offset: instance.datasetOffset, length: count, { bytes += $0; return true }) else {
+            throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(bytes.count) of \(count)")
         }
-        guard read == count else { throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(read) of \(count)") }
         do {
             return try ImplicitVRTranscoder.transcode(bytes)
         } catch {
