@@ -94,11 +94,13 @@ extension OutboundService {
             try await DicomRequester.withAssociation(
                 to: destination, contexts: PresentationContextRequest.forSending(sendable.map(\.instance)), logger: logger
             ) { association in
-                for (job, instance) in sendable {
+                for (index, (job, instance)) in sendable.enumerated() {
                     let status: UInt16
                     let syntax: String
                     do {
-                        (status, syntax) = try await association.store(instance)
+                        // The next file is read while the destination answers this one.
+                        let next = index + 1 < sendable.count ? sendable[index + 1].instance : nil
+                        (status, syntax) = try await association.store(instance, next: next)
                     } catch let error as RequesterError where !error.isTransient {
                         finished.append(gaveUp(job, reason: error.message))
                         rejected.insert(job.id)

@@ -35,24 +35,6 @@ final class StoreSCP: @unchecked Sendable {
     var files: [String] { DicomPeers.files(under: output) }
 }
 
-/// Waits until something accepts connections on 127.0.0.1:`port` (a peer just started).
-func waitForListener(port: Int, what: String) async throws {
-    for _ in 0..<600 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        close(fd)
-        if connected { return }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    throw DatasetError(message: "\(what) did not listen on port \(port)")
-}
-
 /// The dataset bytes of a Part-10 file (after its file meta).
 func datasetBytes(_ path: String) throws -> [UInt8] {
     let instance = try StoredInstance.open(path: path)
@@ -195,22 +177,8 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         let dir = try DicomPeers.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let files = try await Self.makeStudy(dir)
-        let port = try freeTCPPort()
-        let http = try freeTCPPort()
-        try """
-            { "Name": "nmbridge-test", "StorageDirectory": "\(dir)/orthanc-storage", "IndexDirectory": "\(dir)/orthanc-index",
-              "DicomAet": "ORTHANC", "DicomPort": \(port), "HttpPort": \(http), "RemoteAccessAllowed": false,
-              "DicomCheckCalledAet": true, "StorageCompression": false, "Plugins": [] }
-            """.write(toFile: dir + "/orthanc.json", atomically: true, encoding: .utf8)
-        let orthanc = Process()
-        orthanc.executableURL = URL(fileURLWithPath: "/usr/sbin/Orthanc")
-        orthanc.arguments = [dir + "/orthanc.json"]
-        orthanc.environment = ProcessInfo.processInfo.environment.merging(["TCP_NODELAY": "1"]) { _, new in new }
-        orthanc.standardOutput = FileHandle.nullDevice
-        orthanc.standardError = FileHandle.nullDevice
-        try orthanc.runBoundToTest()
+        let (orthanc, port) = try await startOrthanc(directory: dir, aeTitle: "ORTHANC")
         defer { stopProcess(orthanc) }
-        try await waitForListener(port: port, what: "Orthanc")
         let instances = try files.map { try StoredInstance.open(path: $0) }
         let statuses = try await DicomRequester.withAssociation(
             to: Self.destination(port: port, aeTitle: "ORTHANC"), contexts: PresentationContextRequest.forSending(instances), logger: Logger(label: "test")

@@ -142,6 +142,56 @@ import Testing
         #expect(after["waiting"]?.intValue == 0, "\(after.jsonText)")
     }
 
+    /// The same to Orthanc, another implementation's storage SCP: all 400 arrive with the
+    /// datasets sent, across a kill -9 of the daemon mid-delivery (Orthanc keeps the first
+    /// copy of an instance sent twice, and answers success).
+    @Test func aStudyOf400ReachesOrthancCompleteAcrossAKill() async throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/study", withIntermediateDirectories: true)
+        let made = try await runProgram(
+            testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", dir + "/study", "--count", "400", "--rows", "32"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/study").sorted().map { dir + "/study/" + $0 }
+        let (orthanc, pacsPort) = try await startOrthanc(directory: dir, aeTitle: "PACS")
+        defer { stopProcess(orthanc) }
+        let port = try freeTCPPort()
+        let config = Self.config(dir, port: port, destinationPort: pacsPort)
+        var daemon = try await DaemonProcess.start(directory: dir, config: config)
+        defer { daemon.signal(SIGKILL) }
+        try await Self.send(files, port: port)
+        _ = try await daemon.waitForEvents(timeout: .seconds(120)) { events in
+            events.filter { $0.kind == "dicom.forward.delivered" }.count >= 150
+        }
+        daemon.signal(SIGKILL)
+        try await daemon.waitForExit()
+        daemon = try await DaemonProcess.start(directory: dir, config: config)
+        let events = try await daemon.waitForEvents(timeout: .seconds(240)) { events in
+            let queued = Set(events.filter { $0.kind == "dicom.forward.queued" }.map(\.seq))
+            let done = Set(events.filter { $0.kind == "dicom.forward.delivered" }.compactMap { $0.data["job"]?.intValue })
+            return queued.count >= 400 && queued.isSubset(of: done)
+        }
+        #expect(events.filter { $0.kind == "dicom.forward.queued" }.count == 400, "one job per instance")
+        #expect(!events.contains { $0.kind == "dicom.forward.gave_up" })
+        // Orthanc's storage holds each instance once, with the dataset that was received.
+        var received: [[UInt8]: String] = [:]
+        for event in events where event.kind == "dicom.instance.stored" {
+            guard let sop = event.data["sop_instance_uid"]?.stringValue, let path = event.data["path"]?.stringValue else { continue }
+            received[try Self.dataset(path)] = sop
+        }
+        #expect(received.count == 400)
+        var bySOP: [String: String] = [:]
+        for path in try FileManager.default.subpathsOfDirectory(atPath: dir + "/orthanc-storage").map({ dir + "/orthanc-storage/" + $0 }) {
+            guard let bytes = FileManager.default.contents(atPath: path), bytes.count > 132, bytes[128..<132].elementsEqual("DICM".utf8) else {
+                continue
+            }
+            let sop = received[try Self.dataset(path)]
+            #expect(sop != nil, "\(path) in Orthanc's storage holds no dataset that was received")
+            if let sop { bySOP[sop] = path }
+        }
+        #expect(bySOP.count == 400, "\(bySOP.count) of 400 instances in Orthanc, byte for byte")
+    }
+
     /// +xi: the destination takes implicit VR little endian only. An explicit VR instance is
     /// converted on the way (losslessly: the same dataset arrives); an RLE-compressed one
     /// cannot be, and ends in a journaled give-up.

@@ -42,3 +42,48 @@ public func freeTCPPort() throws -> Int {
     guard bound else { throw HarnessError("cannot find a free TCP port") }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+/// Waits until something accepts connections on 127.0.0.1:`port` (a peer just started).
+public func waitForListener(port: Int, what: String) async throws {
+    for _ in 0..<600 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        close(fd)
+        if connected { return }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    throw HarnessError("\(what) did not listen on port \(port)")
+}
+
+/// Orthanc (Debian's `orthanc`) as a DICOM destination, bound to the test: storage and
+/// index under `directory` (its files in `directory/orthanc-storage`, uncompressed), on a
+/// free port, answering to `aeTitle` only, with TCP_NODELAY=1. Returns once it listens.
+public func startOrthanc(directory: String, aeTitle: String) async throws -> (process: Process, port: Int) {
+    let port = try freeTCPPort()
+    let http = try freeTCPPort()
+    try """
+        { "Name": "nmbridge-test", "StorageDirectory": "\(directory)/orthanc-storage", "IndexDirectory": "\(directory)/orthanc-index",
+          "DicomAet": "\(aeTitle)", "DicomPort": \(port), "HttpPort": \(http), "RemoteAccessAllowed": false,
+          "DicomCheckCalledAet": true, "StorageCompression": false, "Plugins": [] }
+        """.write(toFile: directory + "/orthanc.json", atomically: true, encoding: .utf8)
+    let orthanc = Process()
+    orthanc.executableURL = URL(fileURLWithPath: "/usr/sbin/Orthanc")
+    orthanc.arguments = [directory + "/orthanc.json"]
+    orthanc.environment = ProcessInfo.processInfo.environment.merging(["TCP_NODELAY": "1"]) { _, new in new }
+    orthanc.standardOutput = FileHandle.nullDevice
+    orthanc.standardError = FileHandle.nullDevice
+    try orthanc.runBoundToTest()
+    do {
+        try await waitForListener(port: port, what: "Orthanc")
+    } catch {
+        stopProcess(orthanc)
+        throw error
+    }
+    return (orthanc, port)
+}

@@ -142,8 +142,10 @@ public enum DicomRequester {
         let serverName = destination.tls?.serverName ?? (destination.tls?.verifyHostname == true ? destination.host : nil)
         let timeout = TimeAmount.milliseconds(Int64(destination.timeout * 1000))
         let channel: NIOAsyncChannel<RawPDU, ByteBuffer>
+        // The association's code runs on its channel's event loop (see EventLoopTaskExecutor).
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
         do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            channel = try await ClientBootstrap(group: loop)
                 .connectTimeout(.milliseconds(Int64(destination.connectTimeout * 1000)))
                 .channelOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 1)
                 .connect(host: destination.host, port: destination.port) { channel in
@@ -159,7 +161,16 @@ public enum DicomRequester {
         } catch {
             throw RequesterError(.connection, "cannot connect to \(peer): \(error)")
         }
-        return try await channel.executeThenClose { inbound, outbound in
+        return try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {
+            try await exchange(on: channel, peer: peer, destination: destination, contexts: contexts, logger: logger, body)
+        }
+    }
+
+    private static func exchange<Result: Sendable>(
+        on channel: NIOAsyncChannel<RawPDU, ByteBuffer>, peer: String, destination: DaemonConfiguration.Dicom.Destination,
+        contexts: [PresentationContextRequest], logger: Logger, _ body: (inout RequesterAssociation) async throws -> Result
+    ) async throws -> Result {
+        try await channel.executeThenClose { inbound, outbound in
             var association = RequesterAssociation(
                 peer: peer, destination: destination, iterator: inbound.makeAsyncIterator(), outbound: outbound, logger: logger)
             try await association.associate(contexts)
@@ -172,6 +183,25 @@ public enum DicomRequester {
             }
             try await association.release()
             return result
+        }
+    }
+
+    /// Runs a task's jobs on an event loop: the association's task, given this as its
+    /// executor preference, runs on its channel's loop. A response then resumes the sender
+    /// on the thread that read it, and its next write is made there, where on the shared
+    /// pool each instance cost two more thread wake-ups (the response handed from the loop
+    /// to the pool, the write back), each a scheduling delay on a busy machine. The task
+    /// reads the next file on the loop too (a read-ahead of a few hundred microseconds).
+    final class EventLoopTaskExecutor: TaskExecutor {
+        let loop: any EventLoop
+
+        init(_ loop: any EventLoop) {
+            self.loop = loop
+        }
+
+        func enqueue(_ job: consuming ExecutorJob) {
+            let job = UnownedJob(job)
+            loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
         }
     }
 
@@ -318,12 +348,68 @@ public struct RequesterAssociation {
     /// The largest dataset converted in memory for a destination that refuses the stored
     /// syntax; a larger one is refused with a message saying so.
     public static let conversionLimit = 512 << 20
+    /// The largest dataset read ahead, while the destination answers the one before it; a
+    /// larger one is read as it is sent.
+    static let readAheadLimit = 16 << 20
+    /// Dataset PDUs go out in writes of about this size, several PDUs each: one await per
+    /// PDU (16 KiB for many peers) would set the pace.
+    static let writeSize = 1 << 20
 
-    /// C-STORE of a stored file, its dataset streamed from disk in PDUs the peer takes, or,
-    /// when the peer accepted only the lossless fallback, converted first. Returns the peer's
-    /// status and the syntax the dataset went in; throws ``RequesterError`` `.notAccepted`
-    /// when no context for its SOP class and transfer syntax was accepted.
-    public mutating func store(_ instance: StoredInstance) async throws -> (status: UInt16, transferSyntax: String) {
+    /// An instance's dataset, framed as P-DATA-TF PDUs on the context it goes on.
+    struct FramedDataset {
+        let path: String
+        let syntax: String
+        let context: UInt8
+        /// The PDUs in writes of about `writeSize`; nil when the dataset is too large to
+        /// hold: it is then read from its file as it is sent.
+        let writes: [ByteBuffer]?
+    }
+
+    /// The next instance's dataset, read while the destination answered the one before.
+    private var readAhead: (path: String, framed: Result<FramedDataset, RequesterError>)?
+
+    /// C-STORE of a stored file: its dataset as stored, in PDUs the peer takes, or, when the
+    /// peer accepted only the lossless fallback, converted first. Returns the peer's status
+    /// and the syntax the dataset went in; throws ``RequesterError`` `.notAccepted` when no
+    /// context for its SOP class and transfer syntax was accepted.
+    ///
+    /// With `next` (the instance the caller sends after this one), its dataset is read and
+    /// framed while the peer answers this one, so that the disk and the destination work at
+    /// the same time; its errors are thrown by the call that sends it.
+    public mutating func store(_ instance: StoredInstance, next: StoredInstance? = nil) async throws -> (
+        status: UInt16, transferSyntax: String
+    ) {
+        let framed: FramedDataset
+        if let readAhead, readAhead.path == instance.path {
+            framed = try readAhead.framed.get()
+        } else {
+            framed = try frame(instance)
+        }
+        readAhead = nil
+        try requireDataTransfer()
+        let id = takeMessageID()
+        let command = Command(
+            field: Command.cStoreRequest, messageID: id, affectedSOPClass: instance.sopClass, affectedSOPInstance: instance.sopInstance,
+            dataSetType: 0x0000, priority: 0)
+        let request = ByteBuffer(bytes: PDU.data([PDV(contextID: framed.context, isCommand: true, isLast: true, bytes: command.encoded())]).encoded())
+        if let writes = framed.writes {
+            try await write([request] + writes)
+        } else {
+            let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            try await write(request)
+            for range in writeRanges(from: instance.datasetOffset, to: instance.size) {
+                try await write(try Self.pdus(context: framed.context, range, end: instance.size, pdv: pdvSize, path: instance.path, fd: fd))
+            }
+        }
+        if let next { readAhead = (next.path, Result { () throws(RequesterError) in try frame(next) }) }
+        return (try await response(to: id, field: Command.cStoreResponse).status ?? 0xFFFF, framed.syntax)
+    }
+
+    /// Chooses the context for `instance` and, unless its dataset is too large to hold,
+    /// reads (and, for the fallback syntax, converts) it into P-DATA-TF PDUs.
+    private func frame(_ instance: StoredInstance) throws(RequesterError) -> FramedDataset {
         let forSOPClass = accepted[instance.sopClass] ?? [:]
         let candidates = [instance.transferSyntax] + (PresentationContextRequest.fallbacks[instance.transferSyntax] ?? [])
         guard let syntax = candidates.first(where: { forSOPClass[$0] != nil }), let context = forSOPClass[syntax] else {
@@ -331,37 +417,53 @@ public struct RequesterAssociation {
             throw RequesterError(
                 .notAccepted, "\(peer) accepts no context for SOP class \(instance.sopClass) in \(instance.transferSyntax) (\(why))")
         }
+        let converting = syntax != instance.transferSyntax
+        guard converting || instance.size - instance.datasetOffset <= Self.readAheadLimit else {
+            return FramedDataset(path: instance.path, syntax: syntax, context: context, writes: nil)
+        }
         let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var converted: [UInt8]?
-        if syntax != instance.transferSyntax {
-            converted = try Self.converted(instance, fd: fd)
+        var writes: [ByteBuffer] = []
+        if converting {
+            let bytes = try Self.converted(instance, fd: fd)
+            for range in writeRanges(from: 0, to: bytes.count) {
+                writes.append(try Self.pdus(context: context, range, end: bytes.count, pdv: pdvSize, path: instance.path, bytes: bytes))
+            }
+        } else {
+            for range in writeRanges(from: instance.datasetOffset, to: instance.size) {
+                writes.append(try Self.pdus(context: context, range, end: instance.size, pdv: pdvSize, path: instance.path, fd: fd))
+            }
         }
-        try requireDataTransfer()
-        let id = takeMessageID()
-        let command = Command(
-            field: Command.cStoreRequest, messageID: id, affectedSOPClass: instance.sopClass, affectedSOPInstance: instance.sopInstance,
-            dataSetType: 0x0000, priority: 0)
-        // The command and the dataset's PDUs go out in writes of about 1 MiB, several PDUs
-        // each: one await per PDU (16 KiB for many peers) would set the pace.
-        let writeLimit = 1 << 20
-        var buffer = ByteBufferAllocator().buffer(capacity: writeLimit + 4096)
-        buffer.writeBytes(PDU.data([PDV(contextID: context, isCommand: true, isLast: true, bytes: command.encoded())]).encoded())
-        let (first, end) = converted.map { (0, $0.count) } ?? (instance.datasetOffset, instance.size)
-        var offset = first
-        let chunkLimit = max(1, min(maxPDVData, DicomRequester.unlimitedPDU))
+        return FramedDataset(path: instance.path, syntax: syntax, context: context, writes: writes)
+    }
+
+    /// The largest PDV payload we send: what the peer takes, at most 1 MiB.
+    private var pdvSize: Int { max(1, min(maxPDVData, DicomRequester.unlimitedPDU)) }
+
+    /// `[start, end)` in pieces of whole PDVs, about `writeSize` each (at least one PDV).
+    private func writeRanges(from start: Int, to end: Int) -> [Range<Int>] {
+        let step = max(1, Self.writeSize / pdvSize) * pdvSize
+        return stride(from: start, to: max(end, start + 1), by: step).map { $0..<min(end, $0 + step) }
+    }
+
+    /// The P-DATA-TF PDUs carrying `range` of a dataset that ends at `end` (the last one
+    /// says so), `pdv` bytes each at most, read from `fd` or taken from `bytes`.
+    private static func pdus(
+        context: UInt8, _ range: Range<Int>, end: Int, pdv: Int, path: String, fd: Int32 = -1, bytes: [UInt8]? = nil
+    ) throws(RequesterError) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: range.count + (range.count / pdv + 1) * 12)
+        var offset = range.lowerBound
         repeat {
-            let count = min(chunkLimit, end - offset)
-            let isLast = offset + count >= end
+            let count = min(pdv, range.upperBound - offset)
             buffer.writeInteger(UInt8(0x04))
             buffer.writeInteger(UInt8(0))
             buffer.writeInteger(UInt32(6 + count))
             buffer.writeInteger(UInt32(2 + count))
             buffer.writeInteger(context)
-            buffer.writeInteger(UInt8(isLast ? 0x02 : 0x00))
-            if let converted {
-                buffer.writeBytes(converted[offset..<(offset + count)])
+            buffer.writeInteger(UInt8(offset + count >= end ? 0x02 : 0x00))
+            if let bytes {
+                buffer.writeBytes(bytes[offset..<(offset + count)])
             } else {
                 let start = offset
                 let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
@@ -374,16 +476,12 @@ public struct RequesterAssociation {
                     return done
                 }
                 guard read == count else {
-                    throw RequesterError(.file, "\(instance.path) ended or failed to read at byte \(offset + read) of \(instance.size)")
+                    throw RequesterError(.file, "\(path) ended or failed to read at byte \(offset + read) of \(end)")
                 }
             }
             offset += count
-            if isLast || buffer.readableBytes >= writeLimit {
-                try await write(buffer)
-                buffer = ByteBufferAllocator().buffer(capacity: isLast ? 0 : writeLimit + 4096)
-            }
-        } while offset < end
-        return (try await response(to: id, field: Command.cStoreResponse).status ?? 0xFFFF, syntax)
+        } while offset < range.upperBound
+        return buffer
     }
 
     /// The file's dataset in implicit VR little endian.
@@ -491,8 +589,13 @@ public struct RequesterAssociation {
     }
 
     private func write(_ buffer: ByteBuffer) async throws {
+        try await write([buffer])
+    }
+
+    /// Writes buffers as one flush.
+    private func write(_ buffers: [ByteBuffer]) async throws {
         do {
-            try await outbound.write(buffer)
+            try await outbound.write(contentsOf: buffers)
         } catch let error as RequesterError {
             throw error
         } catch {
