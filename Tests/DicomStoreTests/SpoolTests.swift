@@ -114,6 +114,77 @@ import Testing
         #expect(await rig.sink.wait { rig.sink.events("dicom.instance.stored").count == 3 })
     }
 
+    /// An instance acknowledged from the spool that cannot be put in place (here a file
+    /// stands where its study's folder goes; a full disk does the same) stays in the spool:
+    /// the fault is shown, nothing is journaled as stored, and the batch is retried until
+    /// it goes in, with the bytes that were acknowledged.
+    @Test func anInstanceThatCannotBePutInPlaceStaysInTheSpoolAndIsRetried() async throws {
+        let rig = try await ReceiverRig.start()
+        defer { rig.cleanUp() }
+        let study = "1.2.826.0.1.3680043.8.498.14001"
+        let source = rig.directory + "/nm.dcm"
+        #expect(try await DicomPeers.python(["make-nm", source, "--study-uid", study]).status == 0)
+        let blocker = rig.storage + "/" + study
+        try FileManager.default.createDirectory(atPath: rig.storage, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: blocker, contents: Data("not a folder".utf8)))
+        let sent = try await rig.storescu([source])
+        #expect(sent.status == 0, "acknowledged from the spool: \(sent.output)")
+        let status = DicomReceiverStatus()
+        status.attach(rig.shared)
+        #expect(await rig.sink.wait { status.snapshot?.materializerFault != nil })
+        let fault = try #require(status.snapshot?.materializerFault)
+        #expect(fault.contains(blocker), "the fault names the path: \(fault)")
+        #expect(rig.sink.events("dicom.instance.stored").isEmpty)
+        #expect(rig.shared.spool?.usage.records == 1, "the record stays until the file is in place")
+        try? await Task.sleep(for: .seconds(2.5))  // two retries or more, still blocked
+        // The instance waits, and the association's closing event behind it (journal order).
+        #expect(rig.sink.events("dicom.instance.stored").isEmpty && (status.snapshot?.materializerPending ?? 0) >= 1)
+        #expect(rig.sink.events("dicom.association.released").isEmpty)
+
+        try FileManager.default.removeItem(atPath: blocker)
+        #expect(await rig.sink.wait { rig.sink.events("dicom.instance.stored").count == 1 })
+        let stored = try #require(rig.sink.events("dicom.instance.stored").first)
+        let path = try #require(stored.data["path"]?.stringValue)
+        #expect(path.hasPrefix(blocker + "/"))
+        #expect(stored.data["sha256"]?.stringValue == Hex.encode(SHA256.hash(data: try Data(contentsOf: URL(fileURLWithPath: path)))))
+        #expect(try await datasetDump(source) == datasetDump(path))
+        #expect(await rig.sink.wait { rig.shared.spool?.usage.records == 0 && status.snapshot?.materializerFault == nil })
+        #expect(rig.sink.events("dicom.instance.failed").isEmpty)
+    }
+
+    /// `duplicates = "reject"` is checked before the answer, against what is in place. Two
+    /// associations sending different bytes of one instance before either is in place are
+    /// both acknowledged; the materializer keeps the first and journals the second as failed,
+    /// saying its sender heard success. (Held back here by a file where the study's folder
+    /// goes, so that the race is not left to timing.)
+    @Test func rejectedDuplicatesRacingThroughTheSpoolKeepTheFirstAndJournalTheSecond() async throws {
+        let rig = try await ReceiverRig.start { $0.duplicates = .reject }
+        defer { rig.cleanUp() }
+        let study = "1.2.826.0.1.3680043.8.498.14002"
+        let uids = ["--study-uid", study, "--series-uid", study + ".1", "--instance-uid", study + ".1.1"]
+        let first = rig.directory + "/first.dcm"
+        let second = rig.directory + "/second.dcm"
+        #expect(try await DicomPeers.python(["make-nm", first, "--dose", "740"] + uids).status == 0)
+        #expect(try await DicomPeers.python(["make-nm", second, "--dose", "555"] + uids).status == 0)
+        let blocker = rig.storage + "/" + study
+        try FileManager.default.createDirectory(atPath: rig.storage, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: blocker, contents: Data()))
+        #expect(try await rig.storescu([first]).status == 0)
+        #expect(try await rig.storescu([second]).status == 0, "nothing in place yet: both are acknowledged")
+        #expect(rig.sink.events("dicom.instance.stored").isEmpty)
+
+        try FileManager.default.removeItem(atPath: blocker)
+        #expect(await rig.sink.wait { rig.sink.events("dicom.association.released").count == 2 })
+        #expect(rig.sink.events("dicom.instance.stored").count == 1 && rig.sink.events("dicom.instance.failed").count == 1)
+        let stored = try #require(rig.sink.events("dicom.instance.stored").first?.data["path"]?.stringValue)
+        #expect(try await datasetDump(first) == datasetDump(stored), "the first one received is kept")
+        let failed = try #require(rig.sink.events("dicom.instance.failed").first?.data)
+        #expect(failed["status"] == .string("0x0111"))
+        #expect(failed["error"]?.stringValue?.contains("after its sender was answered success") == true, "\(failed)")
+        #expect(await rig.sink.wait { rig.shared.spool?.usage.records == 0 })
+        #expect(DicomPeers.files(under: rig.storage + "/.incoming").filter { !$0.hasSuffix(".ready") }.isEmpty, "the second's file is gone")
+    }
+
     /// The record checksum: CRC-32C's check value, and the same in pieces as whole.
     @Test func crc32cMatchesTheStandardCheckValue() {
         #expect(InstanceSpool.crc32c(Array("123456789".utf8)) == 0xE306_9283)
