@@ -27,9 +27,26 @@ final class DemoCamera: Sendable {
 
     var port: Int { receiverPort.load(ordering: .relaxed) }
 
-    init(port: Int, days: Int = 21) {
+    /// The last day of the acquisitions (see `firstStart`).
+    let today: Date
+
+    init(port: Int, days: Int = 21, today: Date = Date()) {
         receiverPort = Atomic(port)
         self.days = days
+        self.today = today
+    }
+
+    /// When the demo first ran on `stateDirectory` (`<state dir>/demo-camera-day`, written at
+    /// the first start): the camera's acquisitions end on that day, so that a demo restarted
+    /// on another day sends the same acquisitions, byte for byte, which the receiver journals
+    /// as duplicates (a restart after midnight once sent every flood again with new bytes).
+    static func firstStart(stateDirectory: String, now: Date = Date()) -> Date {
+        let path = stateDirectory + "/demo-camera-day"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), let seconds = Double(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
+            return Date(timeIntervalSince1970: seconds)
+        }
+        try? "\(Int(now.timeIntervalSince1970))\n".write(toFile: path, atomically: true, encoding: .utf8)
+        return Date(timeIntervalSince1970: Double(Int(now.timeIntervalSince1970)))
     }
 
     /// The port the receiver ended up listening on.
@@ -39,7 +56,7 @@ final class DemoCamera: Sendable {
         Thread { [self] in
             // Wait for the receiver to listen (the daemon starts after the simulators).
             for _ in 0..<120 where !stopped.load(ordering: .relaxed) {
-                if port != 0, (try? send(acquisitions())) != nil { return }
+                if port != 0, (try? send(acquisitions(today: today))) != nil { return }
                 Thread.sleep(forTimeInterval: 1)
             }
         }.start()
@@ -48,7 +65,7 @@ final class DemoCamera: Sendable {
     func stop() { stopped.store(true, ordering: .relaxed) }
 
     /// The floods of the last `days` days (today last) and today's COR acquisition.
-    func acquisitions(today: Date = Date()) -> [(sopInstance: String, dataset: [UInt8])] {
+    func acquisitions(today: Date) -> [(sopInstance: String, dataset: [UInt8])] {
         var out: [(sopInstance: String, dataset: [UInt8])] = []
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone.current

@@ -114,7 +114,7 @@ public enum DemoConfiguration {
         var camera = DaemonConfiguration.QualityControl.Camera(id: "demo-camera")
         camera.stationNames = [DemoCamera.stationName]
         qc.cameras = [camera]
-        let demoCamera = DemoCamera(port: dicom.port)
+        let demoCamera = DemoCamera(port: dicom.port, today: DemoCamera.firstStart(stateDirectory: stateDirectory))
         demoCamera.start()
         configuration.qualityControl = qc
         var demo = Demo(configuration: configuration) {

@@ -38,6 +38,10 @@ import Testing
     @Test func theDemoCamerasFloodsAreJudgedOnceEach() async throws {
         let directory = try temporaryDirectory("demo-camera")
         defer { try? FileManager.default.removeItem(atPath: directory) }
+        // The camera's days end on the day the state directory was first used (here as if
+        // that were 2025-11-20, at noon: the same date in any time zone within ±11 h), not
+        // on the day of each start: a restart after midnight sends the same bytes.
+        try "1763640000\n".write(toFile: directory + "/demo-camera-day", atomically: true, encoding: .utf8)
         let arguments = ["--demo", "--state-dir", directory, "--dicom-port", "0"]
         let demo = try DaemonProcess(directory: directory, arguments: arguments)
         try await demo.waitUntilReady()
@@ -57,6 +61,8 @@ import Testing
         #expect(head2.count == 21 && last > first, "head 2 UFOV IU over the days: \(head2)")
         let stored = events.filter { $0.kind == "dicom.instance.stored" && $0.device == "dicom-DEMOCAM" }.count
         #expect(stored == 22, "21 floods and one COR acquisition stored, not \(stored)")
+        let dates = Set(events.filter { $0.kind == "dicom.instance.stored" && $0.device == "dicom-DEMOCAM" }.compactMap { $0.data["study_date"]?.stringValue })
+        #expect(dates.max() == "20251120" && dates.min() == "20251031", "the floods' days: \(dates.sorted())")
         #expect(try await demo.stop() == 0, "\(demo.log)")
 
         let again = try DaemonProcess(directory: directory, arguments: arguments)

@@ -77,8 +77,14 @@ import Testing
             try await waitUntil("all shipped before the outage") { running.status.shippedSeq == shippedBefore }
 
             try await server.kill()
-            // The journal does not care: appends go on while the server is down.
-            for i in 0..<300 {
+            // The journal does not care: appends go on while the server is down. The first
+            // makes the shipper try, and fail; the episode that the rest open then says why
+            // (on a loaded machine the rest could otherwise open it before the first failure).
+            try await journal.append(EventDraft(kind: "experimental.while_down", data: ["i": .int(0)]))
+            try await waitUntil("the shipper to meet the dead server") {
+                running.status.lastError?.contains(server.socketDirectory) == true && !running.status.connected
+            }
+            for i in 1..<300 {
                 try await journal.append(EventDraft(kind: "experimental.while_down", data: ["i": .int(Int64(i))]))
                 if i % 50 == 0 { try await Task.sleep(for: .milliseconds(20)) }
             }
