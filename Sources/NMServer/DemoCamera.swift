@@ -9,7 +9,7 @@ import Synchronization
 
 /// The demo's simulated gamma camera: a DICOM C-STORE SCU that sends the camera's QC
 /// acquisitions to the demo's own receiver, as a real camera console would: a two-head
-/// flood for each of the last `days` days and today's COR acquisition. Head 2 drifts: a
+/// flood for each of the last `days` days and the last day's COR acquisition. Head 2 drifts: a
 /// cold region deepens day by day, so its UFOV integral uniformity climbs towards the 5 %
 /// investigate limit and the report's trend chart shows it before it gets there.
 ///
@@ -28,25 +28,31 @@ final class DemoCamera: Sendable {
     var port: Int { receiverPort.load(ordering: .relaxed) }
 
     /// The last day of the acquisitions (see `firstStart`).
-    let today: Date
+    let lastDay: Date
 
-    init(port: Int, days: Int = 21, today: Date = Date()) {
+    init(port: Int, days: Int = 21, lastDay: Date = Date()) {
         receiverPort = Atomic(port)
         self.days = days
-        self.today = today
+        self.lastDay = lastDay
     }
 
-    /// When the demo first ran on `stateDirectory` (`<state dir>/demo-camera-day`, written at
-    /// the first start): the camera's acquisitions end on that day, so that a demo restarted
-    /// on another day sends the same acquisitions, byte for byte, which the receiver journals
-    /// as duplicates (a restart after midnight once sent every flood again with new bytes).
+    /// The day the demo first ran on `stateDirectory` (`<state dir>/demo-camera-day`,
+    /// `YYYY-MM-DD`, written at the first start), at noon: the camera's acquisitions end on
+    /// that day, so that a demo restarted on another day sends the same acquisitions, byte
+    /// for byte, which the receiver journals as duplicates (a restart after midnight once
+    /// sent every flood again with new bytes).
     static func firstStart(stateDirectory: String, now: Date = Date()) -> Date {
         let path = stateDirectory + "/demo-camera-day"
-        if let text = try? String(contentsOfFile: path, encoding: .utf8), let seconds = Double(text.trimmingCharacters(in: .whitespacesAndNewlines)) {
-            return Date(timeIntervalSince1970: seconds)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone.current
+        let text = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        let parts = text.split(separator: "-").compactMap { Int($0) }
+        if parts.count == 3, let day = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2], hour: 12)) {
+            return day
         }
-        try? "\(Int(now.timeIntervalSince1970))\n".write(toFile: path, atomically: true, encoding: .utf8)
-        return Date(timeIntervalSince1970: Double(Int(now.timeIntervalSince1970)))
+        let c = calendar.dateComponents([.year, .month, .day], from: now)
+        try? String(format: "%04d-%02d-%02d\n", c.year ?? 2026, c.month ?? 1, c.day ?? 1).write(toFile: path, atomically: true, encoding: .utf8)
+        return calendar.date(from: DateComponents(year: c.year, month: c.month, day: c.day, hour: 12)) ?? now
     }
 
     /// The port the receiver ended up listening on.
@@ -56,7 +62,7 @@ final class DemoCamera: Sendable {
         Thread { [self] in
             // Wait for the receiver to listen (the daemon starts after the simulators).
             for _ in 0..<120 where !stopped.load(ordering: .relaxed) {
-                if port != 0, (try? send(acquisitions(today: today))) != nil { return }
+                if port != 0, (try? send(acquisitions(lastDay: lastDay))) != nil { return }
                 Thread.sleep(forTimeInterval: 1)
             }
         }.start()
@@ -64,19 +70,19 @@ final class DemoCamera: Sendable {
 
     func stop() { stopped.store(true, ordering: .relaxed) }
 
-    /// The floods of the last `days` days (today last) and today's COR acquisition.
-    func acquisitions(today: Date) -> [(sopInstance: String, dataset: [UInt8])] {
+    /// The floods of the `days` days up to `lastDay` and that day's COR acquisition.
+    func acquisitions(lastDay: Date) -> [(sopInstance: String, dataset: [UInt8])] {
         var out: [(sopInstance: String, dataset: [UInt8])] = []
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = TimeZone.current
         for back in stride(from: days - 1, through: 0, by: -1) {
-            guard let date = calendar.date(byAdding: .day, value: -back, to: today) else { continue }
+            guard let date = calendar.date(byAdding: .day, value: -back, to: lastDay) else { continue }
             let c = calendar.dateComponents([.year, .month, .day], from: date)
             let day = String(format: "%04d%02d%02d", c.year ?? 2026, c.month ?? 1, c.day ?? 1)
             let progress = Double(days - 1 - back) / Double(max(days - 1, 1))  // 0 … 1 over the period
             out.append(Self.flood(date: day, drift: progress))
         }
-        let c = calendar.dateComponents([.year, .month, .day], from: today)
+        let c = calendar.dateComponents([.year, .month, .day], from: lastDay)
         out.append(Self.cor(date: String(format: "%04d%02d%02d", c.year ?? 2026, c.month ?? 1, c.day ?? 1)))
         return out
     }

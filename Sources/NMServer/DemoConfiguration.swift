@@ -110,11 +110,11 @@ public enum DemoConfiguration {
             .init(device: "dosecal-pet", nuclide: "Cs-137", referenceBq: 7.4e6, referenceDate: referenceDate, serial: "DEMO-CS137-2"),
         ]
         // Camera QC: the simulated camera (DemoCamera) sends three weeks of daily two-head
-        // floods and today's COR acquisition to the receiver; head 2 drifts towards its limit.
+        // floods and a COR acquisition to the receiver; head 2 drifts towards its limit.
         var camera = DaemonConfiguration.QualityControl.Camera(id: "demo-camera")
         camera.stationNames = [DemoCamera.stationName]
         qc.cameras = [camera]
-        let demoCamera = DemoCamera(port: dicom.port, today: DemoCamera.firstStart(stateDirectory: stateDirectory))
+        let demoCamera = DemoCamera(port: dicom.port, lastDay: DemoCamera.firstStart(stateDirectory: stateDirectory))
         demoCamera.start()
         configuration.qualityControl = qc
         var demo = Demo(configuration: configuration) {

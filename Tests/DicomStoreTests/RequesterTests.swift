@@ -66,20 +66,36 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         let files = try await Self.makeStudy(dir)
         let scp = try await StoreSCP(directory: dir)
         defer { scp.stop() }
-        let instances = try files.map { try StoredInstance.open(path: $0) }
+        // An NM image over the read-ahead's 16 MiB (read as it is sent), and a file that is
+        // gone by the time it is sent: its error is its own, the next instance still goes.
+        let big = dir + "/big.dcm"
+        #expect(try await DicomPeers.python(["make-nm", big, "--frames", "36000"]).status == 0)  // about 18 MB
+        let instances = try (files + [big]).map { try StoredInstance.open(path: $0) }
+        #expect(instances.last.map { $0.size - $0.datasetOffset > RequesterAssociation.readAheadLimit } == true)
+        try FileManager.default.copyItem(atPath: files[0], toPath: dir + "/gone.dcm")
+        let gone = try StoredInstance.open(path: dir + "/gone.dcm")
+        try FileManager.default.removeItem(atPath: gone.path)
+        let sequence = [instances[0], gone] + instances[1...]
         let contexts =
             PresentationContextRequest.forSending(instances)
             + [PresentationContextRequest(abstractSyntax: DICOM.verification, transferSyntaxes: [DICOM.TransferSyntax.implicitLittle])]
         let statuses = try await DicomRequester.withAssociation(to: Self.destination(port: scp.port), contexts: contexts, logger: Logger(label: "test")) {
             association in
-            var statuses = [try await association.echo()]
-            for instance in instances { statuses.append(try await association.store(instance).status) }
+            var statuses: [UInt16?] = [try await association.echo()]
+            for (index, instance) in sequence.enumerated() {
+                do {
+                    let next = index + 1 < sequence.count ? sequence[index + 1] : nil
+                    statuses.append(try await association.store(instance, next: next).status)
+                } catch let error as RequesterError where error.code == .file && instance == gone {
+                    statuses.append(nil)
+                }
+            }
             return statuses
         }
-        #expect(statuses == [UInt16](repeating: 0, count: files.count + 1))
+        #expect(statuses == [0, 0, nil] + [UInt16?](repeating: 0, count: instances.count - 1))
         // storescp names its files after the SOP instance: each arrived, with the same dataset bytes.
         let received = scp.files
-        #expect(received.count == files.count, "\(received)")
+        #expect(received.count == instances.count, "\(received)")
         for instance in instances {
             let copy = try #require(received.first { $0.hasSuffix(instance.sopInstance) || $0.contains(instance.sopInstance + ".") })
             #expect(try datasetBytes(copy) == datasetBytes(instance.path), "\(instance.path) arrived changed")
@@ -177,7 +193,8 @@ func datasetBytes(_ path: String) throws -> [UInt8] {
         let dir = try DicomPeers.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let files = try await Self.makeStudy(dir)
-        let (orthanc, port) = try await startOrthanc(directory: dir, aeTitle: "ORTHANC")
+        let port = try freeTCPPort()
+        let orthanc = try await startOrthanc(directory: dir, aeTitle: "ORTHANC", port: port)
         defer { stopProcess(orthanc) }
         let instances = try files.map { try StoredInstance.open(path: $0) }
         let statuses = try await DicomRequester.withAssociation(

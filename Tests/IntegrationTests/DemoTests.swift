@@ -39,9 +39,9 @@ import Testing
         let directory = try temporaryDirectory("demo-camera")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         // The camera's days end on the day the state directory was first used (here as if
-        // that were 2025-11-20, at noon: the same date in any time zone within ±11 h), not
-        // on the day of each start: a restart after midnight sends the same bytes.
-        try "1763640000\n".write(toFile: directory + "/demo-camera-day", atomically: true, encoding: .utf8)
+        // that were 2025-11-20), not on the day of each start: a restart after midnight
+        // sends the same bytes.
+        try "2025-11-20\n".write(toFile: directory + "/demo-camera-day", atomically: true, encoding: .utf8)
         let arguments = ["--demo", "--state-dir", directory, "--dicom-port", "0"]
         let demo = try DaemonProcess(directory: directory, arguments: arguments)
         try await demo.waitUntilReady()

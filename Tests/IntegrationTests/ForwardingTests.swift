@@ -153,18 +153,29 @@ import Testing
             testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", dir + "/study", "--count", "400", "--rows", "32"])
         #expect(made.status == 0, "\(made.stderr)")
         let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/study").sorted().map { dir + "/study/" + $0 }
-        let (orthanc, pacsPort) = try await startOrthanc(directory: dir, aeTitle: "PACS")
-        defer { stopProcess(orthanc) }
         let port = try freeTCPPort()
+        let pacsPort = try freeTCPPort()
         let config = Self.config(dir, port: port, destinationPort: pacsPort)
         var daemon = try await DaemonProcess.start(directory: dir, config: config)
         defer { daemon.signal(SIGKILL) }
+        // The whole study waits in the queue, then Orthanc starts. Orthanc takes a
+        // millisecond or two an instance, faster than the journal can be watched, so once it
+        // holds 20 it is frozen (SIGSTOP), the daemon is killed in the middle of its
+        // association, and Orthanc goes on (SIGCONT).
         try await Self.send(files, port: port)
         _ = try await daemon.waitForEvents(timeout: .seconds(120)) { events in
-            events.filter { $0.kind == "dicom.forward.delivered" }.count >= 150
+            events.filter { $0.kind == "dicom.forward.queued" }.count >= 400
         }
+        let orthanc = try await startOrthanc(directory: dir, aeTitle: "PACS", port: pacsPort)
+        defer { stopProcess(orthanc) }
+        func held() -> Int { (try? FileManager.default.subpathsOfDirectory(atPath: dir + "/orthanc-storage"))?.count ?? 0 }
+        let waited = ContinuousClock.now
+        while held() < 20, waited.duration(to: .now) < .seconds(120) { try await Task.sleep(for: .milliseconds(5)) }
+        kill(orthanc.processIdentifier, SIGSTOP)
+        let atKill = "Orthanc held \(held()) paths after \(waited.duration(to: .now))"
         daemon.signal(SIGKILL)
         try await daemon.waitForExit()
+        kill(orthanc.processIdentifier, SIGCONT)
         daemon = try await DaemonProcess.start(directory: dir, config: config)
         let events = try await daemon.waitForEvents(timeout: .seconds(240)) { events in
             let queued = Set(events.filter { $0.kind == "dicom.forward.queued" }.map(\.seq))
@@ -172,6 +183,8 @@ import Testing
             return queued.count >= 400 && queued.isSubset(of: done)
         }
         #expect(events.filter { $0.kind == "dicom.forward.queued" }.count == 400, "one job per instance")
+        let restart = try #require(events.last { $0.kind == "daemon.started" }?.seq)
+        #expect(events.contains { $0.kind == "dicom.forward.delivered" && $0.seq > restart }, "the kill came in the middle of the deliveries; \(atKill); delivered before it: \(events.filter { $0.kind == "dicom.forward.delivered" && $0.seq < restart }.count)")
         #expect(!events.contains { $0.kind == "dicom.forward.gave_up" })
         // Orthanc's storage holds each instance once, with the dataset that was received.
         var received: [[UInt8]: String] = [:]

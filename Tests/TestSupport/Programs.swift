@@ -62,10 +62,9 @@ public func waitForListener(port: Int, what: String) async throws {
 }
 
 /// Orthanc (Debian's `orthanc`) as a DICOM destination, bound to the test: storage and
-/// index under `directory` (its files in `directory/orthanc-storage`, uncompressed), on a
-/// free port, answering to `aeTitle` only, with TCP_NODELAY=1. Returns once it listens.
-public func startOrthanc(directory: String, aeTitle: String) async throws -> (process: Process, port: Int) {
-    let port = try freeTCPPort()
+/// index under `directory` (its files in `directory/orthanc-storage`, uncompressed), on
+/// `port`, answering to `aeTitle` only, with TCP_NODELAY=1. Returns once it listens.
+public func startOrthanc(directory: String, aeTitle: String, port: Int) async throws -> Process {
     let http = try freeTCPPort()
     try """
         { "Name": "nmbridge-test", "StorageDirectory": "\(directory)/orthanc-storage", "IndexDirectory": "\(directory)/orthanc-index",
@@ -85,5 +84,5 @@ public func startOrthanc(directory: String, aeTitle: String) async throws -> (pr
         stopProcess(orthanc)
         throw error
     }
-    return (orthanc, port)
+    return orthanc
 }

@@ -190,8 +190,10 @@ public enum DicomRequester {
     /// executor preference, runs on its channel's loop. A response then resumes the sender
     /// on the thread that read it, and its next write is made there, where on the shared
     /// pool each instance cost two more thread wake-ups (the response handed from the loop
-    /// to the pool, the write back), each a scheduling delay on a busy machine. The task
-    /// reads the next file on the loop too (a read-ahead of a few hundred microseconds).
+    /// to the pool, the write back), each a scheduling delay on a busy machine. Files are
+    /// read and converted on the global executor (`RequesterAssociation.Framing`): the loop
+    /// also serves the receiver's associations. The loops are `MultiThreadedEventLoopGroup`'s
+    /// singleton's, which never shut down (a job given to a loop that had would be lost).
     final class EventLoopTaskExecutor: TaskExecutor {
         let loop: any EventLoop
 
@@ -349,24 +351,20 @@ public struct RequesterAssociation {
     /// syntax; a larger one is refused with a message saying so.
     public static let conversionLimit = 512 << 20
     /// The largest dataset read ahead, while the destination answers the one before it; a
-    /// larger one is read as it is sent.
+    /// larger one is read (or converted) when it is sent.
     static let readAheadLimit = 16 << 20
-    /// Dataset PDUs go out in writes of about this size, several PDUs each: one await per
-    /// PDU (16 KiB for many peers) would set the pace.
-    static let writeSize = 1 << 20
 
     /// An instance's dataset, framed as P-DATA-TF PDUs on the context it goes on.
-    struct FramedDataset {
-        let path: String
+    struct FramedDataset: Sendable {
         let syntax: String
         let context: UInt8
-        /// The PDUs in writes of about `writeSize`; nil when the dataset is too large to
-        /// hold: it is then read from its file as it is sent.
+        /// The PDUs in writes of about `Framing.writeSize`; nil when the dataset is stored
+        /// as it goes and too large to hold: it is then read from its file as it is sent.
         let writes: [ByteBuffer]?
     }
 
-    /// The next instance's dataset, read while the destination answered the one before.
-    private var readAhead: (path: String, framed: Result<FramedDataset, RequesterError>)?
+    /// The next instance, being read and framed while the destination answers the one before.
+    private var readAhead: (instance: StoredInstance, framing: Task<FramedDataset, any Error>)?
 
     /// C-STORE of a stored file: its dataset as stored, in PDUs the peer takes, or, when the
     /// peer accepted only the lossless fallback, converted first. Returns the peer's status
@@ -375,17 +373,21 @@ public struct RequesterAssociation {
     ///
     /// With `next` (the instance the caller sends after this one), its dataset is read and
     /// framed while the peer answers this one, so that the disk and the destination work at
-    /// the same time; its errors are thrown by the call that sends it.
+    /// the same time; its errors are thrown by the call that sends it. Files are read on
+    /// the global executor, never on the channel's event loop (see `EventLoopTaskExecutor`).
     public mutating func store(_ instance: StoredInstance, next: StoredInstance? = nil) async throws -> (
         status: UInt16, transferSyntax: String
     ) {
-        let framed: FramedDataset
-        if let readAhead, readAhead.path == instance.path {
-            framed = try readAhead.framed.get()
-        } else {
-            framed = try frame(instance)
-        }
+        let framing = Framing(peer: peer, accepted: accepted, refused: refused, maxPDVData: maxPDVData)
+        let ahead = readAhead
         readAhead = nil
+        let framed: FramedDataset
+        if let ahead, ahead.instance == instance {
+            framed = try await ahead.framing.value
+        } else {
+            ahead?.framing.cancel()
+            framed = try await withTaskExecutorPreference(globalConcurrentExecutor) { try framing.frame(instance) }
+        }
         try requireDataTransfer()
         let id = takeMessageID()
         let command = Command(
@@ -395,97 +397,130 @@ public struct RequesterAssociation {
         if let writes = framed.writes {
             try await write([request] + writes)
         } else {
-            let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
+            let fd = try framing.open(instance.path)
             defer { close(fd) }
             try await write(request)
-            for range in writeRanges(from: instance.datasetOffset, to: instance.size) {
-                try await write(try Self.pdus(context: framed.context, range, end: instance.size, pdv: pdvSize, path: instance.path, fd: fd))
+            for range in framing.writeRanges(from: instance.datasetOffset, to: instance.size) {
+                let buffer: ByteBuffer
+                do {
+                    buffer = try await withTaskExecutorPreference(globalConcurrentExecutor) {
+                        try Framing.pdus(context: framed.context, range, end: instance.size, pdv: framing.pdvSize, path: instance.path, fd: fd)
+                    }
+                } catch let error as RequesterError {
+                    // Part of the dataset is out: the association cannot go on with another.
+                    throw RequesterError(.aborted, "\(error.message); the association is abandoned in the middle of the dataset")
+                }
+                try await write(buffer)
             }
         }
-        if let next { readAhead = (next.path, Result { () throws(RequesterError) in try frame(next) }) }
+        if let next, next.size - next.datasetOffset <= Self.readAheadLimit {
+            readAhead = (next, Task(executorPreference: globalConcurrentExecutor) { try framing.frame(next) })
+        }
         return (try await response(to: id, field: Command.cStoreResponse).status ?? 0xFFFF, framed.syntax)
     }
 
-    /// Chooses the context for `instance` and, unless its dataset is too large to hold,
-    /// reads (and, for the fallback syntax, converts) it into P-DATA-TF PDUs.
-    private func frame(_ instance: StoredInstance) throws(RequesterError) -> FramedDataset {
-        let forSOPClass = accepted[instance.sopClass] ?? [:]
-        let candidates = [instance.transferSyntax] + (PresentationContextRequest.fallbacks[instance.transferSyntax] ?? [])
-        guard let syntax = candidates.first(where: { forSOPClass[$0] != nil }), let context = forSOPClass[syntax] else {
-            let why = refused[instance.sopClass] ?? "not proposed on this association"
-            throw RequesterError(
-                .notAccepted, "\(peer) accepts no context for SOP class \(instance.sopClass) in \(instance.transferSyntax) (\(why))")
+    /// What framing a dataset needs of the association, as a value: datasets are read and
+    /// framed off the event loop, beside the association.
+    struct Framing: Sendable {
+        let peer: String
+        let accepted: [String: [String: UInt8]]
+        let refused: [String: String]
+        /// The largest PDV payload we send: what the peer takes, at most 1 MiB.
+        let pdvSize: Int
+        /// Dataset PDUs go out in writes of about this size, several PDUs each: one await
+        /// per PDU (16 KiB for many peers) would set the pace.
+        static let writeSize = 1 << 20
+
+        init(peer: String, accepted: [String: [String: UInt8]], refused: [String: String], maxPDVData: Int) {
+            self.peer = peer
+            self.accepted = accepted
+            self.refused = refused
+            pdvSize = max(1, min(maxPDVData, DicomRequester.unlimitedPDU))
         }
-        let converting = syntax != instance.transferSyntax
-        guard converting || instance.size - instance.datasetOffset <= Self.readAheadLimit else {
-            return FramedDataset(path: instance.path, syntax: syntax, context: context, writes: nil)
-        }
-        let fd = Glibc.open(instance.path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw RequesterError(.file, "cannot open \(instance.path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var writes: [ByteBuffer] = []
-        if converting {
-            let bytes = try Self.converted(instance, fd: fd)
-            for range in writeRanges(from: 0, to: bytes.count) {
-                writes.append(try Self.pdus(context: context, range, end: bytes.count, pdv: pdvSize, path: instance.path, bytes: bytes))
+
+        /// Chooses the context for `instance` and, unless its dataset goes as stored and is
+        /// too large to hold, reads (and, for the fallback syntax, converts) it into
+        /// P-DATA-TF PDUs.
+        func frame(_ instance: StoredInstance) throws(RequesterError) -> FramedDataset {
+            let forSOPClass = accepted[instance.sopClass] ?? [:]
+            let candidates = [instance.transferSyntax] + (PresentationContextRequest.fallbacks[instance.transferSyntax] ?? [])
+            guard let syntax = candidates.first(where: { forSOPClass[$0] != nil }), let context = forSOPClass[syntax] else {
+                let why = refused[instance.sopClass] ?? "not proposed on this association"
+                throw RequesterError(
+                    .notAccepted, "\(peer) accepts no context for SOP class \(instance.sopClass) in \(instance.transferSyntax) (\(why))")
             }
-        } else {
-            for range in writeRanges(from: instance.datasetOffset, to: instance.size) {
-                writes.append(try Self.pdus(context: context, range, end: instance.size, pdv: pdvSize, path: instance.path, fd: fd))
+            let converting = syntax != instance.transferSyntax
+            guard converting || instance.size - instance.datasetOffset <= RequesterAssociation.readAheadLimit else {
+                return FramedDataset(syntax: syntax, context: context, writes: nil)
             }
-        }
-        return FramedDataset(path: instance.path, syntax: syntax, context: context, writes: writes)
-    }
-
-    /// The largest PDV payload we send: what the peer takes, at most 1 MiB.
-    private var pdvSize: Int { max(1, min(maxPDVData, DicomRequester.unlimitedPDU)) }
-
-    /// `[start, end)` in pieces of whole PDVs, about `writeSize` each (at least one PDV).
-    private func writeRanges(from start: Int, to end: Int) -> [Range<Int>] {
-        let step = max(1, Self.writeSize / pdvSize) * pdvSize
-        return stride(from: start, to: max(end, start + 1), by: step).map { $0..<min(end, $0 + step) }
-    }
-
-    /// The P-DATA-TF PDUs carrying `range` of a dataset that ends at `end` (the last one
-    /// says so), `pdv` bytes each at most, read from `fd` or taken from `bytes`.
-    private static func pdus(
-        context: UInt8, _ range: Range<Int>, end: Int, pdv: Int, path: String, fd: Int32 = -1, bytes: [UInt8]? = nil
-    ) throws(RequesterError) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: range.count + (range.count / pdv + 1) * 12)
-        var offset = range.lowerBound
-        repeat {
-            let count = min(pdv, range.upperBound - offset)
-            buffer.writeInteger(UInt8(0x04))
-            buffer.writeInteger(UInt8(0))
-            buffer.writeInteger(UInt32(6 + count))
-            buffer.writeInteger(UInt32(2 + count))
-            buffer.writeInteger(context)
-            buffer.writeInteger(UInt8(offset + count >= end ? 0x02 : 0x00))
-            if let bytes {
-                buffer.writeBytes(bytes[offset..<(offset + count)])
+            let fd = try open(instance.path)
+            defer { close(fd) }
+            var writes: [ByteBuffer] = []
+            if converting {
+                let bytes = try RequesterAssociation.converted(instance, fd: fd)
+                for range in writeRanges(from: 0, to: bytes.count) {
+                    writes.append(try Self.pdus(context: context, range, end: bytes.count, pdv: pdvSize, path: instance.path, bytes: bytes))
+                }
             } else {
-                let start = offset
-                let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
-                    var done = 0
-                    while done < count {
-                        let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(start + done))
-                        if n <= 0 { break }
-                        done += n
-                    }
-                    return done
-                }
-                guard read == count else {
-                    throw RequesterError(.file, "\(path) ended or failed to read at byte \(offset + read) of \(end)")
+                for range in writeRanges(from: instance.datasetOffset, to: instance.size) {
+                    writes.append(try Self.pdus(context: context, range, end: instance.size, pdv: pdvSize, path: instance.path, fd: fd))
                 }
             }
-            offset += count
-        } while offset < range.upperBound
-        return buffer
+            return FramedDataset(syntax: syntax, context: context, writes: writes)
+        }
+
+        func open(_ path: String) throws(RequesterError) -> Int32 {
+            let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw RequesterError(.file, "cannot open \(path): \(String(cString: strerror(errno)))") }
+            return fd
+        }
+
+        /// `[start, end)` in pieces of whole PDVs, about `writeSize` each (at least one PDV).
+        func writeRanges(from start: Int, to end: Int) -> [Range<Int>] {
+            let step = max(1, Self.writeSize / pdvSize) * pdvSize
+            return stride(from: start, to: max(end, start + 1), by: step).map { $0..<min(end, $0 + step) }
+        }
+
+        /// The P-DATA-TF PDUs carrying `range` of a dataset that ends at `end` (the last one
+        /// says so), `pdv` bytes each at most, read from `fd` or taken from `bytes`.
+        static func pdus(
+            context: UInt8, _ range: Range<Int>, end: Int, pdv: Int, path: String, fd: Int32 = -1, bytes: [UInt8]? = nil
+        ) throws(RequesterError) -> ByteBuffer {
+            var buffer = ByteBufferAllocator().buffer(capacity: range.count + (range.count / pdv + 1) * 12)
+            var offset = range.lowerBound
+            repeat {
+                let count = min(pdv, range.upperBound - offset)
+                buffer.writeInteger(UInt8(0x04))
+                buffer.writeInteger(UInt8(0))
+                buffer.writeInteger(UInt32(6 + count))
+                buffer.writeInteger(UInt32(2 + count))
+                buffer.writeInteger(context)
+                buffer.writeInteger(UInt8(offset + count >= end ? 0x02 : 0x00))
+                if let bytes {
+                    buffer.writeBytes(bytes[offset..<(offset + count)])
+                } else {
+                    let start = offset
+                    let read = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { pointer in
+                        var done = 0
+                        while done < count {
+                            let n = pread(fd, pointer.baseAddress! + done, count - done, off_t(start + done))
+                            if n <= 0 { break }
+                            done += n
+                        }
+                        return done
+                    }
+                    guard read == count else {
+                        throw RequesterError(.file, "\(path) ended or failed to read at byte \(offset + read) of \(end)")
+                    }
+                }
+                offset += count
+            } while offset < range.upperBound
+            return buffer
+        }
     }
 
     /// The file's dataset in implicit VR little endian.
-    private static func converted(_ instance: StoredInstance, fd: Int32) throws(RequesterError) -> [UInt8] {
+    fileprivate static func converted(_ instance: StoredInstance, fd: Int32) throws(RequesterError) -> [UInt8] {
         let count = instance.size - instance.datasetOffset
         guard count <= conversionLimit else {
             throw RequesterError(
