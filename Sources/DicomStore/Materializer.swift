@@ -79,16 +79,17 @@ final class Materializer: Sendable {
     func run(_ shared: ReceiverContext) async {
         for await _ in rings {
             while true {
-                let batch = state.withLock { s -> [Item] in
-                    let batch = Array(s.items.prefix(Self.largestBatch))
-                    s.items.removeFirst(batch.count)
-                    return batch
-                }
+                // The batch stays in `items` while it is processed, so that `status` counts
+                // it (a retried batch once read as nothing pending); items only ever come
+                // at the end, so the batch is still the front when it is done.
+                let batch = state.withLock { Array($0.items.prefix(Self.largestBatch)) }
                 if batch.isEmpty { break }
                 let left = await process(batch, shared)
-                guard !left.isEmpty else { continue }
-                state.withLock { $0.items.insert(contentsOf: left, at: 0) }
-                try? await Task.sleep(for: .seconds(1))
+                state.withLock { s in
+                    s.items.removeFirst(batch.count)
+                    s.items.insert(contentsOf: left, at: 0)
+                }
+                if !left.isEmpty { try? await Task.sleep(for: .seconds(1)) }
             }
         }
     }

@@ -62,6 +62,17 @@ import Testing
         return Array(bytes[min(bytes.count, 144 + length)...])
     }
 
+    /// 400 small CT slices (pydicom) in `dir/study`, sorted.
+    static func makeStudy(_ dir: String) async throws -> [String] {
+        try FileManager.default.createDirectory(atPath: dir + "/study", withIntermediateDirectories: true)
+        let made = try await runProgram(
+            testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", dir + "/study", "--count", "400", "--rows", "32"])
+        #expect(made.status == 0, "\(made.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/study").sorted().map { dir + "/study/" + $0 }
+        #expect(files.count == 400)
+        return files
+    }
+
     /// `options`: e.g. `-xr` to propose RLE lossless (storescu proposes only uncompressed
     /// syntaxes by default).
     static func send(_ files: [String], port: Int, options: [String] = []) async throws {
@@ -77,12 +88,7 @@ import Testing
     @Test func aStudyOf400ArrivesCompleteAndByteIdenticalAcrossAnOutageAndAKill() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/study", withIntermediateDirectories: true)
-        let made = try await runProgram(
-            testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", dir + "/study", "--count", "400", "--rows", "32"])
-        #expect(made.status == 0, "\(made.stderr)")
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/study").sorted().map { dir + "/study/" + $0 }
-        #expect(files.count == 400)
+        let files = try await Self.makeStudy(dir)
         let port = try freeTCPPort()
         let pacsPort = try freeTCPPort()
         let output = dir + "/pacs"
@@ -148,11 +154,7 @@ import Testing
     @Test func aStudyOf400ReachesOrthancCompleteAcrossAKill() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir + "/study", withIntermediateDirectories: true)
-        let made = try await runProgram(
-            testPython, [repositoryRoot + "/Tests/Peers/dicom_peer.py", "make-ct-series", dir + "/study", "--count", "400", "--rows", "32"])
-        #expect(made.status == 0, "\(made.stderr)")
-        let files = try FileManager.default.contentsOfDirectory(atPath: dir + "/study").sorted().map { dir + "/study/" + $0 }
+        let files = try await Self.makeStudy(dir)
         let port = try freeTCPPort()
         let pacsPort = try freeTCPPort()
         let config = Self.config(dir, port: port, destinationPort: pacsPort)
