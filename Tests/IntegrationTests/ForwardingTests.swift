@@ -160,15 +160,15 @@ import Testing
         let config = Self.config(dir, port: port, destinationPort: pacsPort)
         var daemon = try await DaemonProcess.start(directory: dir, config: config)
         defer { daemon.signal(SIGKILL) }
-        // The whole study waits in the queue, then Orthanc starts. Orthanc takes a
-        // millisecond or two an instance, faster than the journal can be watched, so once it
-        // holds 20 it is frozen (SIGSTOP), the daemon is killed in the middle of its
-        // association, and Orthanc goes on (SIGCONT).
+        // The whole study waits in the queue, then Orthanc starts, slowed to 30 ms an
+        // instance (a Lua filter: on its own it takes a millisecond or two, faster than a
+        // loaded machine lets the test look). Once it holds 20 it is frozen (SIGSTOP), the
+        // daemon is killed in the middle of its association, and Orthanc goes on (SIGCONT).
         try await Self.send(files, port: port)
         _ = try await daemon.waitForEvents(timeout: .seconds(120)) { events in
             events.filter { $0.kind == "dicom.forward.queued" }.count >= 400
         }
-        let orthanc = try await startOrthanc(directory: dir, aeTitle: "PACS", port: pacsPort)
+        let orthanc = try await startOrthanc(directory: dir, aeTitle: "PACS", port: pacsPort, secondsPerInstance: 0.03)
         defer { stopProcess(orthanc) }
         func held() -> Int { (try? FileManager.default.subpathsOfDirectory(atPath: dir + "/orthanc-storage"))?.count ?? 0 }
         let waited = ContinuousClock.now

@@ -64,12 +64,24 @@ public func waitForListener(port: Int, what: String) async throws {
 /// Orthanc (Debian's `orthanc`) as a DICOM destination, bound to the test: storage and
 /// index under `directory` (its files in `directory/orthanc-storage`, uncompressed), on
 /// `port`, answering to `aeTitle` only, with TCP_NODELAY=1. Returns once it listens.
-public func startOrthanc(directory: String, aeTitle: String, port: Int) async throws -> Process {
+/// With `secondsPerInstance`, a Lua filter makes it take that long over each instance it
+/// receives (a slow destination, for a test that must act in the middle of a delivery).
+public func startOrthanc(directory: String, aeTitle: String, port: Int, secondsPerInstance: Double? = nil) async throws -> Process {
     let http = try freeTCPPort()
+    var lua = ""
+    if let secondsPerInstance {
+        try """
+            function ReceivedInstanceFilter(dicom, origin, info)
+               os.execute("sleep \(secondsPerInstance)")
+               return true
+            end
+            """.write(toFile: directory + "/orthanc-slow.lua", atomically: true, encoding: .utf8)
+        lua = #", "LuaScripts": ["\#(directory)/orthanc-slow.lua"]"#
+    }
     try """
         { "Name": "nmbridge-test", "StorageDirectory": "\(directory)/orthanc-storage", "IndexDirectory": "\(directory)/orthanc-index",
           "DicomAet": "\(aeTitle)", "DicomPort": \(port), "HttpPort": \(http), "RemoteAccessAllowed": false,
-          "DicomCheckCalledAet": true, "StorageCompression": false, "Plugins": [] }
+          "DicomCheckCalledAet": true, "StorageCompression": false, "Plugins": []\(lua) }
         """.write(toFile: directory + "/orthanc.json", atomically: true, encoding: .utf8)
     let orthanc = Process()
     orthanc.executableURL = URL(fileURLWithPath: "/usr/sbin/Orthanc")
